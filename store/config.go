@@ -1,0 +1,95 @@
+package store
+
+import (
+	"maps"
+	"slices"
+	"strconv"
+
+	"github.com/stockd/stockd/api/logv1"
+)
+
+// putLocation declares or renames a location. The catalog is copied and
+// republished, so reads never lock it.
+func (st *state) putLocation(c *logv1.PutLocation) Result {
+	if r := validate(&logv1.Command{Kind: &logv1.Command_PutLocation{PutLocation: c}}); r != nil {
+		return Result{Err: r}
+	}
+	old := st.catalog.Load()
+	next := &catalog{locations: maps.Clone(old.locations), channels: old.channels}
+	next.locations[LocationID(c.GetId())] = Location{ID: LocationID(c.GetId()), Name: c.GetName()}
+	st.catalog.Store(next)
+	return Result{}
+}
+
+// putChannel creates or replaces a channel; every location must be declared.
+func (st *state) putChannel(c *logv1.PutChannel) Result {
+	if r := validatePutChannel(c); r != nil {
+		return Result{Err: r}
+	}
+	old := st.catalog.Load()
+	ch := &Channel{ID: ChannelID(c.GetId()), DefaultBuffer: Units(c.GetDefaultBufferBaseUnits())}
+	for i, l := range c.GetLocations() {
+		if _, ok := old.locations[LocationID(l)]; !ok {
+			return Result{Err: reject(ErrUnknownLocation, "channel.locations["+strconv.Itoa(i)+"]",
+				"unknown location "+strconv.Quote(l))}
+		}
+		ch.Locations = append(ch.Locations, LocationID(l))
+	}
+	next := &catalog{locations: old.locations, channels: maps.Clone(old.channels)}
+	next.channels[ch.ID] = ch
+	st.catalog.Store(next)
+	return Result{}
+}
+
+// setBuffer sets (or, with 0 units, removes) one buffer rule of an item.
+func (st *state) setBuffer(c *logv1.SetBuffer) Result {
+	if r := validate(&logv1.Command{Kind: &logv1.Command_SetBuffer{SetBuffer: c}}); r != nil {
+		return Result{Err: r}
+	}
+	cat := st.catalog.Load()
+	if ch := c.GetChannel(); ch != "" && cat.channels[ChannelID(ch)] == nil {
+		return Result{Err: reject(ErrUnknownChannel, "channel", "unknown channel "+strconv.Quote(ch))}
+	}
+	if loc := c.GetLocation(); loc != "" {
+		if _, ok := cat.locations[LocationID(loc)]; !ok {
+			return Result{Err: reject(ErrUnknownLocation, "location", "unknown location "+strconv.Quote(loc))}
+		}
+	}
+	item := ItemID(c.GetItem())
+	rule := bufferRule{channel: ChannelID(c.GetChannel()), location: LocationID(c.GetLocation()), units: Units(c.GetBufferBaseUnits())}
+	sh := st.shardFor(item)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	is := sh.items[item]
+	if is == nil {
+		if rule.units == 0 {
+			return Result{}
+		}
+		is = &itemState{}
+		sh.items[item] = is
+	}
+	i, found := slices.BinarySearchFunc(is.buffers, rule, cmpRule)
+	switch {
+	case found && rule.units == 0:
+		is.buffers = slices.Delete(is.buffers, i, i+1)
+	case found:
+		is.buffers[i] = rule
+	case rule.units != 0:
+		is.buffers = slices.Insert(is.buffers, i, rule)
+	}
+	return Result{}
+}
+
+func cmpRule(a, b bufferRule) int {
+	switch {
+	case a.channel < b.channel:
+		return -1
+	case a.channel > b.channel:
+		return 1
+	case a.location < b.location:
+		return -1
+	case a.location > b.location:
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,315 @@
+package store
+
+import (
+	"container/heap"
+	"strconv"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/stockd/stockd/api/logv1"
+)
+
+type counterKey struct {
+	item     ItemID
+	location LocationID
+}
+
+// reserve holds every line of a cart or none (I1), remembering the answer for
+// retries by (channel, reservation id) (I3).
+func (st *state) reserve(now Timestamp, c *logv1.Reserve) Result {
+	if r := validateReserve(c); r != nil {
+		return Result{Err: r}
+	}
+	key := resKey{ChannelID(c.GetChannel()), ReservationID(c.GetReservationId())}
+	if r := st.reservations[key]; r != nil {
+		if d := diffReserve(r.request, c); d != nil {
+			return Result{Err: d}
+		}
+		cp := r.Reservation.clone()
+		return Result{Reservation: &cp}
+	}
+	if f := st.refusals[key]; f != nil {
+		if d := diffReserve(f.request, c); d != nil {
+			return Result{Err: d}
+		}
+		return Result{Err: f.rejection}
+	}
+	lines, rej := st.allocate(key.channel, c)
+	if rej != nil {
+		f := &refusal{request: proto.CloneOf(c), rejection: rej, prunableAt: now}
+		f.pruneSeq = st.enqueuePrune(pruneItem{at: now, kind: pruneRefusal, key: key})
+		st.refusals[key] = f
+		return Result{Err: rej}
+	}
+	for _, l := range lines {
+		for _, a := range l.Allocations {
+			sh := st.shardFor(l.Item)
+			sh.mu.Lock()
+			sh.items[l.Item].counterAt(a.Location).reserved += a.Quantity
+			sh.mu.Unlock()
+		}
+	}
+	ttl := c.GetTtlNanos()
+	if ttl == 0 {
+		ttl = DefaultHoldTTLNanos
+	}
+	r := &reservation{
+		Reservation: Reservation{
+			Channel: key.channel, ID: key.id, State: StateHeld, Lines: lines,
+			CreatedAt: now, ExpiresAt: now + Timestamp(ttl),
+		},
+		request: proto.CloneOf(c),
+	}
+	st.lmu.Lock()
+	st.reservations[key] = r
+	st.lmu.Unlock()
+	heap.Push(&st.deadlines, deadlineItem{at: r.ExpiresAt, key: key})
+	cp := r.Reservation.clone()
+	return Result{Reservation: &cp}
+}
+
+// allocate decides where each line is held without changing state. Lines with
+// a location are held there. The others go to the highest-priority single
+// location that fills all of them (no split shipment), else each line is
+// filled greedily in the channel's priority order in whole SKU units. Lines
+// naming the same item draw on one pool.
+func (st *state) allocate(chID ChannelID, c *logv1.Reserve) ([]ReservationLine, *Rejection) {
+	cat := st.catalog.Load()
+	ch := cat.channels[chID]
+	if ch == nil {
+		return nil, reject(ErrUnknownChannel, "channel", "unknown channel "+strconv.Quote(string(chID)))
+	}
+	lines := make([]ReservationLine, len(c.GetLines()))
+	base := make([]Units, len(lines))
+	for i, l := range c.GetLines() {
+		item := ItemID(l.GetSku())
+		lines[i] = ReservationLine{SKU: SKU(l.GetSku()), Item: item, Quantity: Units(l.GetQuantitySkuUnits()), Factor: 1}
+		q, ok := mulUnits(lines[i].Quantity, lines[i].Factor)
+		if !ok {
+			return nil, reject(ErrOverflow, indexed("lines", i, "quantity"), "quantity times pack factor overflows")
+		}
+		base[i] = q
+		if loc := LocationID(l.GetLocation()); loc != "" {
+			if _, ok := cat.locations[loc]; !ok {
+				return nil, reject(ErrUnknownLocation, indexed("lines", i, "location"), "unknown location "+strconv.Quote(string(loc)))
+			}
+			if !ch.sees(loc) {
+				return nil, reject(ErrLocationNotVisible, indexed("lines", i, "location"),
+					"location "+strconv.Quote(string(loc))+" is not one of channel "+strconv.Quote(string(chID))+"'s locations")
+			}
+		}
+	}
+
+	taken := make(map[counterKey]Units)
+	avail := func(item ItemID, loc LocationID) Units {
+		is := st.item(item)
+		ct := is.counterAt(loc)
+		if ct == nil {
+			return 0
+		}
+		return ct.available(is.buffer(ch, loc)) - taken[counterKey{item, loc}]
+	}
+
+	// Lines pinned to a location first.
+	var flexible []int
+	for i, l := range c.GetLines() {
+		loc := LocationID(l.GetLocation())
+		if loc == "" {
+			flexible = append(flexible, i)
+			continue
+		}
+		if a := avail(lines[i].Item, loc); base[i] > a {
+			return nil, insufficient(i, base[i], a)
+		}
+		taken[counterKey{lines[i].Item, loc}] += base[i]
+		lines[i].Allocations = []Allocation{{Location: loc, Quantity: base[i]}}
+	}
+	if len(flexible) == 0 {
+		return lines, nil
+	}
+
+	// One location for the whole cart, if any can.
+	demand := make(map[ItemID]Units)
+	for _, i := range flexible {
+		d, ok := addUnits(demand[lines[i].Item], base[i])
+		if !ok {
+			return nil, reject(ErrOverflow, indexed("lines", i, "quantity"), "cart total overflows")
+		}
+		demand[lines[i].Item] = d
+	}
+	for _, loc := range ch.Locations {
+		fits := true
+		for _, i := range flexible {
+			if avail(lines[i].Item, loc) < demand[lines[i].Item] {
+				fits = false
+				break
+			}
+		}
+		if fits {
+			for _, i := range flexible {
+				lines[i].Allocations = []Allocation{{Location: loc, Quantity: base[i]}}
+			}
+			return lines, nil
+		}
+	}
+
+	// Split: each line greedily in priority order.
+	for _, i := range flexible {
+		remaining := base[i]
+		for _, loc := range ch.Locations {
+			a := avail(lines[i].Item, loc)
+			take := min(a, remaining)
+			take -= take % lines[i].Factor
+			if take <= 0 {
+				continue
+			}
+			lines[i].Allocations = append(lines[i].Allocations, Allocation{Location: loc, Quantity: take})
+			taken[counterKey{lines[i].Item, loc}] += take
+			remaining -= take
+			if remaining == 0 {
+				break
+			}
+		}
+		if remaining > 0 {
+			return nil, insufficient(i, base[i], base[i]-remaining)
+		}
+	}
+	return lines, nil
+}
+
+func insufficient(i int, requested, available Units) *Rejection {
+	available = max(available, 0)
+	return &Rejection{
+		Kind: ErrInsufficientStock, Field: indexed("lines", i, "quantity"),
+		Reason: "insufficient stock: requested " + strconv.FormatInt(int64(requested), 10) +
+			", available " + strconv.FormatInt(int64(available), 10),
+		Requested: requested, Available: available,
+	}
+}
+
+// sees reports whether the channel sells from loc.
+func (c *Channel) sees(loc LocationID) bool {
+	for _, l := range c.Locations {
+		if l == loc {
+			return true
+		}
+	}
+	return false
+}
+
+// diffReserve judges a retry field by field and names the first difference.
+func diffReserve(first, retry *logv1.Reserve) *Rejection {
+	conflict := func(field string) *Rejection {
+		return reject(ErrIdempotencyConflict, field, "differs from the first request with reservation id "+
+			strconv.Quote(first.GetReservationId()))
+	}
+	if len(first.GetLines()) != len(retry.GetLines()) {
+		return conflict("lines")
+	}
+	for i, a := range first.GetLines() {
+		b := retry.GetLines()[i]
+		switch {
+		case a.GetSku() != b.GetSku():
+			return conflict(indexed("lines", i, "sku"))
+		case a.GetQuantitySkuUnits() != b.GetQuantitySkuUnits():
+			return conflict(indexed("lines", i, "quantity"))
+		case a.GetLocation() != b.GetLocation():
+			return conflict(indexed("lines", i, "location"))
+		}
+	}
+	if ttlOrDefault(first.GetTtlNanos()) != ttlOrDefault(retry.GetTtlNanos()) {
+		return conflict("ttl")
+	}
+	return nil
+}
+
+func ttlOrDefault(ttl int64) int64 {
+	if ttl == 0 {
+		return DefaultHoldTTLNanos
+	}
+	return ttl
+}
+
+// confirm turns a live hold into an order in the outbox: its units move from
+// reserved to committed. Confirming again with the same order_ref answers the
+// same; another order_ref is a conflict.
+func (st *state) confirm(now Timestamp, c *logv1.Confirm) Result {
+	if r := validate(&logv1.Command{Kind: &logv1.Command_Confirm{Confirm: c}}); r != nil {
+		return Result{Err: r}
+	}
+	r := st.reservations[resKey{ChannelID(c.GetChannel()), ReservationID(c.GetReservationId())}]
+	if r == nil {
+		return Result{Err: reject(ErrUnknownReservation, "reservation_id", "unknown reservation "+strconv.Quote(c.GetReservationId()))}
+	}
+	switch r.State {
+	case StateConfirmed:
+		if r.OrderRef != c.GetOrderRef() {
+			return Result{Err: reject(ErrIdempotencyConflict, "order_ref", "reservation was confirmed with order_ref "+strconv.Quote(r.OrderRef))}
+		}
+	case StateReleased, StateExpired:
+		return Result{Err: reject(ErrNotHeld, "reservation_id", "reservation is "+r.State.String())}
+	case StateHeld:
+		o := &order{seq: st.nextOrderSeq, channel: r.Channel, reservationID: r.ID, orderRef: c.GetOrderRef()}
+		st.nextOrderSeq++
+		for _, l := range r.Lines {
+			for _, a := range l.Allocations {
+				sh := st.shardFor(l.Item)
+				sh.mu.Lock()
+				ct := sh.items[l.Item].counterAt(a.Location)
+				ct.reserved -= a.Quantity
+				ct.committed += a.Quantity
+				sh.mu.Unlock()
+				o.lines = append(o.lines, orderLine{item: l.Item, location: a.Location, quantity: a.Quantity})
+			}
+		}
+		st.orders = append(st.orders, o)
+		st.lmu.Lock()
+		r.OrderRef, r.OrderSeq = o.orderRef, o.seq
+		st.lmu.Unlock()
+		st.finish(r, StateConfirmed, now)
+	}
+	cp := r.Reservation.clone()
+	return Result{Reservation: &cp}
+}
+
+// release gives a hold's units back. Releasing a released or expired hold
+// answers the same; a confirmed one cannot be released.
+func (st *state) release(now Timestamp, c *logv1.Release) Result {
+	if r := validate(&logv1.Command{Kind: &logv1.Command_Release{Release: c}}); r != nil {
+		return Result{Err: r}
+	}
+	r := st.reservations[resKey{ChannelID(c.GetChannel()), ReservationID(c.GetReservationId())}]
+	if r == nil {
+		return Result{Err: reject(ErrUnknownReservation, "reservation_id", "unknown reservation "+strconv.Quote(c.GetReservationId()))}
+	}
+	switch r.State {
+	case StateConfirmed:
+		return Result{Err: reject(ErrNotHeld, "reservation_id", "reservation is confirmed")}
+	case StateHeld:
+		st.unhold(r)
+		st.finish(r, StateReleased, now)
+	}
+	cp := r.Reservation.clone()
+	return Result{Reservation: &cp}
+}
+
+// unhold returns a hold's units from reserved.
+func (st *state) unhold(r *reservation) {
+	for _, l := range r.Lines {
+		for _, a := range l.Allocations {
+			sh := st.shardFor(l.Item)
+			sh.mu.Lock()
+			sh.items[l.Item].counterAt(a.Location).reserved -= a.Quantity
+			sh.mu.Unlock()
+		}
+	}
+}
+
+// finish moves a reservation to a final state and starts its retry window.
+func (st *state) finish(r *reservation, s ReservationState, now Timestamp) {
+	st.lmu.Lock()
+	r.State = s
+	st.lmu.Unlock()
+	r.prunableAt = now
+	r.pruneSeq = st.enqueuePrune(pruneItem{at: now, kind: pruneReservation, key: resKey{r.Channel, r.ID}})
+}

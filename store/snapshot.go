@@ -1,0 +1,402 @@
+package store
+
+import (
+	"cmp"
+	"container/heap"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/stockd/stockd/api/logv1"
+)
+
+// snapshotFormat is the record-stream format written in SnapshotMeta.
+const snapshotFormat = 1
+
+// Snapshot is a point-in-time copy of the machine at one applied index. It is
+// taken on the apply goroutine and written later from any goroutine.
+type Snapshot struct {
+	index   Revision
+	records []*logv1.SnapshotRecord
+}
+
+// Index is the applied index the snapshot reflects.
+func (s *Snapshot) Index() Revision { return s.index }
+
+// Snapshot captures the whole state as canonical records. Call it on the
+// apply goroutine (no Apply may run concurrently); the copy is independent of
+// later applies.
+func (m *Machine) Snapshot() *Snapshot {
+	st := m.st.Load()
+	s := &Snapshot{index: Revision(st.applied.Load())}
+	add := func(r *logv1.SnapshotRecord) { s.records = append(s.records, r) }
+	add(&logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_Meta{Meta: &logv1.SnapshotMeta{
+		AppliedIndex: st.applied.Load(), TimeUnixNanos: st.now.Load(), NextOrderSeq: st.nextOrderSeq,
+		AbsorbedMark: st.absorbedMark, NextPruneSeq: st.nextPruneSeq, Format: snapshotFormat,
+	}}})
+	cat := st.catalog.Load()
+	for _, id := range slices.Sorted(maps.Keys(cat.locations)) {
+		l := cat.locations[id]
+		add(&logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_Location{Location: &logv1.LocationRecord{Id: string(l.ID), Name: l.Name}}})
+	}
+	for _, id := range slices.Sorted(maps.Keys(cat.channels)) {
+		c := cat.channels[id]
+		rec := &logv1.ChannelRecord{Id: string(c.ID), DefaultBufferBaseUnits: int64(c.DefaultBuffer)}
+		for _, l := range c.Locations {
+			rec.Locations = append(rec.Locations, string(l))
+		}
+		add(&logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_Channel{Channel: rec}})
+	}
+	var items []ItemID
+	for i := range st.shards {
+		for id := range st.shards[i].items {
+			items = append(items, id)
+		}
+	}
+	slices.Sort(items)
+	for _, id := range items {
+		for _, b := range st.item(id).buffers {
+			add(&logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_Buffer{Buffer: &logv1.BufferRecord{
+				Item: string(id), Channel: string(b.channel), Location: string(b.location), BufferBaseUnits: int64(b.units),
+			}}})
+		}
+	}
+	for _, id := range items {
+		for _, c := range st.item(id).counters {
+			add(&logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_Counter{Counter: &logv1.CounterRecord{
+				Item: string(id), Location: string(c.location), OnHandBaseUnits: int64(c.onHand),
+				ReservedBaseUnits: int64(c.reserved), CommittedBaseUnits: int64(c.committed), Version: c.version,
+			}}})
+		}
+	}
+	for _, k := range slices.SortedFunc(maps.Keys(st.reservations), cmpKey) {
+		add(&logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_Reservation{Reservation: reservationRecord(st.reservations[k])}})
+	}
+	for _, k := range slices.SortedFunc(maps.Keys(st.refusals), cmpKey) {
+		f := st.refusals[k]
+		add(&logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_Refusal{Refusal: &logv1.RefusalRecord{
+			Request: f.request, Rejection: rejectionRecord(f.rejection), PruneSeq: f.pruneSeq, PrunableUnixNanos: int64(f.prunableAt),
+		}}})
+	}
+	for _, id := range slices.Sorted(maps.Keys(st.deltas)) {
+		d := st.deltas[id]
+		add(&logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_Delta{Delta: &logv1.DeltaRecord{
+			Row: d.row, Status: uint32(d.result.Status), Reason: d.result.Reason, Version: d.result.Version,
+			OnHandBaseUnits: int64(d.result.OnHand), PruneSeq: d.pruneSeq, PrunableUnixNanos: int64(d.prunableAt),
+		}}})
+	}
+	for _, o := range st.orders {
+		rec := &logv1.OrderRecord{Seq: o.seq, Channel: string(o.channel), ReservationId: string(o.reservationID),
+			OrderRef: o.orderRef, Absorbed: o.absorbed}
+		for _, l := range o.lines {
+			rec.Lines = append(rec.Lines, &logv1.OrderLineRecord{Item: string(l.item), Location: string(l.location), QuantityBaseUnits: int64(l.quantity)})
+		}
+		add(&logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_Order{Order: rec}})
+	}
+	return s
+}
+
+// WriteRecords emits the canonical record stream: each record a deterministic
+// protobuf encoding of logv1.SnapshotRecord, in a fixed kind order and sorted
+// by key within each kind. Equal states emit equal streams.
+func (s *Snapshot) WriteRecords(emit func(rec []byte) error) error {
+	opts := proto.MarshalOptions{Deterministic: true}
+	for _, r := range s.records {
+		b, err := opts.Marshal(r)
+		if err != nil {
+			return fmt.Errorf("encode snapshot record: %w", err)
+		}
+		if err := emit(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Digest is SHA-256 over the record stream, each record prefixed by its
+// length as a uvarint.
+func (s *Snapshot) Digest() ([32]byte, error) {
+	h := sha256.New()
+	var n [binary.MaxVarintLen64]byte
+	err := s.WriteRecords(func(rec []byte) error {
+		h.Write(n[:binary.PutUvarint(n[:], uint64(len(rec)))])
+		h.Write(rec)
+		return nil
+	})
+	var out [32]byte
+	copy(out[:], h.Sum(nil))
+	return out, err
+}
+
+// Digest is the digest of a snapshot taken now. Call it where no Apply runs
+// concurrently.
+func (m *Machine) Digest() ([32]byte, error) { return m.Snapshot().Digest() }
+
+// ErrCorruptSnapshot: a snapshot stream failed to decode or broke an invariant.
+var ErrCorruptSnapshot = errors.New("corrupt snapshot")
+
+// Restore replaces the state with the one a record stream describes. next
+// returns one record at a time and io.EOF after the last. The stream is
+// decoded into fresh state and its invariants checked (reserved equals the
+// live holds, committed equals the unabsorbed orders, ids unique); only then
+// is it swapped in. On error the machine is unchanged. Call it on the apply
+// goroutine.
+func (m *Machine) Restore(next func() ([]byte, error)) error {
+	st, err := decodeState(next)
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	m.st.Store(st)
+	return nil
+}
+
+func decodeState(next func() ([]byte, error)) (*state, error) {
+	st := newState()
+	cat := &catalog{locations: map[LocationID]Location{}, channels: map[ChannelID]*Channel{}}
+	var queue []pruneItem
+	sawMeta := false
+	for n := 0; ; n++ {
+		b, err := next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		var rec logv1.SnapshotRecord
+		if err := proto.Unmarshal(b, &rec); err != nil {
+			return nil, fmt.Errorf("%w: record %d: %w", ErrCorruptSnapshot, n, err)
+		}
+		if _, isMeta := rec.GetKind().(*logv1.SnapshotRecord_Meta); isMeta == sawMeta {
+			return nil, fmt.Errorf("%w: record %d: the meta record must come first, once", ErrCorruptSnapshot, n)
+		}
+		if err := st.restoreRecord(cat, &rec, &queue); err != nil {
+			return nil, fmt.Errorf("%w: record %d: %w", ErrCorruptSnapshot, n, err)
+		}
+		sawMeta = true
+	}
+	if !sawMeta {
+		return nil, fmt.Errorf("%w: no meta record", ErrCorruptSnapshot)
+	}
+	st.catalog.Store(cat)
+	slices.SortFunc(queue, func(a, b pruneItem) int { return cmp.Compare(a.seq, b.seq) })
+	st.pruneQueue = queue
+	for st.absorbedPos < len(st.orders) && st.orders[st.absorbedPos].seq <= st.absorbedMark {
+		st.absorbedPos++
+	}
+	if err := st.checkInvariants(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCorruptSnapshot, err)
+	}
+	st.settleDeadline()
+	return st, nil
+}
+
+func (st *state) restoreRecord(cat *catalog, rec *logv1.SnapshotRecord, queue *[]pruneItem) error {
+	switch k := rec.GetKind().(type) {
+	case *logv1.SnapshotRecord_Meta:
+		m := k.Meta
+		if m.GetFormat() != snapshotFormat {
+			return fmt.Errorf("snapshot format %d, this build reads %d", m.GetFormat(), snapshotFormat)
+		}
+		st.applied.Store(m.GetAppliedIndex())
+		st.now.Store(m.GetTimeUnixNanos())
+		st.nextOrderSeq, st.absorbedMark, st.nextPruneSeq = m.GetNextOrderSeq(), m.GetAbsorbedMark(), m.GetNextPruneSeq()
+	case *logv1.SnapshotRecord_Location:
+		id := LocationID(k.Location.GetId())
+		if _, dup := cat.locations[id]; dup {
+			return fmt.Errorf("location %q twice", id)
+		}
+		cat.locations[id] = Location{ID: id, Name: k.Location.GetName()}
+	case *logv1.SnapshotRecord_Channel:
+		c := &Channel{ID: ChannelID(k.Channel.GetId()), DefaultBuffer: Units(k.Channel.GetDefaultBufferBaseUnits())}
+		if _, dup := cat.channels[c.ID]; dup {
+			return fmt.Errorf("channel %q twice", c.ID)
+		}
+		for _, l := range k.Channel.GetLocations() {
+			if _, ok := cat.locations[LocationID(l)]; !ok {
+				return fmt.Errorf("channel %q names undeclared location %q", c.ID, l)
+			}
+			c.Locations = append(c.Locations, LocationID(l))
+		}
+		cat.channels[c.ID] = c
+	case *logv1.SnapshotRecord_Buffer:
+		b := k.Buffer
+		sh := st.shardFor(ItemID(b.GetItem()))
+		is := sh.items[ItemID(b.GetItem())]
+		if is == nil {
+			is = &itemState{}
+			sh.items[ItemID(b.GetItem())] = is
+		}
+		rule := bufferRule{channel: ChannelID(b.GetChannel()), location: LocationID(b.GetLocation()), units: Units(b.GetBufferBaseUnits())}
+		if n := len(is.buffers); n > 0 && cmpRule(is.buffers[n-1], rule) >= 0 {
+			return fmt.Errorf("buffer rules of item %q out of order", b.GetItem())
+		}
+		is.buffers = append(is.buffers, rule)
+	case *logv1.SnapshotRecord_Counter:
+		c := k.Counter
+		item := ItemID(c.GetItem())
+		sh := st.shardFor(item)
+		is := sh.items[item]
+		if is == nil {
+			is = &itemState{}
+			sh.items[item] = is
+		}
+		if n := len(is.counters); n > 0 && is.counters[n-1].location >= LocationID(c.GetLocation()) {
+			return fmt.Errorf("counters of item %q out of order", item)
+		}
+		is.counters = append(is.counters, counter{location: LocationID(c.GetLocation()), onHand: Units(c.GetOnHandBaseUnits()),
+			reserved: Units(c.GetReservedBaseUnits()), committed: Units(c.GetCommittedBaseUnits()), version: c.GetVersion()})
+	case *logv1.SnapshotRecord_Reservation:
+		r := reservationFromRecord(k.Reservation)
+		key := resKey{r.Channel, r.ID}
+		if _, dup := st.reservations[key]; dup {
+			return fmt.Errorf("reservation %q/%q twice", key.channel, key.id)
+		}
+		st.reservations[key] = r
+		if r.State == StateHeld {
+			heap.Push(&st.deadlines, deadlineItem{at: r.ExpiresAt, key: key})
+		} else {
+			*queue = append(*queue, pruneItem{seq: r.pruneSeq, at: r.prunableAt, kind: pruneReservation, key: key})
+		}
+	case *logv1.SnapshotRecord_Refusal:
+		f := k.Refusal
+		key := resKey{ChannelID(f.GetRequest().GetChannel()), ReservationID(f.GetRequest().GetReservationId())}
+		if _, dup := st.refusals[key]; dup {
+			return fmt.Errorf("refusal %q/%q twice", key.channel, key.id)
+		}
+		st.refusals[key] = &refusal{request: f.GetRequest(), rejection: rejectionFromRecord(f.GetRejection()),
+			pruneSeq: f.GetPruneSeq(), prunableAt: Timestamp(f.GetPrunableUnixNanos())}
+		*queue = append(*queue, pruneItem{seq: f.GetPruneSeq(), at: Timestamp(f.GetPrunableUnixNanos()), kind: pruneRefusal, key: key})
+	case *logv1.SnapshotRecord_Delta:
+		d := k.Delta
+		id := d.GetRow().GetDeltaId()
+		if _, dup := st.deltas[id]; dup {
+			return fmt.Errorf("delta %q twice", id)
+		}
+		st.deltas[id] = &delta{row: d.GetRow(), result: RowResult{Status: RowStatus(d.GetStatus()), Reason: d.GetReason(),
+			Version: d.GetVersion(), OnHand: Units(d.GetOnHandBaseUnits())}, pruneSeq: d.GetPruneSeq(), prunableAt: Timestamp(d.GetPrunableUnixNanos())}
+		*queue = append(*queue, pruneItem{seq: d.GetPruneSeq(), at: Timestamp(d.GetPrunableUnixNanos()), kind: pruneDelta, deltaID: id})
+	case *logv1.SnapshotRecord_Order:
+		o := k.Order
+		if n := len(st.orders); n > 0 && st.orders[n-1].seq >= o.GetSeq() {
+			return fmt.Errorf("order %d out of order", o.GetSeq())
+		}
+		ord := &order{seq: o.GetSeq(), channel: ChannelID(o.GetChannel()), reservationID: ReservationID(o.GetReservationId()),
+			orderRef: o.GetOrderRef(), absorbed: o.GetAbsorbed()}
+		for _, l := range o.GetLines() {
+			ord.lines = append(ord.lines, orderLine{item: ItemID(l.GetItem()), location: LocationID(l.GetLocation()), quantity: Units(l.GetQuantityBaseUnits())})
+		}
+		st.orders = append(st.orders, ord)
+	default:
+		return fmt.Errorf("unknown record kind %T", rec.GetKind())
+	}
+	return nil
+}
+
+// checkInvariants verifies what every applied log keeps true: reserved is the
+// sum of live holds and committed the sum of unabsorbed orders, per counter;
+// no counter's reserved or committed is negative.
+func (st *state) checkInvariants() error {
+	reserved := map[counterKey]Units{}
+	for _, r := range st.reservations {
+		if r.State != StateHeld {
+			continue
+		}
+		for _, l := range r.Lines {
+			for _, a := range l.Allocations {
+				reserved[counterKey{l.Item, a.Location}] += a.Quantity
+			}
+		}
+	}
+	committed := map[counterKey]Units{}
+	for _, o := range st.orders {
+		if o.absorbed {
+			continue
+		}
+		for _, l := range o.lines {
+			committed[counterKey{l.item, l.location}] += l.quantity
+		}
+	}
+	var problems []string
+	for i := range st.shards {
+		for id, is := range st.shards[i].items {
+			for _, c := range is.counters {
+				k := counterKey{id, c.location}
+				if c.reserved < 0 || c.committed < 0 {
+					problems = append(problems, fmt.Sprintf("counter %s@%s has reserved %d committed %d", id, c.location, c.reserved, c.committed))
+				}
+				if c.reserved != reserved[k] {
+					problems = append(problems, fmt.Sprintf("counter %s@%s reserved %d, live holds %d", id, c.location, c.reserved, reserved[k]))
+				}
+				if c.committed != committed[k] {
+					problems = append(problems, fmt.Sprintf("counter %s@%s committed %d, unabsorbed orders %d", id, c.location, c.committed, committed[k]))
+				}
+				delete(reserved, k)
+				delete(committed, k)
+			}
+		}
+	}
+	for k, q := range reserved {
+		problems = append(problems, fmt.Sprintf("holds of %d at %s@%s have no counter", q, k.item, k.location))
+	}
+	for k, q := range committed {
+		problems = append(problems, fmt.Sprintf("orders of %d at %s@%s have no counter", q, k.item, k.location))
+	}
+	if len(problems) > 0 {
+		slices.Sort(problems)
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+func reservationRecord(r *reservation) *logv1.ReservationRecord {
+	rec := &logv1.ReservationRecord{
+		Channel: string(r.Channel), ReservationId: string(r.ID), State: uint32(r.State), Request: r.request,
+		CreatedUnixNanos: int64(r.CreatedAt), ExpiresUnixNanos: int64(r.ExpiresAt), OrderRef: r.OrderRef, OrderSeq: r.OrderSeq,
+		PruneSeq: r.pruneSeq, PrunableUnixNanos: int64(r.prunableAt),
+	}
+	for _, l := range r.Lines {
+		lr := &logv1.ReservationLineRecord{Sku: string(l.SKU), Item: string(l.Item), QuantitySkuUnits: int64(l.Quantity), Factor: int64(l.Factor)}
+		for _, a := range l.Allocations {
+			lr.Allocations = append(lr.Allocations, &logv1.AllocationRecord{Location: string(a.Location), QuantityBaseUnits: int64(a.Quantity)})
+		}
+		rec.Lines = append(rec.Lines, lr)
+	}
+	return rec
+}
+
+func reservationFromRecord(rec *logv1.ReservationRecord) *reservation {
+	r := &reservation{
+		Reservation: Reservation{
+			Channel: ChannelID(rec.GetChannel()), ID: ReservationID(rec.GetReservationId()), State: ReservationState(rec.GetState()),
+			CreatedAt: Timestamp(rec.GetCreatedUnixNanos()), ExpiresAt: Timestamp(rec.GetExpiresUnixNanos()),
+			OrderRef: rec.GetOrderRef(), OrderSeq: rec.GetOrderSeq(),
+		},
+		request: rec.GetRequest(), pruneSeq: rec.GetPruneSeq(), prunableAt: Timestamp(rec.GetPrunableUnixNanos()),
+	}
+	for _, lr := range rec.GetLines() {
+		l := ReservationLine{SKU: SKU(lr.GetSku()), Item: ItemID(lr.GetItem()), Quantity: Units(lr.GetQuantitySkuUnits()), Factor: Units(lr.GetFactor())}
+		for _, a := range lr.GetAllocations() {
+			l.Allocations = append(l.Allocations, Allocation{Location: LocationID(a.GetLocation()), Quantity: Units(a.GetQuantityBaseUnits())})
+		}
+		r.Lines = append(r.Lines, l)
+	}
+	return r
+}
+
+func rejectionRecord(r *Rejection) *logv1.Rejection {
+	return &logv1.Rejection{Kind: kindOf(r), Field: r.Field, Reason: r.Reason,
+		RequestedBaseUnits: int64(r.Requested), AvailableBaseUnits: int64(r.Available)}
+}
+
+func rejectionFromRecord(rec *logv1.Rejection) *Rejection {
+	return &Rejection{Kind: sentinelOf(rec.GetKind()), Field: rec.GetField(), Reason: rec.GetReason(),
+		Requested: Units(rec.GetRequestedBaseUnits()), Available: Units(rec.GetAvailableBaseUnits())}
+}

@@ -1,0 +1,151 @@
+package store
+
+import (
+	"strconv"
+
+	"github.com/stockd/stockd/api/logv1"
+)
+
+// Validate checks a command's shape without looking at state: ids present and
+// at most MaxIDBytes, quantities positive, counts within limits, TTL in range.
+// Handlers call it before proposing, so malformed input never reaches the
+// log; Apply repeats it. The error is a *Rejection wrapping ErrInvalid whose
+// Field is the request's proto field path. ERP rows are checked one by one in
+// Apply instead, so a bad row never sinks its neighbours.
+func Validate(cmd *logv1.Command) error {
+	if r := validate(cmd); r != nil {
+		return r
+	}
+	return nil
+}
+
+func validate(cmd *logv1.Command) *Rejection {
+	switch k := cmd.GetKind().(type) {
+	case *logv1.Command_Reserve:
+		return validateReserve(k.Reserve)
+	case *logv1.Command_Confirm:
+		c := k.Confirm
+		return firstOf(checkID("channel", c.GetChannel()), checkID("reservation_id", c.GetReservationId()),
+			checkID("order_ref", c.GetOrderRef()))
+	case *logv1.Command_Release:
+		c := k.Release
+		return firstOf(checkID("channel", c.GetChannel()), checkID("reservation_id", c.GetReservationId()))
+	case *logv1.Command_SetStock:
+		return checkRows(len(k.SetStock.GetRows()))
+	case *logv1.Command_AdjustStock:
+		return checkRows(len(k.AdjustStock.GetRows()))
+	case *logv1.Command_PutLocation:
+		c := k.PutLocation
+		return firstOf(checkID("location.id", c.GetId()), checkText("location.name", c.GetName()))
+	case *logv1.Command_PutChannel:
+		return validatePutChannel(k.PutChannel)
+	case *logv1.Command_SetBuffer:
+		c := k.SetBuffer
+		r := firstOf(checkID("item", c.GetItem()), checkText("channel", c.GetChannel()), checkText("location", c.GetLocation()))
+		if r == nil && c.GetBufferBaseUnits() < 0 {
+			r = invalid("buffer_base_units", "must be >= 0")
+		}
+		return r
+	case *logv1.Command_Tick:
+		return nil
+	case nil:
+		return invalid("command", "empty command")
+	}
+	return nil
+}
+
+func validateReserve(c *logv1.Reserve) *Rejection {
+	if r := firstOf(checkID("channel", c.GetChannel()), checkID("reservation_id", c.GetReservationId())); r != nil {
+		return r
+	}
+	n := len(c.GetLines())
+	if n == 0 {
+		return invalid("lines", "at least one line is required")
+	}
+	if n > MaxLines {
+		return invalid("lines", "at most "+strconv.Itoa(MaxLines)+" lines, got "+strconv.Itoa(n))
+	}
+	for i, l := range c.GetLines() {
+		if r := checkID(indexed("lines", i, "sku"), l.GetSku()); r != nil {
+			return r
+		}
+		if l.GetQuantitySkuUnits() <= 0 {
+			return invalid(indexed("lines", i, "quantity"), "must be > 0, got "+strconv.FormatInt(l.GetQuantitySkuUnits(), 10))
+		}
+		if r := checkText(indexed("lines", i, "location"), l.GetLocation()); r != nil {
+			return r
+		}
+	}
+	if ttl := c.GetTtlNanos(); ttl != 0 && (ttl < MinHoldTTLNanos || ttl > MaxHoldTTLNanos) {
+		return invalid("ttl", "must be between 1s and 24h, got "+strconv.FormatInt(ttl, 10)+"ns")
+	}
+	return nil
+}
+
+func validatePutChannel(c *logv1.PutChannel) *Rejection {
+	if r := checkID("channel.id", c.GetId()); r != nil {
+		return r
+	}
+	n := len(c.GetLocations())
+	if n == 0 {
+		return invalid("channel.locations", "at least one location is required")
+	}
+	if n > MaxChannelLocations {
+		return invalid("channel.locations", "at most "+strconv.Itoa(MaxChannelLocations)+" locations, got "+strconv.Itoa(n))
+	}
+	for i, l := range c.GetLocations() {
+		field := "channel.locations[" + strconv.Itoa(i) + "]"
+		if r := checkID(field, l); r != nil {
+			return r
+		}
+		for _, prev := range c.GetLocations()[:i] {
+			if prev == l {
+				return invalid(field, "location "+strconv.Quote(l)+" is listed twice")
+			}
+		}
+	}
+	if c.GetDefaultBufferBaseUnits() < 0 {
+		return invalid("channel.default_buffer_base_units", "must be >= 0")
+	}
+	return nil
+}
+
+func checkRows(n int) *Rejection {
+	if n == 0 {
+		return invalid("rows", "at least one row is required")
+	}
+	if n > MaxRows {
+		return invalid("rows", "at most "+strconv.Itoa(MaxRows)+" rows, got "+strconv.Itoa(n))
+	}
+	return nil
+}
+
+// checkID requires 1 to MaxIDBytes bytes without control characters.
+func checkID(field, s string) *Rejection {
+	if s == "" {
+		return invalid(field, "must not be empty")
+	}
+	return checkText(field, s)
+}
+
+// checkText allows empty, else at most MaxIDBytes bytes without control characters.
+func checkText(field, s string) *Rejection {
+	if len(s) > MaxIDBytes {
+		return invalid(field, "at most "+strconv.Itoa(MaxIDBytes)+" bytes, got "+strconv.Itoa(len(s)))
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return invalid(field, "must not contain control characters")
+		}
+	}
+	return nil
+}
+
+func firstOf(rs ...*Rejection) *Rejection {
+	for _, r := range rs {
+		if r != nil {
+			return r
+		}
+	}
+	return nil
+}
