@@ -1,0 +1,305 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"sync"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/stockd/stockd/api/stockdv1"
+)
+
+// fakeState is a minimal in-memory stand-in for a stockd node: enough to
+// record what stockctl sends and to answer with plausible figures.
+type fakeState struct {
+	mu        sync.Mutex
+	revision  uint64
+	locations map[string]string // id -> name
+	locOrder  []string
+	channels  map[string]*stockdv1.Channel
+	counters  map[counterKey]*fakeCounter
+	// setStockBatches holds the row count of every SetStock call, in order.
+	setStockBatches []int
+	adjustments     []*stockdv1.StockAdjustment
+	reserves        []*stockdv1.ReserveRequest
+	availRequests   []*stockdv1.GetAvailabilityRequest
+}
+
+type counterKey struct{ item, location string }
+
+type fakeCounter struct {
+	onHand, reserved int64
+	version          uint64
+}
+
+func newFakeState() *fakeState {
+	return &fakeState{
+		locations: map[string]string{},
+		channels:  map[string]*stockdv1.Channel{},
+		counters:  map[counterKey]*fakeCounter{},
+	}
+}
+
+// startFake serves the three stockd services on 127.0.0.1 with an OS-picked
+// port and returns the state behind them and the address.
+func startFake(t *testing.T) (*fakeState, string) {
+	t.Helper()
+	st := newFakeState()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	srv := grpc.NewServer()
+	stockdv1.RegisterInventoryServer(srv, &fakeInventory{st: st})
+	stockdv1.RegisterErpServer(srv, &fakeErp{st: st})
+	stockdv1.RegisterAdminServer(srv, &fakeAdmin{st: st})
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+	t.Cleanup(func() {
+		srv.Stop()
+		if err := <-served; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return st, lis.Addr().String()
+}
+
+// runCLI runs stockctl against addr and returns its exit status and output.
+func runCLI(t *testing.T, addr string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = run(t.Context(), append([]string{"--addr", addr}, args...), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func (st *fakeState) nextRevision() uint64 {
+	st.revision++
+	return st.revision
+}
+
+func (st *fakeState) availability(ch *stockdv1.Channel, sku string) *stockdv1.SkuAvailability {
+	a := &stockdv1.SkuAvailability{Sku: sku, Item: sku}
+	for _, loc := range ch.GetLocations() {
+		c, ok := st.counters[counterKey{sku, loc}]
+		if !ok {
+			c = &fakeCounter{}
+		} else {
+			a.Known = true
+		}
+		buffer := ch.GetDefaultBufferBaseUnits()
+		avail := max(0, c.onHand-c.reserved-buffer)
+		a.AvailableSkuUnits += avail
+		a.Locations = append(a.Locations, &stockdv1.LocationAvailability{
+			Location:           loc,
+			AvailableSkuUnits:  avail,
+			OnHandBaseUnits:    c.onHand,
+			ReservedBaseUnits:  c.reserved,
+			BufferBaseUnits:    buffer,
+			OversoldBaseUnits:  max(0, c.reserved-c.onHand),
+			CommittedBaseUnits: 0,
+		})
+	}
+	return a
+}
+
+type fakeInventory struct {
+	stockdv1.UnimplementedInventoryServer
+	st *fakeState
+}
+
+func (f *fakeInventory) GetAvailability(_ context.Context, req *stockdv1.GetAvailabilityRequest) (*stockdv1.GetAvailabilityResponse, error) {
+	st := f.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.availRequests = append(st.availRequests, req)
+	ch, ok := st.channels[req.GetChannel()]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "channel: unknown channel %q", req.GetChannel())
+	}
+	if len(req.GetSkus()) > 1000 {
+		return nil, status.Error(codes.InvalidArgument, "skus: at most 1000")
+	}
+	resp := &stockdv1.GetAvailabilityResponse{Revision: st.revision}
+	for _, sku := range req.GetSkus() {
+		resp.Skus = append(resp.Skus, st.availability(ch, sku))
+	}
+	return resp, nil
+}
+
+func (f *fakeInventory) Reserve(_ context.Context, req *stockdv1.ReserveRequest) (*stockdv1.ReserveResponse, error) {
+	st := f.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	ch, ok := st.channels[req.GetChannel()]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "channel: unknown channel %q", req.GetChannel())
+	}
+	st.reserves = append(st.reserves, req)
+	res := &stockdv1.Reservation{
+		Channel:       req.GetChannel(),
+		ReservationId: req.GetReservationId(),
+		State:         stockdv1.ReservationState_RESERVATION_STATE_HELD,
+		CreatedAt:     timestamppb.Now(),
+	}
+	res.ExpiresAt = timestamppb.New(res.GetCreatedAt().AsTime().Add(req.GetTtl().AsDuration()))
+	for i, l := range req.GetLines() {
+		candidates := ch.GetLocations()
+		if l.GetLocation() != "" {
+			candidates = []string{l.GetLocation()}
+		}
+		var chosen *fakeCounter
+		var at string
+		for _, loc := range candidates {
+			c, ok := st.counters[counterKey{l.GetSku(), loc}]
+			if ok && c.onHand-c.reserved-ch.GetDefaultBufferBaseUnits() >= l.GetQuantity() {
+				chosen, at = c, loc
+				break
+			}
+		}
+		if chosen == nil {
+			return nil, status.Errorf(codes.FailedPrecondition, "lines[%d]: insufficient stock for %s", i, l.GetSku())
+		}
+		chosen.reserved += l.GetQuantity()
+		res.Lines = append(res.Lines, &stockdv1.ReservationLine{
+			Sku: l.GetSku(), Item: l.GetSku(), QuantitySkuUnits: l.GetQuantity(),
+			Allocations: []*stockdv1.Allocation{{Location: at, QuantitySkuUnits: l.GetQuantity(), QuantityBaseUnits: l.GetQuantity()}},
+		})
+	}
+	return &stockdv1.ReserveResponse{Reservation: res, Revision: st.nextRevision()}, nil
+}
+
+// GetReservation blocks until the call's deadline, to test --timeout.
+func (f *fakeInventory) GetReservation(ctx context.Context, _ *stockdv1.GetReservationRequest) (*stockdv1.GetReservationResponse, error) {
+	<-ctx.Done()
+	return nil, status.FromContextError(ctx.Err()).Err()
+}
+
+type fakeErp struct {
+	stockdv1.UnimplementedErpServer
+	st *fakeState
+}
+
+func (f *fakeErp) SetStock(_ context.Context, req *stockdv1.SetStockRequest) (*stockdv1.SetStockResponse, error) {
+	st := f.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.setStockBatches = append(st.setStockBatches, len(req.GetRows()))
+	resp := &stockdv1.SetStockResponse{}
+	for i, row := range req.GetRows() {
+		if _, ok := st.locations[row.GetLocation()]; !ok {
+			resp.Rows = append(resp.Rows, &stockdv1.RowResult{
+				Status: stockdv1.RowStatus_ROW_STATUS_REJECTED,
+				Reason: fmt.Sprintf("rows[%d].location: unknown location %q", i, row.GetLocation()),
+			})
+			resp.Rejected++
+			continue
+		}
+		k := counterKey{row.GetItem(), row.GetLocation()}
+		c, ok := st.counters[k]
+		if !ok {
+			c = &fakeCounter{}
+			st.counters[k] = c
+		}
+		if row.GetVersion() <= c.version {
+			resp.Rows = append(resp.Rows, &stockdv1.RowResult{Status: stockdv1.RowStatus_ROW_STATUS_IGNORED_STALE, Version: c.version, OnHandBaseUnits: c.onHand})
+			resp.IgnoredStale++
+			continue
+		}
+		c.onHand, c.version = row.GetOnHandBaseUnits(), row.GetVersion()
+		resp.Rows = append(resp.Rows, &stockdv1.RowResult{Status: stockdv1.RowStatus_ROW_STATUS_APPLIED, Version: c.version, OnHandBaseUnits: c.onHand})
+		resp.Applied++
+	}
+	resp.Revision = st.nextRevision()
+	return resp, nil
+}
+
+func (f *fakeErp) AdjustStock(_ context.Context, req *stockdv1.AdjustStockRequest) (*stockdv1.AdjustStockResponse, error) {
+	st := f.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	resp := &stockdv1.AdjustStockResponse{}
+	for _, row := range req.GetRows() {
+		st.adjustments = append(st.adjustments, row)
+		c, ok := st.counters[counterKey{row.GetItem(), row.GetLocation()}]
+		if !ok {
+			resp.Rows = append(resp.Rows, &stockdv1.RowResult{Status: stockdv1.RowStatus_ROW_STATUS_REJECTED, Reason: "no such counter"})
+			resp.Rejected++
+			continue
+		}
+		c.onHand += row.GetDeltaBaseUnits()
+		resp.Rows = append(resp.Rows, &stockdv1.RowResult{Status: stockdv1.RowStatus_ROW_STATUS_APPLIED, Version: c.version, OnHandBaseUnits: c.onHand})
+		resp.Applied++
+	}
+	resp.Revision = st.nextRevision()
+	return resp, nil
+}
+
+type fakeAdmin struct {
+	stockdv1.UnimplementedAdminServer
+	st *fakeState
+}
+
+func (f *fakeAdmin) PutLocation(_ context.Context, req *stockdv1.PutLocationRequest) (*stockdv1.PutLocationResponse, error) {
+	st := f.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	id := req.GetLocation().GetId()
+	if id == "" {
+		return nil, status.Error(codes.InvalidArgument, "location.id: must not be empty")
+	}
+	if _, ok := st.locations[id]; !ok {
+		st.locOrder = append(st.locOrder, id)
+	}
+	st.locations[id] = req.GetLocation().GetName()
+	return &stockdv1.PutLocationResponse{Revision: st.nextRevision()}, nil
+}
+
+func (f *fakeAdmin) ListLocations(context.Context, *stockdv1.ListLocationsRequest) (*stockdv1.ListLocationsResponse, error) {
+	st := f.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	resp := &stockdv1.ListLocationsResponse{Revision: st.revision}
+	for _, id := range st.locOrder {
+		resp.Locations = append(resp.Locations, &stockdv1.Location{Id: id, Name: st.locations[id]})
+	}
+	return resp, nil
+}
+
+func (f *fakeAdmin) PutChannel(_ context.Context, req *stockdv1.PutChannelRequest) (*stockdv1.PutChannelResponse, error) {
+	st := f.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	ch := req.GetChannel()
+	for i, l := range ch.GetLocations() {
+		if _, ok := st.locations[l]; !ok {
+			return nil, status.Errorf(codes.NotFound, "channel.locations[%d]: unknown location %q", i, l)
+		}
+	}
+	st.channels[ch.GetId()] = ch
+	return &stockdv1.PutChannelResponse{Revision: st.nextRevision()}, nil
+}
+
+func (f *fakeAdmin) ListChannels(context.Context, *stockdv1.ListChannelsRequest) (*stockdv1.ListChannelsResponse, error) {
+	st := f.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	resp := &stockdv1.ListChannelsResponse{Revision: st.revision}
+	ids := make([]string, 0, len(st.channels))
+	for id := range st.channels {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		resp.Channels = append(resp.Channels, st.channels[id])
+	}
+	return resp, nil
+}

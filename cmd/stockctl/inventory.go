@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/stockd/stockd/api/stockdv1"
+)
+
+// Synopses of the channel commands, shown with their usage errors.
+const (
+	availSynopsis       = "--channel C [--min-revision N] SKU..."
+	reserveSynopsis     = "--channel C --id ID [--ttl 15m] SKU=QTY[@LOCATION]..."
+	confirmSynopsis     = "--channel C --id ID --order REF"
+	releaseSynopsis     = "--channel C --id ID"
+	reservationSynopsis = "--channel C --id ID [--min-revision N]"
+)
+
+// avail prints how many units of each SKU a channel may promise.
+func (s *session) avail(ctx context.Context, args []string) error {
+	fs := s.newFlags("avail", availSynopsis)
+	channel := fs.String("channel", "", "the channel asking (required)")
+	minRevision := fs.Uint64("min-revision", 0, "wait until the node has applied this revision")
+	skus, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := requireFlags(fs, availSynopsis, "channel"); err != nil {
+		return err
+	}
+	if len(skus) == 0 {
+		return usagef(fs, availSynopsis, "at least one SKU is required")
+	}
+	c, err := s.inventory()
+	if err != nil {
+		return err
+	}
+	resp, err := c.GetAvailability(ctx, &stockdv1.GetAvailabilityRequest{
+		Channel:     *channel,
+		Skus:        skus,
+		MinRevision: *minRevision,
+	})
+	if err != nil {
+		return err
+	}
+	if s.opts.json {
+		return printJSON(s.stdout, resp)
+	}
+	return printAvailability(s.stdout, *channel, resp)
+}
+
+// reserve holds every line of a cart, or none.
+func (s *session) reserve(ctx context.Context, args []string) error {
+	fs := s.newFlags("reserve", reserveSynopsis)
+	channel := fs.String("channel", "", "the channel holding the units (required)")
+	id := fs.String("id", "", "reservation id, unique within the channel; reuse it to retry (required)")
+	ttl := fs.Duration("ttl", 15*time.Minute, "how long the hold lives, 1s to 24h")
+	specs, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := requireFlags(fs, reserveSynopsis, "channel", "id"); err != nil {
+		return err
+	}
+	if len(specs) == 0 {
+		return usagef(fs, reserveSynopsis, "at least one SKU=QTY[@LOCATION] line is required")
+	}
+	lines := make([]*stockdv1.ReserveLine, 0, len(specs))
+	for _, spec := range specs {
+		l, err := parseReserveLine(spec)
+		if err != nil {
+			return usagef(fs, reserveSynopsis, "%v", err)
+		}
+		lines = append(lines, l)
+	}
+	c, err := s.inventory()
+	if err != nil {
+		return err
+	}
+	resp, err := c.Reserve(ctx, &stockdv1.ReserveRequest{
+		Channel:       *channel,
+		ReservationId: *id,
+		Lines:         lines,
+		Ttl:           durationpb.New(*ttl),
+	})
+	if err != nil {
+		return err
+	}
+	if s.opts.json {
+		return printJSON(s.stdout, resp)
+	}
+	return printReservation(s.stdout, resp.GetReservation(), resp.GetRevision())
+}
+
+// confirm turns a live hold into an order on its way to the ERP.
+func (s *session) confirm(ctx context.Context, args []string) error {
+	fs := s.newFlags("confirm", confirmSynopsis)
+	channel := fs.String("channel", "", "the channel of the reservation (required)")
+	id := fs.String("id", "", "reservation id (required)")
+	order := fs.String("order", "", "the channel's order reference, sent on to the ERP (required)")
+	rest, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := requireFlags(fs, confirmSynopsis, "channel", "id", "order"); err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return usagef(fs, confirmSynopsis, "unexpected argument %q", rest[0])
+	}
+	c, err := s.inventory()
+	if err != nil {
+		return err
+	}
+	resp, err := c.Confirm(ctx, &stockdv1.ConfirmRequest{Channel: *channel, ReservationId: *id, OrderRef: *order})
+	if err != nil {
+		return err
+	}
+	if s.opts.json {
+		return printJSON(s.stdout, resp)
+	}
+	return printReservation(s.stdout, resp.GetReservation(), resp.GetRevision())
+}
+
+// release gives a hold's units back.
+func (s *session) release(ctx context.Context, args []string) error {
+	fs := s.newFlags("release", releaseSynopsis)
+	channel := fs.String("channel", "", "the channel of the reservation (required)")
+	id := fs.String("id", "", "reservation id (required)")
+	rest, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := requireFlags(fs, releaseSynopsis, "channel", "id"); err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return usagef(fs, releaseSynopsis, "unexpected argument %q", rest[0])
+	}
+	c, err := s.inventory()
+	if err != nil {
+		return err
+	}
+	resp, err := c.Release(ctx, &stockdv1.ReleaseRequest{Channel: *channel, ReservationId: *id})
+	if err != nil {
+		return err
+	}
+	if s.opts.json {
+		return printJSON(s.stdout, resp)
+	}
+	return printReservation(s.stdout, resp.GetReservation(), resp.GetRevision())
+}
+
+// reservation shows one reservation and its state.
+func (s *session) reservation(ctx context.Context, args []string) error {
+	fs := s.newFlags("reservation", reservationSynopsis)
+	channel := fs.String("channel", "", "the channel of the reservation (required)")
+	id := fs.String("id", "", "reservation id (required)")
+	minRevision := fs.Uint64("min-revision", 0, "wait until the node has applied this revision")
+	rest, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := requireFlags(fs, reservationSynopsis, "channel", "id"); err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return usagef(fs, reservationSynopsis, "unexpected argument %q", rest[0])
+	}
+	c, err := s.inventory()
+	if err != nil {
+		return err
+	}
+	resp, err := c.GetReservation(ctx, &stockdv1.GetReservationRequest{
+		Channel:       *channel,
+		ReservationId: *id,
+		MinRevision:   *minRevision,
+	})
+	if err != nil {
+		return err
+	}
+	if s.opts.json {
+		return printJSON(s.stdout, resp)
+	}
+	return printReservation(s.stdout, resp.GetReservation(), resp.GetRevision())
+}
+
+// parseReserveLine reads SKU=QTY or SKU=QTY@LOCATION. The SKU is everything
+// before the last "=", so a SKU may itself contain "=" or "@".
+func parseReserveLine(spec string) (*stockdv1.ReserveLine, error) {
+	sku, rhs, ok := cutLast(spec, '=')
+	if !ok {
+		return nil, fmt.Errorf("line %q: want SKU=QTY or SKU=QTY@LOCATION", spec)
+	}
+	if sku == "" {
+		return nil, fmt.Errorf("line %q: empty SKU", spec)
+	}
+	qtyText, location, hasLocation := strings.Cut(rhs, "@")
+	if hasLocation && location == "" {
+		return nil, fmt.Errorf("line %q: empty location after @", spec)
+	}
+	if qtyText == "" {
+		return nil, fmt.Errorf("line %q: missing quantity after =", spec)
+	}
+	qty, err := strconv.ParseInt(qtyText, 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("line %q: quantity %q is not a whole number", spec, qtyText)
+	}
+	if qty <= 0 {
+		return nil, fmt.Errorf("line %q: quantity must be > 0, got %d", spec, qty)
+	}
+	return &stockdv1.ReserveLine{Sku: sku, Quantity: qty, Location: location}, nil
+}

@@ -1,0 +1,310 @@
+// Command stockctl is the command-line client of stockd: it reads
+// availability, holds and releases stock for a channel, sends ERP counts and
+// adjustments, changes configuration, and loads a demo catalog.
+//
+// Global flags come before or after the subcommand; subcommand flags may be
+// mixed with its arguments. Exit status: 0 on success, 1 when the server (or
+// the connection) refused, 2 on a usage error.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/code"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/stockd/stockd/api/stockdv1"
+)
+
+const (
+	defaultAddr    = "127.0.0.1:7400"
+	defaultTimeout = 5 * time.Second
+)
+
+const mainUsage = `usage: stockctl [--addr HOST:PORT] [--json] [--timeout D] COMMAND [flags] [args]
+
+channel commands:
+  avail        --channel C [--min-revision N] SKU...
+  reserve      --channel C --id ID [--ttl 15m] SKU=QTY[@LOCATION]...
+  confirm      --channel C --id ID --order REF
+  release      --channel C --id ID
+  reservation  --channel C --id ID [--min-revision N]
+
+ERP commands:
+  stock set    [--mark N] ITEM@LOCATION=ON_HAND[:VERSION]...
+  stock adjust [--id DELTA_ID] [--reason R] ITEM@LOCATION=+DELTA|-DELTA[:VERSION]...
+
+admin commands:
+  location add ID [--name NAME]
+  location list
+  channel put  ID --locations L1,L2,... [--buffer N]
+  channel list
+  buffer set   --item I [--channel C] [--location L] N
+
+other:
+  demo         [--skus 1000]   load a demo catalog into a running node
+  help         show this text
+
+global flags:
+  --addr HOST:PORT  server address (default 127.0.0.1:7400)
+  --json            print each response as protojson, one object per line
+  --timeout D       deadline of each call (default 5s; 0 means none)
+
+Run 'stockctl COMMAND -h' for the flags of one command.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	exit := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(exit)
+}
+
+// run executes one stockctl invocation and returns its exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	s := &session{
+		opts:   options{addr: defaultAddr, timeout: defaultTimeout},
+		stdout: stdout,
+		stderr: stderr,
+	}
+	defer s.close()
+
+	fs := flag.NewFlagSet("stockctl", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, mainUsage) }
+	s.opts.register(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprint(stderr, mainUsage)
+		return 2
+	}
+	return s.report(s.dispatch(ctx, fs.Arg(0), fs.Args()[1:]))
+}
+
+// options are the global flags. Every subcommand's flag set registers them
+// too, so they may also follow the subcommand.
+type options struct {
+	addr    string
+	json    bool
+	timeout time.Duration
+}
+
+// register binds the global flags to o, keeping the values o already holds
+// as defaults so that a later flag set does not reset an earlier one.
+func (o *options) register(fs *flag.FlagSet) {
+	fs.StringVar(&o.addr, "addr", o.addr, "server address `HOST:PORT`")
+	fs.BoolVar(&o.json, "json", o.json, "print each response as protojson, one object per line")
+	fs.DurationVar(&o.timeout, "timeout", o.timeout, "deadline of each call (0: none)")
+}
+
+// session is one invocation: its options, its output and its connection,
+// dialled on first use.
+type session struct {
+	opts   options
+	stdout io.Writer
+	stderr io.Writer
+	conn   *grpc.ClientConn
+}
+
+func (s *session) dispatch(ctx context.Context, name string, args []string) error {
+	switch name {
+	case "avail":
+		return s.avail(ctx, args)
+	case "reserve":
+		return s.reserve(ctx, args)
+	case "confirm":
+		return s.confirm(ctx, args)
+	case "release":
+		return s.release(ctx, args)
+	case "reservation":
+		return s.reservation(ctx, args)
+	case "stock":
+		return s.dispatchVerb(ctx, name, args, map[string]func(context.Context, []string) error{
+			"set":    s.stockSet,
+			"adjust": s.stockAdjust,
+		})
+	case "location":
+		return s.dispatchVerb(ctx, name, args, map[string]func(context.Context, []string) error{
+			"add":  s.locationAdd,
+			"list": s.locationList,
+		})
+	case "channel":
+		return s.dispatchVerb(ctx, name, args, map[string]func(context.Context, []string) error{
+			"put":  s.channelPut,
+			"list": s.channelList,
+		})
+	case "buffer":
+		return s.dispatchVerb(ctx, name, args, map[string]func(context.Context, []string) error{
+			"set": s.bufferSet,
+		})
+	case "demo":
+		return s.demo(ctx, args)
+	case "help":
+		fmt.Fprint(s.stdout, mainUsage)
+		return nil
+	}
+	return &usageError{msg: fmt.Sprintf("unknown command %q (run 'stockctl help')", name)}
+}
+
+func (s *session) dispatchVerb(ctx context.Context, noun string, args []string, verbs map[string]func(context.Context, []string) error) error {
+	names := make([]string, 0, len(verbs))
+	for v := range verbs {
+		names = append(names, v)
+	}
+	slices.Sort(names)
+	if len(args) == 0 {
+		return &usageError{msg: fmt.Sprintf("%s: missing subcommand (one of: %s)", noun, strings.Join(names, ", "))}
+	}
+	f, ok := verbs[args[0]]
+	if !ok {
+		return &usageError{msg: fmt.Sprintf("%s: unknown subcommand %q (one of: %s)", noun, args[0], strings.Join(names, ", "))}
+	}
+	return f(ctx, args[1:])
+}
+
+// dial connects on first use. grpc.NewClient does not touch the network, so
+// a down server shows up as UNAVAILABLE on the first call.
+func (s *session) dial() (*grpc.ClientConn, error) {
+	if s.conn != nil {
+		return s.conn, nil
+	}
+	conn, err := grpc.NewClient(s.opts.addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithUnaryInterceptor(timeoutInterceptor(s.opts.timeout)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", s.opts.addr, err)
+	}
+	s.conn = conn
+	return conn, nil
+}
+
+func (s *session) close() {
+	if s.conn != nil {
+		// Nothing useful can be done about a failed close of a client
+		// connection at exit; the calls' own errors were already reported.
+		if err := s.conn.Close(); err != nil {
+			fmt.Fprintf(s.stderr, "stockctl: close connection: %v\n", err)
+		}
+	}
+}
+
+func (s *session) inventory() (stockdv1.InventoryClient, error) {
+	conn, err := s.dial()
+	if err != nil {
+		return nil, err
+	}
+	return stockdv1.NewInventoryClient(conn), nil
+}
+
+func (s *session) erp() (stockdv1.ErpClient, error) {
+	conn, err := s.dial()
+	if err != nil {
+		return nil, err
+	}
+	return stockdv1.NewErpClient(conn), nil
+}
+
+func (s *session) admin() (stockdv1.AdminClient, error) {
+	conn, err := s.dial()
+	if err != nil {
+		return nil, err
+	}
+	return stockdv1.NewAdminClient(conn), nil
+}
+
+// timeoutInterceptor gives every unary call its own deadline, so a command
+// that makes many calls (demo) is not bounded as a whole.
+func timeoutInterceptor(d time.Duration) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if d > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, d)
+			defer cancel()
+		}
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+}
+
+// usageError is a mistake in the command line: exit status 2.
+type usageError struct {
+	msg string
+	// synopsis, when set, is printed after the message.
+	synopsis string
+	// printed is set when the flag package already told the user.
+	printed bool
+}
+
+func (e *usageError) Error() string { return e.msg }
+
+// stepError names the step of a multi-call command that failed.
+type stepError struct {
+	step string
+	err  error
+}
+
+func (e *stepError) Error() string { return e.step + ": " + e.err.Error() }
+func (e *stepError) Unwrap() error { return e.err }
+
+// exitError is a failure already explained on stdout (a rejected ERP row):
+// exit status 1 with a one-line summary.
+type exitError struct{ msg string }
+
+func (e *exitError) Error() string { return e.msg }
+
+// report prints err and turns it into an exit status: gRPC errors as
+// "stockctl: CODE: message", usage errors with exit status 2.
+func (s *session) report(err error) int {
+	if err == nil {
+		return 0
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	var ue *usageError
+	if errors.As(err, &ue) {
+		if !ue.printed {
+			fmt.Fprintf(s.stderr, "stockctl: %s\n", ue.msg)
+			if ue.synopsis != "" {
+				fmt.Fprintf(s.stderr, "usage: %s\n", ue.synopsis)
+			}
+		}
+		return 2
+	}
+	var se interface{ GRPCStatus() *status.Status }
+	if errors.As(err, &se) {
+		st := se.GRPCStatus()
+		msg := st.Message()
+		var step *stepError
+		if errors.As(err, &step) {
+			msg = step.step + ": " + msg
+		}
+		fmt.Fprintf(s.stderr, "stockctl: %s: %s\n", codeName(st), msg)
+		return 1
+	}
+	fmt.Fprintf(s.stderr, "stockctl: %v\n", err)
+	return 1
+}
+
+// codeName spells a status code as the gRPC specification does
+// (FAILED_PRECONDITION), the way the design and the server's docs name them.
+func codeName(st *status.Status) string {
+	return code.Code(st.Code()).String()
+}
