@@ -1,0 +1,36 @@
+package cluster
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/hashicorp/raft"
+)
+
+func TestTranslate(t *testing.T) {
+	other := errors.New("disk on fire")
+	for _, tc := range []struct {
+		in   error
+		want error
+	}{
+		{raft.ErrNotLeader, ErrNotLeader},
+		{raft.ErrLeadershipLost, ErrNotLeader},
+		{raft.ErrLeadershipTransferInProgress, ErrNotLeader},
+		{raft.ErrAbortedByRestore, ErrNotLeader},
+		{raft.ErrRaftShutdown, ErrStopped},
+		{raft.ErrTransportShutdown, ErrStopped},
+		{raft.ErrEnqueueTimeout, ErrQueueFull},
+		{other, other},
+	} {
+		got := translate("propose", tc.in)
+		if !errors.Is(got, tc.want) || !errors.Is(got, tc.in) {
+			t.Errorf("translate(propose, %v) = %v, want it to wrap %v and %v", tc.in, got, tc.want, tc.in)
+		}
+		if want := "propose: "; len(got.Error()) < len(want) || got.Error()[:len(want)] != want {
+			t.Errorf("translate(propose, %v) = %q, want it to start with %q", tc.in, got, want)
+		}
+	}
+	if got := translate("propose", nil); got != nil {
+		t.Errorf("translate(propose, nil) = %v, want nil", got)
+	}
+}
