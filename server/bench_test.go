@@ -1,0 +1,195 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"runtime"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/stockd/stockd/api/stockdv1"
+	"github.com/stockd/stockd/store"
+)
+
+// benchServer serves a seeded machine on 127.0.0.1 over TCP behind the full
+// chain, logging at info (the production hot path), and returns a client
+// connection to it.
+func benchServer(b *testing.B) *grpc.ClientConn {
+	b.Helper()
+	m := store.New(store.DefaultConfig())
+	p := newFakeProposer(m)
+	logger := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	srv := New(Config{Proposer: p, Reader: m, Logger: logger})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatalf("listen: %v", err)
+	}
+	gs := grpc.NewServer(ServerOptions(logger)...)
+	srv.Register(gs)
+	served := make(chan error, 1)
+	go func() { served <- gs.Serve(lis) }()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatalf("grpc.NewClient: %v", err)
+	}
+	b.Cleanup(func() {
+		if err := conn.Close(); err != nil {
+			b.Errorf("close client: %v", err)
+		}
+		gs.Stop()
+		if err := <-served; err != nil {
+			b.Errorf("Serve: %v", err)
+		}
+	})
+	h := &harness{m: m, p: p, inv: stockdv1.NewInventoryClient(conn), erp: stockdv1.NewErpClient(conn), adm: stockdv1.NewAdminClient(conn)}
+	h.seed(b)
+	return conn
+}
+
+// latencies holds one preallocated sample slice per caller goroutine, so the
+// hot path records without locks or allocation. A goroutine that outruns its
+// slice overwrites its oldest samples.
+type latencies struct {
+	slots []latencySlot
+	next  atomic.Int32
+}
+
+// latencySlot is one goroutine's samples, padded so neighbours do not share a
+// cache line.
+type latencySlot struct {
+	samples []time.Duration
+	n       int
+	_       [64]byte
+}
+
+func newLatencies(callers, perCaller int) *latencies {
+	l := &latencies{slots: make([]latencySlot, callers)}
+	for i := range l.slots {
+		l.slots[i].samples = make([]time.Duration, perCaller)
+	}
+	return l
+}
+
+// slot hands each goroutine its own index, once.
+func (l *latencies) slot() int { return int(l.next.Add(1)) - 1 }
+
+func (l *latencies) record(slot int, d time.Duration) {
+	s := &l.slots[slot]
+	s.samples[s.n%len(s.samples)] = d
+	s.n++
+}
+
+// report adds p50 and p99 latency, in microseconds, to b's results.
+func (l *latencies) report(b *testing.B) {
+	var all []time.Duration
+	for _, s := range l.slots {
+		all = append(all, s.samples[:min(s.n, len(s.samples))]...)
+	}
+	if len(all) == 0 {
+		return
+	}
+	slices.Sort(all)
+	b.ReportMetric(float64(all[len(all)*50/100].Nanoseconds())/1e3, "p50-us")
+	b.ReportMetric(float64(all[len(all)*99/100].Nanoseconds())/1e3, "p99-us")
+}
+
+// benchCallers runs call serially (callers=1, b.Loop) and from 4 and 64
+// goroutines (RunParallel), reporting allocations and p50/p99 latency.
+func benchCallers(b *testing.B, call func(ctx context.Context) error) {
+	ctx := context.Background()
+	b.Run("callers=1", func(b *testing.B) {
+		b.ReportAllocs()
+		lat := newLatencies(1, 1<<20)
+		for b.Loop() {
+			start := time.Now()
+			if err := call(ctx); err != nil {
+				b.Fatal(err)
+			}
+			lat.record(0, time.Since(start))
+		}
+		lat.report(b)
+	})
+	for _, callers := range []int{4, 64} {
+		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
+			procs := runtime.GOMAXPROCS(0)
+			p := max(1, callers/procs) // RunParallel starts p*GOMAXPROCS goroutines
+			b.SetParallelism(p)
+			lat := newLatencies(p*procs, 2*b.N/(p*procs)+1024)
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				slot := lat.slot()
+				for pb.Next() {
+					start := time.Now()
+					if err := call(ctx); err != nil {
+						b.Error(err)
+						return
+					}
+					lat.record(slot, time.Since(start))
+				}
+			})
+			b.StopTimer()
+			lat.report(b)
+		})
+	}
+}
+
+func BenchmarkHealthCheck(b *testing.B) {
+	client := healthpb.NewHealthClient(benchServer(b))
+	req := &healthpb.HealthCheckRequest{}
+	benchCallers(b, func(ctx context.Context) error {
+		resp, err := client.Check(ctx, req)
+		if err == nil && resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			return fmt.Errorf("health: got %s, want SERVING", resp.GetStatus())
+		}
+		return err
+	})
+}
+
+func BenchmarkGetAvailability1SKU(b *testing.B) {
+	client := stockdv1.NewInventoryClient(benchServer(b))
+	req := &stockdv1.GetAvailabilityRequest{Channel: "web", Skus: []string{"ROSE"}}
+	benchCallers(b, func(ctx context.Context) error {
+		resp, err := client.GetAvailability(ctx, req)
+		if err == nil && resp.GetSkus()[0].GetAvailableSkuUnits() != 15 {
+			return fmt.Errorf("ROSE on web: got %d, want 15", resp.GetSkus()[0].GetAvailableSkuUnits())
+		}
+		return err
+	})
+}
+
+// BenchmarkUnaryChain is the interceptor chain's own cost per call, without
+// network or handler work: at info level (the production hot path) and at
+// debug level (every call logged, to a discarding handler).
+func BenchmarkUnaryChain(b *testing.B) {
+	for _, level := range []slog.Level{slog.LevelInfo, slog.LevelDebug} {
+		b.Run("level="+level.String(), func(b *testing.B) {
+			logger := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: level}))
+			unary, _ := interceptors(logger)
+			info := &grpc.UnaryServerInfo{FullMethod: stockdv1.Inventory_GetAvailability_FullMethodName}
+			req, resp := &stockdv1.GetAvailabilityRequest{}, &stockdv1.GetAvailabilityResponse{}
+			// Built once, innermost first, as grpc chains them.
+			chained := grpc.UnaryHandler(func(context.Context, any) (any, error) { return resp, nil })
+			for i := len(unary) - 1; i >= 0; i-- {
+				next, icp := chained, unary[i]
+				chained = func(ctx context.Context, req any) (any, error) { return icp(ctx, req, info, next) }
+			}
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := chained(ctx, req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,191 @@
+package server
+
+import (
+	"strconv"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/stockd/stockd/api/stockdv1"
+	"github.com/stockd/stockd/store"
+)
+
+// invalid is a request-level input error in the store's own style, so status
+// maps it like one found by store.Validate.
+func invalid(field, reason string) error {
+	return &store.Rejection{Kind: store.ErrInvalid, Field: field, Reason: reason}
+}
+
+// indexed names element i of a repeated field: "skus[3]".
+func indexed(field string, i int) string {
+	return field + "[" + strconv.Itoa(i) + "]"
+}
+
+// checkID checks an id that a read takes, which no store.Validate sees, by
+// the rules Validate applies to ids: 1 to store.MaxIDBytes bytes, no control
+// characters.
+func checkID(field, id string) error {
+	switch {
+	case id == "":
+		return invalid(field, "must not be empty")
+	case len(id) > store.MaxIDBytes:
+		return invalid(field, "at most "+strconv.Itoa(store.MaxIDBytes)+" bytes, got "+strconv.Itoa(len(id)))
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x20 || id[i] == 0x7f {
+			return invalid(field, "must not contain control characters")
+		}
+	}
+	return nil
+}
+
+// ttlNanos turns a request TTL into the store's nanoseconds: nil or zero is 0
+// (the store's default); negative or non-normalised is refused. The range
+// [1s, 24h] is the store's to check, but a TTL too large to count in int64
+// nanoseconds is refused here.
+func ttlNanos(d *durationpb.Duration) (int64, error) {
+	if d == nil || (d.GetSeconds() == 0 && d.GetNanos() == 0) {
+		return 0, nil
+	}
+	if err := d.CheckValid(); err != nil {
+		return 0, invalid("ttl", "must be a normalised duration")
+	}
+	if d.GetSeconds() < 0 || d.GetNanos() < 0 {
+		return 0, invalid("ttl", "must not be negative")
+	}
+	if d.GetSeconds() > store.MaxHoldTTLNanos/int64(time.Second) {
+		return 0, invalid("ttl", "must be between 1s and 24h")
+	}
+	return d.GetSeconds()*int64(time.Second) + int64(d.GetNanos()), nil
+}
+
+// timestamp is a store time as a proto timestamp; 0 (never set) is nil.
+func timestamp(ts store.Timestamp) *timestamppb.Timestamp {
+	if ts == 0 {
+		return nil
+	}
+	return timestamppb.New(time.Unix(0, int64(ts)))
+}
+
+func reservationStateToProto(s store.ReservationState) stockdv1.ReservationState {
+	switch s {
+	case store.StateHeld:
+		return stockdv1.ReservationState_RESERVATION_STATE_HELD
+	case store.StateConfirmed:
+		return stockdv1.ReservationState_RESERVATION_STATE_CONFIRMED
+	case store.StateReleased:
+		return stockdv1.ReservationState_RESERVATION_STATE_RELEASED
+	case store.StateExpired:
+		return stockdv1.ReservationState_RESERVATION_STATE_EXPIRED
+	}
+	return stockdv1.ReservationState_RESERVATION_STATE_UNSPECIFIED
+}
+
+// reservationToProto converts r; nil stays nil. Allocations are shown in SKU
+// units as well, base units divided by the line's factor.
+func reservationToProto(r *store.Reservation) *stockdv1.Reservation {
+	if r == nil {
+		return nil
+	}
+	out := &stockdv1.Reservation{
+		Channel:       string(r.Channel),
+		ReservationId: string(r.ID),
+		State:         reservationStateToProto(r.State),
+		Lines:         make([]*stockdv1.ReservationLine, len(r.Lines)),
+		CreatedAt:     timestamp(r.CreatedAt),
+		ExpiresAt:     timestamp(r.ExpiresAt),
+		OrderRef:      r.OrderRef,
+		OrderSeq:      r.OrderSeq,
+	}
+	for i, l := range r.Lines {
+		factor := l.Factor
+		if factor <= 0 {
+			factor = 1
+		}
+		line := &stockdv1.ReservationLine{
+			Sku:              string(l.SKU),
+			Item:             string(l.Item),
+			QuantitySkuUnits: int64(l.Quantity),
+			Allocations:      make([]*stockdv1.Allocation, len(l.Allocations)),
+		}
+		for j, a := range l.Allocations {
+			line.Allocations[j] = &stockdv1.Allocation{
+				Location:          string(a.Location),
+				QuantitySkuUnits:  int64(a.Quantity / factor),
+				QuantityBaseUnits: int64(a.Quantity),
+			}
+		}
+		out.Lines[i] = line
+	}
+	return out
+}
+
+// skuAvailabilityToProto fills dst from a and returns it; a's slices are not
+// kept, so a can be reused for the next SKU.
+func skuAvailabilityToProto(dst *stockdv1.SkuAvailability, a *store.SKUAvailability) *stockdv1.SkuAvailability {
+	dst.Sku = string(a.SKU)
+	dst.Item = string(a.Item)
+	dst.AvailableSkuUnits = int64(a.Available)
+	dst.Known = a.Known
+	if len(a.Locations) == 0 {
+		return dst
+	}
+	locs := make([]stockdv1.LocationAvailability, len(a.Locations))
+	dst.Locations = make([]*stockdv1.LocationAvailability, len(a.Locations))
+	for i, l := range a.Locations {
+		p := &locs[i]
+		p.Location = string(l.Location)
+		p.AvailableSkuUnits = int64(l.Available)
+		p.OnHandBaseUnits = int64(l.OnHand)
+		p.ReservedBaseUnits = int64(l.Reserved)
+		p.CommittedBaseUnits = int64(l.Committed)
+		p.BufferBaseUnits = int64(l.Buffer)
+		p.OversoldBaseUnits = int64(l.Oversold)
+		dst.Locations[i] = p
+	}
+	return dst
+}
+
+// rowCounts is how many rows of an ERP batch ended each way.
+type rowCounts struct {
+	applied, ignoredStale, rejected uint32
+}
+
+// rowsToProto converts an ERP batch's row results and counts them.
+func rowsToProto(rows []store.RowResult) ([]*stockdv1.RowResult, rowCounts) {
+	var n rowCounts
+	out := make([]*stockdv1.RowResult, len(rows))
+	msgs := make([]stockdv1.RowResult, len(rows))
+	for i, r := range rows {
+		p := &msgs[i]
+		p.Reason = r.Reason
+		p.Version = r.Version
+		p.OnHandBaseUnits = int64(r.OnHand)
+		out[i] = p
+		switch r.Status {
+		case store.RowApplied:
+			p.Status = stockdv1.RowStatus_ROW_STATUS_APPLIED
+			n.applied++
+		case store.RowIgnoredStale:
+			p.Status = stockdv1.RowStatus_ROW_STATUS_IGNORED_STALE
+			n.ignoredStale++
+		case store.RowRejected:
+			p.Status = stockdv1.RowStatus_ROW_STATUS_REJECTED
+			n.rejected++
+		}
+	}
+	return out, n
+}
+
+func locationToProto(l store.Location) *stockdv1.Location {
+	return &stockdv1.Location{Id: string(l.ID), Name: l.Name}
+}
+
+func channelToProto(c store.Channel) *stockdv1.Channel {
+	locs := make([]string, len(c.Locations))
+	for i, l := range c.Locations {
+		locs[i] = string(l)
+	}
+	return &stockdv1.Channel{Id: string(c.ID), Locations: locs, DefaultBufferBaseUnits: int64(c.DefaultBuffer)}
+}

@@ -1,0 +1,20 @@
+// Package server is stockd's gRPC front: the Inventory, Erp and Admin
+// services of api/stockdv1, gRPC health and reflection, and the interceptor
+// chain they run behind (recovery outermost, then logging).
+//
+// A handler checks the request's shape, builds a store command, runs
+// store.Validate on it (input errors are answered here and never proposed),
+// hands it to a Proposer and turns the answer into a response. Reads go to a
+// Reader (a *store.Machine satisfies it) and are stamped with the revision they
+// reflect, read before the figures, so the stamp never claims more than the
+// figures show (DESIGN.md I5); min_revision waits, bounded, for
+// read-your-writes. Every error becomes a gRPC status in one place, status.go:
+// a business refusal keeps its code and the request field at fault, anything
+// unexpected becomes INTERNAL with a generic message and its detail goes to
+// the log, never to the client.
+//
+// server must never import cluster, raft or bbolt: the Proposer and Reader
+// interfaces are declared here, and the proposer's infrastructure errors
+// (not leader, stopped, queue full) are recognised through sentinels passed
+// in Config. A test checks the dependency list.
+package server

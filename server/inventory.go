@@ -1,0 +1,159 @@
+package server
+
+import (
+	"context"
+	"strconv"
+
+	"github.com/stockd/stockd/api/logv1"
+	"github.com/stockd/stockd/api/stockdv1"
+	"github.com/stockd/stockd/store"
+)
+
+// maxSKUsPerRead bounds the SKUs of one GetAvailability.
+const maxSKUsPerRead = 1000
+
+// inventory serves stockdv1.Inventory: what selling channels call.
+type inventory struct {
+	stockdv1.UnimplementedInventoryServer
+	s *Server
+}
+
+// GetAvailability stamps the answer with the applied index read before any
+// figure, so the figures reflect at least that revision (DESIGN.md I5).
+func (v *inventory) GetAvailability(ctx context.Context, req *stockdv1.GetAvailabilityRequest) (*stockdv1.GetAvailabilityResponse, error) {
+	s := v.s
+	if err := checkAvailabilityRequest(req); err != nil {
+		return nil, s.status(ctx, err)
+	}
+	if err := s.waitRevision(ctx, store.Revision(req.GetMinRevision())); err != nil {
+		return nil, s.status(ctx, err)
+	}
+	resp := &stockdv1.GetAvailabilityResponse{Revision: uint64(s.reader.AppliedIndex())}
+	skus := req.GetSkus()
+	ch := store.ChannelID(req.GetChannel())
+	msgs := make([]stockdv1.SkuAvailability, len(skus))
+	resp.Skus = make([]*stockdv1.SkuAvailability, len(skus))
+	var buf store.SKUAvailability
+	for i, sku := range skus {
+		if err := s.reader.Availability(ch, store.SKU(sku), &buf); err != nil {
+			return nil, s.status(ctx, err)
+		}
+		resp.Skus[i] = skuAvailabilityToProto(&msgs[i], &buf)
+	}
+	return resp, nil
+}
+
+func checkAvailabilityRequest(req *stockdv1.GetAvailabilityRequest) error {
+	if err := checkID("channel", req.GetChannel()); err != nil {
+		return err
+	}
+	skus := req.GetSkus()
+	switch {
+	case len(skus) == 0:
+		return invalid("skus", "at least one sku is required")
+	case len(skus) > maxSKUsPerRead:
+		return invalid("skus", "at most "+strconv.Itoa(maxSKUsPerRead)+" skus")
+	}
+	for i, sku := range skus {
+		if err := checkID(indexed("skus", i), sku); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Reserve holds every line or none; a retry with the same reservation id and
+// payload gets the first answer, a refusal included (DESIGN.md I3).
+func (v *inventory) Reserve(ctx context.Context, req *stockdv1.ReserveRequest) (*stockdv1.ReserveResponse, error) {
+	s := v.s
+	cmd, err := reserveCommand(req)
+	if err != nil {
+		return nil, s.status(ctx, err)
+	}
+	res, err := s.propose(ctx, cmd)
+	if err != nil {
+		return nil, s.status(ctx, err)
+	}
+	return &stockdv1.ReserveResponse{
+		Reservation: reservationToProto(res.Reservation),
+		Revision:    uint64(res.Revision),
+	}, nil
+}
+
+func reserveCommand(req *stockdv1.ReserveRequest) (*logv1.Command, error) {
+	lines := req.GetLines()
+	if len(lines) > store.MaxLines {
+		return nil, invalid("lines", "at most "+strconv.Itoa(store.MaxLines)+" lines")
+	}
+	ttl, err := ttlNanos(req.GetTtl())
+	if err != nil {
+		return nil, err
+	}
+	r := &logv1.Reserve{
+		Channel:       req.GetChannel(),
+		ReservationId: req.GetReservationId(),
+		Lines:         make([]*logv1.ReserveLine, len(lines)),
+		TtlNanos:      ttl,
+	}
+	for i, l := range lines {
+		r.Lines[i] = &logv1.ReserveLine{
+			Sku:              l.GetSku(),
+			QuantitySkuUnits: l.GetQuantity(),
+			Location:         l.GetLocation(),
+		}
+	}
+	return &logv1.Command{Kind: &logv1.Command_Reserve{Reserve: r}}, nil
+}
+
+// Confirm turns a live hold into an order; idempotent.
+func (v *inventory) Confirm(ctx context.Context, req *stockdv1.ConfirmRequest) (*stockdv1.ConfirmResponse, error) {
+	s := v.s
+	res, err := s.propose(ctx, &logv1.Command{Kind: &logv1.Command_Confirm{Confirm: &logv1.Confirm{
+		Channel:       req.GetChannel(),
+		ReservationId: req.GetReservationId(),
+		OrderRef:      req.GetOrderRef(),
+	}}})
+	if err != nil {
+		return nil, s.status(ctx, err)
+	}
+	return &stockdv1.ConfirmResponse{
+		Reservation: reservationToProto(res.Reservation),
+		Revision:    uint64(res.Revision),
+	}, nil
+}
+
+// Release gives a hold's units back; idempotent.
+func (v *inventory) Release(ctx context.Context, req *stockdv1.ReleaseRequest) (*stockdv1.ReleaseResponse, error) {
+	s := v.s
+	res, err := s.propose(ctx, &logv1.Command{Kind: &logv1.Command_Release{Release: &logv1.Release{
+		Channel:       req.GetChannel(),
+		ReservationId: req.GetReservationId(),
+	}}})
+	if err != nil {
+		return nil, s.status(ctx, err)
+	}
+	return &stockdv1.ReleaseResponse{
+		Reservation: reservationToProto(res.Reservation),
+		Revision:    uint64(res.Revision),
+	}, nil
+}
+
+// GetReservation reads one reservation, stamped like GetAvailability.
+func (v *inventory) GetReservation(ctx context.Context, req *stockdv1.GetReservationRequest) (*stockdv1.GetReservationResponse, error) {
+	s := v.s
+	if err := checkID("channel", req.GetChannel()); err != nil {
+		return nil, s.status(ctx, err)
+	}
+	if err := checkID("reservation_id", req.GetReservationId()); err != nil {
+		return nil, s.status(ctx, err)
+	}
+	if err := s.waitRevision(ctx, store.Revision(req.GetMinRevision())); err != nil {
+		return nil, s.status(ctx, err)
+	}
+	rev := s.reader.AppliedIndex()
+	r, err := s.reader.Reservation(store.ChannelID(req.GetChannel()), store.ReservationID(req.GetReservationId()))
+	if err != nil {
+		return nil, s.status(ctx, err)
+	}
+	return &stockdv1.GetReservationResponse{Reservation: reservationToProto(&r), Revision: uint64(rev)}, nil
+}

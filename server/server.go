@@ -1,0 +1,262 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	"github.com/stockd/stockd/api/logv1"
+	"github.com/stockd/stockd/api/stockdv1"
+	"github.com/stockd/stockd/store"
+)
+
+// DefaultReadWaitTimeout bounds how long a read waits for its min_revision
+// when Config.ReadWaitTimeout is zero.
+const DefaultReadWaitTimeout = 2 * time.Second
+
+// Proposer puts commands into the replicated log. Propose returns once the
+// command is applied, with the state machine's answer; a business refusal is
+// Result.Err, while an error return means the command's fate is not known to
+// be decided (not leader, stopped, queue full, context done). WaitApplied
+// returns once the local state machine has applied rev, or with an error when
+// ctx ends first. Both are called from many goroutines at once.
+type Proposer interface {
+	Propose(ctx context.Context, cmd *logv1.Command) (store.Result, error)
+	WaitApplied(ctx context.Context, rev store.Revision) error
+}
+
+// Reader is the local state machine's read side; *store.Machine satisfies it.
+// Every method is called from many goroutines at once.
+type Reader interface {
+	AppliedIndex() store.Revision
+	Availability(ch store.ChannelID, sku store.SKU, dst *store.SKUAvailability) error
+	Reservation(ch store.ChannelID, id store.ReservationID) (store.Reservation, error)
+	Locations() []store.Location
+	Channels() []store.Channel
+}
+
+// Config is what New needs. Proposer and Reader are required.
+type Config struct {
+	// Proposer proposes write commands and waits for revisions.
+	Proposer Proposer
+	// Reader serves reads from the local state machine.
+	Reader Reader
+	// Logger receives internal error details; nil discards them.
+	Logger *slog.Logger
+	// Unavailable lists sentinel errors that mean "try again, maybe on
+	// another node" (no leader, shutting down); matched with errors.Is and
+	// answered UNAVAILABLE.
+	Unavailable []error
+	// Exhausted lists sentinel errors that mean "too much load" (queue full,
+	// apply lag too large); matched with errors.Is and answered
+	// RESOURCE_EXHAUSTED.
+	Exhausted []error
+	// ReadWaitTimeout bounds how long a read waits for its min_revision
+	// before answering UNAVAILABLE; zero means DefaultReadWaitTimeout.
+	ReadWaitTimeout time.Duration
+}
+
+// Server holds the stockd gRPC services. Its methods are safe for concurrent
+// use once Register has run.
+type Server struct {
+	proposer    Proposer
+	reader      Reader
+	log         *slog.Logger
+	unavailable []error
+	exhausted   []error
+	readWait    time.Duration
+	health      *health.Server
+}
+
+// New returns a Server over cfg; it starts nothing. It panics if cfg.Proposer
+// or cfg.Reader is nil, a wiring mistake no request could recover from.
+func New(cfg Config) *Server {
+	if cfg.Proposer == nil || cfg.Reader == nil {
+		panic("server: Config.Proposer and Config.Reader are required")
+	}
+	s := &Server{
+		proposer:    cfg.Proposer,
+		reader:      cfg.Reader,
+		log:         cfg.Logger,
+		unavailable: append([]error(nil), cfg.Unavailable...),
+		exhausted:   append([]error(nil), cfg.Exhausted...),
+		readWait:    cfg.ReadWaitTimeout,
+		health:      health.NewServer(),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.readWait <= 0 {
+		s.readWait = DefaultReadWaitTimeout
+	}
+	return s
+}
+
+// serviceNames are the services health reports on, besides "" (the whole server).
+func serviceNames() []string {
+	return []string{
+		stockdv1.Inventory_ServiceDesc.ServiceName,
+		stockdv1.Erp_ServiceDesc.ServiceName,
+		stockdv1.Admin_ServiceDesc.ServiceName,
+	}
+}
+
+// Register registers Inventory, Erp, Admin, gRPC health (SERVING for "" and
+// each service) and reflection on gs. Call it once, before gs.Serve; gs
+// should be built with ServerOptions so every service, health included, runs
+// behind the same interceptor chain.
+func (s *Server) Register(gs *grpc.Server) {
+	stockdv1.RegisterInventoryServer(gs, &inventory{s: s})
+	stockdv1.RegisterErpServer(gs, &erp{s: s})
+	stockdv1.RegisterAdminServer(gs, &admin{s: s})
+	healthpb.RegisterHealthServer(gs, s.health)
+	reflection.Register(gs)
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	for _, name := range serviceNames() {
+		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
+}
+
+// Drain marks the server and every service NOT_SERVING in the health service,
+// so balancers stop sending new calls before the grpc.Server stops. It does
+// not stop anything itself and cannot be undone.
+func (s *Server) Drain() {
+	s.health.Shutdown()
+}
+
+// propose validates cmd, proposes it and returns its result; the returned
+// error is an input error found before proposing, the proposer's error, or the
+// state machine's refusal (Result.Err), in that order.
+func (s *Server) propose(ctx context.Context, cmd *logv1.Command) (store.Result, error) {
+	if err := store.Validate(cmd); err != nil {
+		return store.Result{}, err
+	}
+	res, err := s.proposer.Propose(ctx, cmd)
+	if err != nil {
+		return store.Result{}, err
+	}
+	if res.Err != nil {
+		return res, res.Err
+	}
+	return res, nil
+}
+
+// errReadLag: this node did not apply a read's min_revision within the bound.
+var errReadLag = errors.New("revision not yet applied on this node")
+
+// waitRevision returns once the local state machine has applied rev, for at
+// most s.readWait. The caller's own deadline or cancellation wins over the
+// bound, so it keeps its own code.
+func (s *Server) waitRevision(ctx context.Context, rev store.Revision) error {
+	if rev == 0 || s.reader.AppliedIndex() >= rev {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, s.readWait)
+	defer cancel()
+	err := s.proposer.WaitApplied(wctx, rev)
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case wctx.Err() != nil:
+		return fmt.Errorf("min_revision %d: %w", rev, errReadLag)
+	}
+	return fmt.Errorf("wait for revision %d: %w", rev, err)
+}
+
+// ServerOptions returns the interceptor chain for the grpc.Server that
+// Register is given, unary and stream alike: recovery outermost (a panic
+// becomes INTERNAL "internal error"; the panic value and stack go to logger),
+// then logging of each finished call at debug level, or warn for INTERNAL,
+// UNKNOWN and DATA_LOSS. When logger does not enable debug, a call that ends
+// below its code's level skips the logging middleware entirely, so the hot
+// path pays for no log fields. A nil logger discards.
+func ServerOptions(logger *slog.Logger) []grpc.ServerOption {
+	unary, stream := interceptors(logger)
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
+	}
+}
+
+// interceptors returns the unary and stream chains, outermost first.
+func interceptors(logger *slog.Logger) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	rec := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+		method, _ := grpc.Method(ctx)
+		logger.LogAttrs(ctx, slog.LevelError, "panic in grpc handler",
+			slog.String("grpc.method", method),
+			slog.String("panic", fmt.Sprint(p)),
+			slog.String("stack", string(debug.Stack())))
+		return status.Error(codes.Internal, internalMessage)
+	})
+	logOpts := []logging.Option{
+		logging.WithLogOnEvents(logging.FinishCall),
+		logging.WithLevels(logLevel),
+		logging.WithDurationField(logging.DurationToDurationField),
+	}
+	unary := []grpc.UnaryServerInterceptor{
+		recovery.UnaryServerInterceptor(rec),
+		unaryLogging(logger, logOpts),
+	}
+	stream := []grpc.StreamServerInterceptor{
+		recovery.StreamServerInterceptor(rec),
+		logging.StreamServerInterceptor(slogAdapter(logger), logOpts...),
+	}
+	return unary, stream
+}
+
+// logLevel is the level a finished call is logged at, by its code.
+func logLevel(c codes.Code) logging.Level {
+	switch c {
+	case codes.Internal, codes.Unknown, codes.DataLoss:
+		return logging.LevelWarn
+	}
+	return logging.LevelDebug
+}
+
+// slogAdapter lets the logging middleware write to logger.
+func slogAdapter(logger *slog.Logger) logging.Logger {
+	return logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
+		logger.Log(ctx, slog.Level(lvl), msg, fields...)
+	})
+}
+
+// unaryLogging is the logging middleware behind a gate: with debug enabled
+// every call goes through it; otherwise the handler runs bare and only a call
+// whose code's level is enabled is replayed through the middleware (with its
+// real duration) to be logged.
+func unaryLogging(logger *slog.Logger, opts []logging.Option) grpc.UnaryServerInterceptor {
+	full := logging.UnaryServerInterceptor(slogAdapter(logger), opts...)
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if logger.Enabled(ctx, slog.LevelDebug) {
+			return full(ctx, req, info, handler)
+		}
+		start := time.Now()
+		resp, err := handler(ctx, req)
+		if err == nil || !logger.Enabled(ctx, slog.Level(logLevel(status.Code(err)))) {
+			return resp, err
+		}
+		// Fields in ctx win over the ones the replay would measure itself.
+		ctx = logging.InjectFields(ctx, logging.Fields{
+			"grpc.start_time", start.Format(time.RFC3339),
+			"grpc.duration", time.Since(start).String(),
+		})
+		return full(ctx, req, info, func(context.Context, any) (any, error) { return resp, err })
+	}
+}
