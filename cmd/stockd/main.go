@@ -1,0 +1,171 @@
+// Command stockd runs one stockd node: the gRPC API over a Raft-replicated
+// in-memory state machine whose log and snapshots live in --data-dir.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/stockd/stockd/cluster"
+	"github.com/stockd/stockd/server"
+	"github.com/stockd/stockd/store"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "stockd:", err)
+		os.Exit(1)
+	}
+}
+
+// options are stockd's flags.
+type options struct {
+	dataDir           string
+	grpcAddr          string
+	raftAddr          string
+	nodeID            string
+	maxBatch          int
+	linger            time.Duration
+	snapshotThreshold uint64
+	snapshotInterval  time.Duration
+	logFormat         string
+	logLevel          string
+	shutdownTimeout   time.Duration
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("stockd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.dataDir, "data-dir", "./data", "folder for the raft log, stable store and snapshots (created if missing)")
+	fs.StringVar(&o.grpcAddr, "grpc-addr", "127.0.0.1:7400", "address the gRPC API listens on (port 0 picks a free one)")
+	fs.StringVar(&o.raftAddr, "raft-addr", "127.0.0.1:7401", "address raft peers reach this node on (port 0 picks a free one)")
+	fs.StringVar(&o.nodeID, "node-id", "node-1", "this node's id in the raft configuration")
+	fs.IntVar(&o.maxBatch, "max-batch", 512, "most commands grouped into one log entry; 1 turns grouping off")
+	fs.DurationVar(&o.linger, "linger", time.Millisecond, "longest wait for more commands before proposing an entry")
+	fs.Uint64Var(&o.snapshotThreshold, "snapshot-threshold", 8192, "log entries between snapshots")
+	fs.DurationVar(&o.snapshotInterval, "snapshot-interval", 30*time.Second, "how often to check whether a snapshot is due")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "longest wait for in-flight calls on shutdown")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if o.maxBatch < 1 {
+		return o, fmt.Errorf("--max-batch must be >= 1, got %d", o.maxBatch)
+	}
+	return o, nil
+}
+
+func newLogger(o options, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	switch o.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, hopts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, hopts)), nil
+	}
+	return nil, fmt.Errorf("--log-format must be text or json, got %q", o.logFormat)
+}
+
+// run starts a node and serves until ctx ends, then shuts down cleanly.
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	logger, err := newLogger(o, stderr)
+	if err != nil {
+		return err
+	}
+	dataDir, err := filepath.Abs(o.dataDir)
+	if err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+
+	machine := store.New(store.DefaultConfig())
+	node, err := cluster.New(cluster.Config{
+		NodeID:            o.nodeID,
+		DataDir:           dataDir,
+		RaftAddr:          o.raftAddr,
+		Machine:           machine,
+		Logger:            logger,
+		MaxBatch:          o.maxBatch,
+		Linger:            o.linger,
+		SnapshotThreshold: o.snapshotThreshold,
+		SnapshotInterval:  o.snapshotInterval,
+	})
+	if err != nil {
+		return err
+	}
+	if err := node.Start(); err != nil {
+		return fmt.Errorf("start node: %w", err)
+	}
+	defer func() {
+		st := node.Stats()
+		logger.Info("proposer stats", "entries", st.Entries, "commands", st.Commands)
+		if err := node.Close(); err != nil {
+			logger.Error("close node", "err", err)
+		}
+	}()
+
+	lis, err := net.Listen("tcp", o.grpcAddr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	gs := grpc.NewServer(server.ServerOptions(logger)...)
+	server.New(server.Config{
+		Proposer:    node,
+		Reader:      machine,
+		Logger:      logger,
+		Unavailable: []error{cluster.ErrNotLeader, cluster.ErrNoLeader, cluster.ErrStopped},
+		Exhausted:   []error{cluster.ErrQueueFull},
+	}).Register(gs)
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- gs.Serve(lis) }()
+	logger.Info("stockd listening", "grpc", lis.Addr().String(), "raft", node.RaftAddr(), "data_dir", dataDir, "node_id", o.nodeID)
+
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down", "reason", context.Cause(ctx))
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	}
+	stopped := make(chan struct{})
+	go func() { gs.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(o.shutdownTimeout):
+		gs.Stop()
+		<-stopped
+	}
+	return nil
+}
