@@ -1,6 +1,7 @@
 package store
 
 import (
+	"math"
 	"slices"
 	"strings"
 )
@@ -31,7 +32,11 @@ func (m *Machine) Availability(ch ChannelID, sku SKU, dst *SKUAvailability) erro
 			la.Available = ct.available(la.Buffer)
 			la.Oversold = ct.oversold()
 		}
-		dst.Available += la.Available
+		if sum, ok := addUnits(dst.Available, la.Available); ok {
+			dst.Available = sum
+		} else {
+			dst.Available = math.MaxInt64 // saturate: a total never wraps negative (I1)
+		}
 		dst.Locations = append(dst.Locations, la)
 	}
 	sh.mu.RUnlock()

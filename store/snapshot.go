@@ -186,7 +186,23 @@ func decodeState(next func() ([]byte, error)) (*state, error) {
 		return nil, fmt.Errorf("%w: no meta record", ErrCorruptSnapshot)
 	}
 	st.catalog.Store(cat)
+	if n := len(st.orders); n > 0 && st.orders[n-1].seq >= st.nextOrderSeq {
+		return nil, fmt.Errorf("%w: order %d is not before next_order_seq %d", ErrCorruptSnapshot, st.orders[n-1].seq, st.nextOrderSeq)
+	}
+	if st.nextOrderSeq == 0 || st.nextPruneSeq == 0 {
+		return nil, fmt.Errorf("%w: next_order_seq and next_prune_seq start at 1", ErrCorruptSnapshot)
+	}
+	for _, it := range queue {
+		if it.seq == 0 || it.seq >= st.nextPruneSeq {
+			return nil, fmt.Errorf("%w: prune seq %d outside [1, next_prune_seq %d)", ErrCorruptSnapshot, it.seq, st.nextPruneSeq)
+		}
+	}
 	slices.SortFunc(queue, func(a, b pruneItem) int { return cmp.Compare(a.seq, b.seq) })
+	for i := 1; i < len(queue); i++ {
+		if queue[i].seq == queue[i-1].seq {
+			return nil, fmt.Errorf("%w: prune seq %d used twice", ErrCorruptSnapshot, queue[i].seq)
+		}
+	}
 	st.pruneQueue = queue
 	for st.absorbedPos < len(st.orders) && st.orders[st.absorbedPos].seq <= st.absorbedMark {
 		st.absorbedPos++
@@ -216,6 +232,9 @@ func (st *state) restoreRecord(cat *catalog, rec *logv1.SnapshotRecord, queue *[
 		cat.locations[id] = Location{ID: id, Name: k.Location.GetName()}
 	case *logv1.SnapshotRecord_Channel:
 		c := &Channel{ID: ChannelID(k.Channel.GetId()), DefaultBuffer: Units(k.Channel.GetDefaultBufferBaseUnits())}
+		if c.DefaultBuffer < 0 {
+			return fmt.Errorf("channel %q default buffer is %d, want >= 0", c.ID, c.DefaultBuffer)
+		}
 		if _, dup := cat.channels[c.ID]; dup {
 			return fmt.Errorf("channel %q twice", c.ID)
 		}
@@ -235,6 +254,9 @@ func (st *state) restoreRecord(cat *catalog, rec *logv1.SnapshotRecord, queue *[
 			sh.items[ItemID(b.GetItem())] = is
 		}
 		rule := bufferRule{channel: ChannelID(b.GetChannel()), location: LocationID(b.GetLocation()), units: Units(b.GetBufferBaseUnits())}
+		if rule.units <= 0 {
+			return fmt.Errorf("buffer of item %q is %d, want > 0", b.GetItem(), rule.units)
+		}
 		if n := len(is.buffers); n > 0 && cmpRule(is.buffers[n-1], rule) >= 0 {
 			return fmt.Errorf("buffer rules of item %q out of order", b.GetItem())
 		}

@@ -12,7 +12,7 @@ import (
 // setStock applies absolute ERP counts row by row, then the batch's absorbed
 // mark. Each row is applied, ignored as stale, or rejected on its own.
 func (st *state) setStock(c *logv1.SetStock) Result {
-	if r := checkRows(len(c.GetRows())); r != nil {
+	if r := checkSetStock(c); r != nil {
 		return Result{Err: r}
 	}
 	cat := st.catalog.Load()

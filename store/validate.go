@@ -31,7 +31,7 @@ func validate(cmd *logv1.Command) *Rejection {
 		c := k.Release
 		return firstOf(checkID("channel", c.GetChannel()), checkID("reservation_id", c.GetReservationId()))
 	case *logv1.Command_SetStock:
-		return checkRows(len(k.SetStock.GetRows()))
+		return checkSetStock(k.SetStock)
 	case *logv1.Command_AdjustStock:
 		return checkRows(len(k.AdjustStock.GetRows()))
 	case *logv1.Command_PutLocation:
@@ -108,6 +108,14 @@ func validatePutChannel(c *logv1.PutChannel) *Rejection {
 		return invalid("channel.default_buffer_base_units", "must be >= 0")
 	}
 	return nil
+}
+
+// checkSetStock allows a batch of no rows when it carries only an absorbed mark.
+func checkSetStock(c *logv1.SetStock) *Rejection {
+	if len(c.GetRows()) == 0 && c.GetAbsorbedMark() > 0 {
+		return nil
+	}
+	return checkRows(len(c.GetRows()))
 }
 
 func checkRows(n int) *Rejection {

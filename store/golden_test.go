@@ -1,0 +1,194 @@
+package store_test
+
+import (
+	"bytes"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stockd/stockd/api/logv1"
+	"github.com/stockd/stockd/store"
+)
+
+// update rewrites testdata/snapshot.golden and the fuzz seed corpora.
+var update = flag.Bool("update", false, "rewrite testdata/snapshot.golden and testdata/fuzz seeds")
+
+const goldenPath = "testdata/snapshot.golden"
+
+// goldenLog builds a small state with one of everything a snapshot holds:
+// locations, channels, buffer rules of each shape, counters (one negative),
+// held, confirmed, released and expired reservations, a refusal, an applied
+// and a stale delta, an absorbed order and a committed one.
+func goldenLog() []*logv1.Entry {
+	s := int64(time.Second)
+	return []*logv1.Entry{
+		entry(t0, locNamed("ams", "Amsterdam"), locNamed("fra", "Frankfurt"), locNamed("ber", "Berlin"),
+			channel("web", 1, "ams", "fra"), channel("rep", 0, "fra", "ber", "ams")),
+		entry(t0+1*s, buffer("rose", "", "", 1), buffer("rose", "web", "ams", 2), buffer("tulip", "", "fra", 3)),
+		entry(t0+2*s, setStock(row("rose", "ams", 20, 3), row("rose", "fra", 10, 2), row("tulip", "ams", 5, 1),
+			row("tulip", "fra", -2, 1), row("lily", "ber", 7, 4))),
+		entry(t0+3*s, adjust(delta("d1", "tulip", "ams", 4, 0), delta("d2", "rose", "fra", 1, 1))),
+		entry(t0+4*s,
+			reserve("web", "r-held", time.Hour, line("rose", 3)),
+			reserve("rep", "r-conf", 0, line("lily", 2)),
+			reserve("web", "r-rel", 0, line("rose", 2), line("tulip", 1)),
+			reserve("web", "r-exp", 5*time.Second, line("rose", 1)),
+			reserve("web", "r-absorbed", 0, lineAt("rose", 4, "ams")),
+			reserve("web", "r-refused", 0, line("rose", 500))),
+		entry(t0+5*s, confirm("web", "r-absorbed", "o-1"), confirm("rep", "r-conf", "o-2"), release("web", "r-rel")),
+		entry(t0+6*s, setStockMark(1, row("rose", "ams", 16, 4))),
+		entry(t0+10*s, tickCmd()),
+	}
+}
+
+// goldenMachine applies goldenLog and fails the test on any unexpected answer.
+func goldenMachine(t testing.TB) *store.Machine {
+	t.Helper()
+	m := store.New(store.Config{})
+	for i, e := range goldenLog() {
+		for j, r := range m.ApplyEntry(store.Revision(i+1), e) {
+			refusal := i == 4 && j == 5
+			if (r.Err != nil) != refusal {
+				t.Fatalf("golden entry %d command %d input %v: got %s, want refusal %v", i, j, e.Commands[j], describe(r), refusal)
+			}
+		}
+	}
+	return m
+}
+
+// goldenText renders the digest and one record per line in hex.
+func goldenText(recs [][]byte, digest [32]byte) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "digest %x\n", digest)
+	for _, r := range recs {
+		fmt.Fprintf(&b, "%s\n", hex.EncodeToString(r))
+	}
+	return b.Bytes()
+}
+
+func parseGolden(t *testing.T, text []byte) ([][]byte, string) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(string(text)), "\n")
+	d, ok := strings.CutPrefix(lines[0], "digest ")
+	if !ok {
+		t.Fatalf("input %s line 1 %q: got no digest, want \"digest <hex>\"", goldenPath, lines[0])
+	}
+	var recs [][]byte
+	for i, l := range lines[1:] {
+		r, err := hex.DecodeString(l)
+		if err != nil {
+			t.Fatalf("input %s line %d: got %v, want hex", goldenPath, i+2, err)
+		}
+		recs = append(recs, r)
+	}
+	return recs, d
+}
+
+// TestI4GoldenSnapshot pins the canonical record stream and its digest: a
+// change to the encoding, the record order or the digest shows here, and a
+// replica of another build would no longer agree with this one.
+func TestI4GoldenSnapshot(t *testing.T) {
+	m := goldenMachine(t)
+	recs, err := records(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := m.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := goldenText(recs, d)
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(goldenPath), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(goldenPath, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(goldenPath)
+	if err != nil {
+		t.Fatalf("input %s: got %v, want the golden file (go test -run TestI4GoldenSnapshot -update)", goldenPath, err)
+	}
+	wantRecs, wantDigest := parseGolden(t, want)
+	if fmt.Sprintf("%x", d) != wantDigest {
+		t.Errorf("input golden log: got digest %x, want %s", d, wantDigest)
+	}
+	if len(recs) != len(wantRecs) {
+		t.Fatalf("input golden log: got %d records, want %d", len(recs), len(wantRecs))
+	}
+	for i := range recs {
+		if !bytes.Equal(recs[i], wantRecs[i]) {
+			t.Errorf("input golden log: record %d: got %x, want %x", i, recs[i], wantRecs[i])
+		}
+	}
+
+	// The pinned stream restores, and the restored machine writes it back
+	// byte for byte with the same digest.
+	back := store.New(store.Config{})
+	if err := back.Restore(sliceSource(wantRecs)); err != nil {
+		t.Fatalf("input %s: got restore error %v, want ok", goldenPath, err)
+	}
+	again, err := records(back)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(frame(again), frame(wantRecs)) {
+		t.Errorf("input %s restored and written again: got %d records differing from the file, want the same stream", goldenPath, len(again))
+	}
+	if got := digest(back); got != wantDigest {
+		t.Errorf("input %s restored: got digest %s, want %s", goldenPath, got, wantDigest)
+	}
+}
+
+// TestGoldenStateHoldsOneOfEverything guards the golden state itself, so the
+// golden file keeps covering every record kind and reservation state.
+func TestGoldenStateHoldsOneOfEverything(t *testing.T) {
+	m := goldenMachine(t)
+	for id, want := range map[string]store.ReservationState{
+		"r-held": store.StateHeld, "r-rel": store.StateReleased, "r-exp": store.StateExpired, "r-absorbed": store.StateConfirmed,
+	} {
+		if r, err := m.Reservation("web", store.ReservationID(id)); err != nil || r.State != want {
+			t.Errorf("input golden web/%s: got %+v, %v, want state %v", id, r, err, want)
+		}
+	}
+	if r, err := m.Reservation("rep", "r-conf"); err != nil || r.State != store.StateConfirmed || r.OrderSeq != 2 {
+		t.Errorf("input golden rep/r-conf: got %+v, %v, want confirmed as order 2", r, err)
+	}
+	var a store.SKUAvailability
+	if err := m.Availability("web", "rose", &a); err != nil {
+		t.Fatal(err)
+	}
+	// ams: on_hand 16, r-held 3, buffer (web, ams) 2, order 1 absorbed.
+	if l := a.Locations[0]; l.OnHand != 16 || l.Reserved != 3 || l.Committed != 0 || l.Buffer != 2 || l.Available != 11 {
+		t.Errorf("input golden web/rose@ams: got %+v, want on_hand 16 reserved 3 committed 0 buffer 2 available 11", l)
+	}
+	if err := m.Availability("rep", "lily", &a); err != nil {
+		t.Fatal(err)
+	}
+	if l := a.Locations[1]; l.Location != "ber" || l.Committed != 2 || l.Available != 5 {
+		t.Errorf("input golden rep/lily@ber: got %+v, want committed 2 (order 2 unabsorbed) available 5", l)
+	}
+	recs, err := records(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]int{}
+	for _, r := range recs {
+		var rec logv1.SnapshotRecord
+		if err := unmarshalRecord(r, &rec); err != nil {
+			t.Fatal(err)
+		}
+		kinds[fmt.Sprintf("%T", rec.GetKind())]++
+	}
+	for _, k := range []string{"Meta", "Location", "Channel", "Buffer", "Counter", "Reservation", "Refusal", "Delta", "Order"} {
+		if kinds["*logv1.SnapshotRecord_"+k] == 0 {
+			t.Errorf("input golden state: got record kinds %v, want at least one %s", kinds, k)
+		}
+	}
+}

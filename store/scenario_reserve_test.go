@@ -1,0 +1,167 @@
+package store_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stockd/stockd/api/logv1"
+	"github.com/stockd/stockd/store"
+)
+
+// reserveWorld: web sees [ams fra], rep sees [fra ber ams]; rose 10 at each
+// of ams, fra, ber; tulip 3 at ams and 5 at fra. web can promise rose 20 and
+// tulip 8; rep rose 30 and tulip 8.
+var reserveWorld = []step{
+	ok(loc("ams")), ok(loc("fra")), ok(loc("ber")),
+	ok(channel("web", 0, "ams", "fra")), ok(channel("rep", 0, "fra", "ber", "ams")),
+	ok(setStock(row("rose", "ams", 10, 1), row("rose", "fra", 10, 1), row("rose", "ber", 10, 1),
+		row("tulip", "ams", 3, 1), row("tulip", "fra", 5, 1))),
+}
+
+func TestScenarioReserve(t *testing.T) {
+	runAll(t, []scenario{
+		{name: "a single line is held at the first location that fills it", steps: with(reserveWorld,
+			ok(reserve("web", "r1", 0, line("rose", 4))).held(at(0, "ams", 4)),
+			figure("web", "rose", "ams", fig{OnHand: 10, Reserved: 4, Available: 6}),
+			avail("web", "rose", 16), avail("rep", "rose", 26), reservationIs("web", "r1", store.StateHeld),
+		)},
+		{name: "I1 short stock on line 2 leaves line 1 unheld", steps: with(reserveWorld,
+			fails(reserve("web", "r1", 0, line("rose", 4), line("tulip", 9)), store.ErrInsufficientStock, "lines[1].quantity").asks(9, 8),
+			avail("web", "rose", 20), avail("web", "tulip", 8),
+			figure("web", "rose", "ams", fig{OnHand: 10, Available: 10}), noReservation("web", "r1"),
+		)},
+		{name: "a cart that fits in the first location is held there whole", steps: with(reserveWorld,
+			ok(reserve("web", "r1", 0, line("rose", 2), line("tulip", 3))).held(at(0, "ams", 2), at(1, "ams", 3)),
+		)},
+		{name: "one location that fills the whole cart beats a split in priority order", steps: with(reserveWorld,
+			// ams (first) has tulip 3 < 4, so a split would start there; fra fills all.
+			ok(reserve("web", "r1", 0, line("tulip", 4), line("rose", 2))).held(at(0, "fra", 4), at(1, "fra", 2)),
+			figure("web", "tulip", "ams", fig{OnHand: 3, Available: 3}),
+		)},
+		{name: "the cart is split in priority order when no single location fills it", steps: with(reserveWorld,
+			ok(reserve("web", "r1", 0, line("rose", 15), line("tulip", 6))).
+				held(at(0, "ams", 10), at(0, "fra", 5), at(1, "ams", 3), at(1, "fra", 3)),
+			figure("web", "rose", "fra", fig{OnHand: 10, Reserved: 5, Available: 5}),
+			avail("web", "rose", 5), avail("web", "tulip", 2), avail("rep", "rose", 15),
+		)},
+		{name: "lines naming the same item are summed before checking", steps: with(reserveWorld,
+			ok(reserve("web", "r1", 0, line("rose", 6), line("rose", 6))).held(at(0, "ams", 6), at(1, "ams", 4), at(1, "fra", 2)),
+			avail("web", "rose", 8),
+		)},
+		{name: "I1 lines naming the same item cannot together exceed the stock", steps: with(reserveWorld,
+			fails(reserve("web", "r1", 0, line("rose", 12), line("rose", 9)), store.ErrInsufficientStock, "lines[1].quantity").asks(9, 8),
+			avail("web", "rose", 20),
+		)},
+		{name: "an explicit location holds there though a higher priority one could", steps: with(reserveWorld,
+			ok(reserve("web", "r1", 0, lineAt("rose", 4, "fra"))).held(at(0, "fra", 4)),
+		)},
+		{name: "I1 an explicit location short of stock fails though another has it", steps: with(reserveWorld,
+			fails(reserve("web", "r1", 0, lineAt("rose", 11, "fra")), store.ErrInsufficientStock, "lines[0].quantity").asks(11, 10),
+		)},
+		{name: "pinned and free lines of one item draw on one pool", steps: with(reserveWorld,
+			ok(reserve("web", "r1", 0, lineAt("rose", 8, "ams"), line("rose", 4))).held(at(0, "ams", 8), at(1, "fra", 4)),
+		)},
+		{name: "a location the channel does not see is refused", steps: with(reserveWorld,
+			fails(reserve("web", "r1", 0, line("rose", 1), lineAt("rose", 1, "ber")), store.ErrLocationNotVisible, "lines[1].location"),
+			avail("rep", "rose", 30),
+		)},
+		{name: "an undeclared location is refused", steps: with(reserveWorld,
+			fails(reserve("web", "r1", 0, lineAt("rose", 1, "zrh")), store.ErrUnknownLocation, "lines[0].location"),
+		)},
+		{name: "an undeclared channel is refused", steps: with(reserveWorld,
+			fails(reserve("shop", "r1", 0, line("rose", 1)), store.ErrUnknownChannel, "channel"),
+		)},
+		{name: "an item never counted is short", steps: with(reserveWorld,
+			fails(reserve("web", "r1", 0, line("lily", 1)), store.ErrInsufficientStock, "lines[0].quantity").asks(1, 0),
+		)},
+		{name: "I1 buffers are respected at admission", steps: with(reserveWorld,
+			ok(buffer("rose", "web", "", 3)),
+			fails(reserve("web", "r1", 0, line("rose", 15)), store.ErrInsufficientStock, "lines[0].quantity").asks(15, 14),
+			ok(reserve("web", "r2", 0, line("rose", 14))).held(at(0, "ams", 7), at(0, "fra", 7)),
+			avail("web", "rose", 0),
+			figure("rep", "rose", "fra", fig{OnHand: 10, Reserved: 7, Available: 3}), avail("rep", "rose", 16),
+		)},
+		{name: "the TTL defaults to 15 minutes and a custom one is kept", steps: with(reserveWorld,
+			ok(reserve("web", "r1", 0, line("rose", 1))).is(store.StateHeld).expiresIn(15*time.Minute).createdAt(0),
+			ok(reserve("web", "r2", 90*time.Second, line("rose", 1))).is(store.StateHeld).expiresIn(90*time.Second),
+		)},
+		{name: "the TTL is bounded to [1s, 24h]", steps: with(reserveWorld,
+			fails(reserve("web", "r1", time.Second-1, line("rose", 1)), store.ErrInvalid, "ttl"),
+			fails(reserve("web", "r1", 24*time.Hour+1, line("rose", 1)), store.ErrInvalid, "ttl"),
+			fails(reserve("web", "r1", -time.Second, line("rose", 1)), store.ErrInvalid, "ttl"),
+			ok(reserve("web", "r1", time.Second, line("rose", 1))).is(store.StateHeld).expiresIn(time.Second),
+			ok(reserve("web", "r2", 24*time.Hour, line("rose", 1))).is(store.StateHeld).expiresIn(24*time.Hour),
+		)},
+		{name: "a cart has at most 1000 lines", steps: with(reserveWorld,
+			ok(setStock(row("rose", "ams", 1000, 2))),
+			fails(reserve("web", "r1", 0, manyLines(store.MaxLines+1)...), store.ErrInvalid, "lines"),
+			figure("web", "rose", "ams", fig{OnHand: 1000, Available: 1000}),
+			ok(reserve("web", "r1", 0, manyLines(store.MaxLines)...)).is(store.StateHeld),
+			figure("web", "rose", "ams", fig{OnHand: 1000, Reserved: 1000}),
+		)},
+		{name: "a quantity of 0 or less is invalid", steps: with(reserveWorld,
+			fails(reserve("web", "r1", 0, line("rose", 0)), store.ErrInvalid, "lines[0].quantity"),
+			fails(reserve("web", "r1", 0, line("rose", 1), line("rose", -2)), store.ErrInvalid, "lines[1].quantity"),
+			avail("web", "rose", 20),
+		)},
+		{name: "missing ids and lines are invalid", steps: with(reserveWorld,
+			fails(reserve("web", "r1", 0), store.ErrInvalid, "lines"),
+			fails(reserve("web", "", 0, line("rose", 1)), store.ErrInvalid, "reservation_id"),
+			fails(reserve("", "r1", 0, line("rose", 1)), store.ErrInvalid, "channel"),
+			fails(reserve("web", "r1", 0, line("", 1)), store.ErrInvalid, "lines[0].sku"),
+		)},
+		{name: "I3 a retry with the same payload gets the first answer without holding twice", steps: with(reserveWorld,
+			ok(reserve("web", "r1", 0, line("rose", 4))).held(at(0, "ams", 4)),
+			ok(reserve("web", "r1", 0, line("rose", 4))).after(time.Minute).held(at(0, "ams", 4)).createdAt(0),
+			figure("web", "rose", "ams", fig{OnHand: 10, Reserved: 4, Available: 6}),
+		)},
+		{name: "I3 a refused request stays refused after stock arrives", steps: with(reserveWorld,
+			fails(reserve("web", "r1", 0, line("rose", 25)), store.ErrInsufficientStock, "lines[0].quantity").asks(25, 20),
+			ok(setStock(row("rose", "ams", 100, 2))),
+			fails(reserve("web", "r1", 0, line("rose", 25)), store.ErrInsufficientStock, "lines[0].quantity").asks(25, 20),
+			figure("web", "rose", "ams", fig{OnHand: 100, Available: 100}),
+			ok(reserve("web", "r2", 0, line("rose", 25))).held(at(0, "ams", 25)),
+		)},
+		{name: "I3 another payload is refused naming the first differing field", steps: with(reserveWorld,
+			ok(reserve("web", "r1", 0, line("rose", 4), line("tulip", 1))).held(at(0, "ams", 4), at(1, "ams", 1)),
+			fails(reserve("web", "r1", 0, line("rose", 4), line("tulip", 2)), store.ErrIdempotencyConflict, "lines[1].quantity"),
+			fails(reserve("web", "r1", 0, line("rose", 4)), store.ErrIdempotencyConflict, "lines"),
+			fails(reserve("web", "r1", 0, line("rose", 4), line("lily", 1)), store.ErrIdempotencyConflict, "lines[1].sku"),
+			fails(reserve("web", "r1", 0, lineAt("rose", 4, "ams"), line("tulip", 1)), store.ErrIdempotencyConflict, "lines[0].location"),
+			fails(reserve("web", "r1", time.Minute, line("rose", 4), line("tulip", 1)), store.ErrIdempotencyConflict, "ttl"),
+			fails(reserve("web", "r1", 0, line("tulip", 1), line("rose", 4)), store.ErrIdempotencyConflict, "lines[0].sku"),
+			// An explicit 15m is the default spelled out: the same payload.
+			ok(reserve("web", "r1", 15*time.Minute, line("rose", 4), line("tulip", 1))).held(at(0, "ams", 4), at(1, "ams", 1)),
+			figure("web", "rose", "ams", fig{OnHand: 10, Reserved: 4, Available: 6}),
+		)},
+		{name: "I3 a changed retry of a refusal is a conflict", steps: with(reserveWorld,
+			fails(reserve("web", "r1", 0, line("rose", 25)), store.ErrInsufficientStock, "lines[0].quantity"),
+			fails(reserve("web", "r1", 0, line("rose", 24)), store.ErrIdempotencyConflict, "lines[0].quantity"),
+			avail("web", "rose", 20),
+		)},
+		{name: "I3 an input error is not remembered", steps: with(reserveWorld,
+			fails(reserve("web", "r1", 0, line("rose", 0)), store.ErrInvalid, "lines[0].quantity"),
+			ok(reserve("web", "r1", 0, line("rose", 4))).held(at(0, "ams", 4)),
+		)},
+		{name: "I3 a refusal for an undeclared channel stays after the channel is declared", steps: with(reserveWorld,
+			fails(reserve("shop", "r1", 0, line("rose", 1)), store.ErrUnknownChannel, "channel"),
+			ok(channel("shop", 0, "ams")),
+			fails(reserve("shop", "r1", 0, line("rose", 1)), store.ErrUnknownChannel, "channel"),
+			ok(reserve("shop", "r2", 0, line("rose", 1))).held(at(0, "ams", 1)),
+		)},
+		{name: "reservation ids are scoped per channel", steps: with(reserveWorld,
+			ok(reserve("web", "r1", 0, line("rose", 4))).held(at(0, "ams", 4)),
+			ok(reserve("rep", "r1", 0, line("rose", 4))).held(at(0, "fra", 4)),
+			figure("web", "rose", "fra", fig{OnHand: 10, Reserved: 4, Available: 6}), avail("web", "rose", 12),
+		)},
+	})
+}
+
+// manyLines returns n lines of one rose each.
+func manyLines(n int) []*logv1.ReserveLine {
+	out := make([]*logv1.ReserveLine, n)
+	for i := range out {
+		out[i] = line("rose", 1)
+	}
+	return out
+}
