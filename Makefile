@@ -29,7 +29,8 @@ test-short:
 	$(GO) test -count=1 -short ./...
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./store/ ./server/
+	$(GO) test -run '^$$' -bench . -benchmem -count=5 ./store/
+	$(GO) test -run '^$$' -bench . -benchtime 3s -count=3 ./cmd/stockd/
 
 tools:
 	GOBIN=$(GOBIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)

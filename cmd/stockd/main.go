@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -24,6 +25,12 @@ import (
 )
 
 func main() {
+	if os.Getenv("GOGC") == "" {
+		// The state lives in the heap and is mostly long-lived: collecting at
+		// 4x the live heap instead of 2x halves GC work for a bounded memory
+		// cost. GOGC in the environment overrides it.
+		debug.SetGCPercent(400)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
@@ -48,6 +55,7 @@ type options struct {
 	logFormat         string
 	logLevel          string
 	shutdownTimeout   time.Duration
+	pprofAddr         string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -65,6 +73,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "longest wait for in-flight calls on shutdown")
+	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof profiles on this address (off when empty)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -135,6 +144,14 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			logger.Error("close node", "err", err)
 		}
 	}()
+
+	if o.pprofAddr != "" {
+		stopPprof, err := servePprof(o.pprofAddr, logger)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+	}
 
 	lis, err := net.Listen("tcp", o.grpcAddr)
 	if err != nil {
