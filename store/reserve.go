@@ -237,9 +237,9 @@ func (st *state) confirm(now Timestamp, c *logv1.Confirm) Result {
 	if r := validate(&logv1.Command{Kind: &logv1.Command_Confirm{Confirm: c}}); r != nil {
 		return Result{Err: r}
 	}
-	r := st.reservations[resKey{ChannelID(c.GetChannel()), ReservationID(c.GetReservationId())}]
-	if r == nil {
-		return Result{Err: reject(ErrUnknownReservation, "reservation_id", "unknown reservation "+strconv.Quote(c.GetReservationId()))}
+	r, rej := st.lookup(c.GetChannel(), c.GetReservationId())
+	if rej != nil {
+		return Result{Err: rej}
 	}
 	switch r.State {
 	case StateConfirmed:
@@ -278,9 +278,9 @@ func (st *state) release(now Timestamp, c *logv1.Release) Result {
 	if r := validate(&logv1.Command{Kind: &logv1.Command_Release{Release: c}}); r != nil {
 		return Result{Err: r}
 	}
-	r := st.reservations[resKey{ChannelID(c.GetChannel()), ReservationID(c.GetReservationId())}]
-	if r == nil {
-		return Result{Err: reject(ErrUnknownReservation, "reservation_id", "unknown reservation "+strconv.Quote(c.GetReservationId()))}
+	r, rej := st.lookup(c.GetChannel(), c.GetReservationId())
+	if rej != nil {
+		return Result{Err: rej}
 	}
 	switch r.State {
 	case StateConfirmed:
@@ -291,6 +291,15 @@ func (st *state) release(now Timestamp, c *logv1.Release) Result {
 	}
 	cp := r.Reservation.clone()
 	return Result{Reservation: &cp}
+}
+
+// lookup finds the reservation a Confirm or Release names.
+func (st *state) lookup(ch, id string) (*reservation, *Rejection) {
+	r := st.reservations[resKey{ChannelID(ch), ReservationID(id)}]
+	if r == nil {
+		return nil, reject(ErrUnknownReservation, "reservation_id", "unknown reservation "+strconv.Quote(id))
+	}
+	return r, nil
 }
 
 // unhold returns a hold's units from reserved.
