@@ -15,7 +15,7 @@ func (st *state) putLocation(c *logv1.PutLocation) Result {
 		return Result{Err: r}
 	}
 	old := st.catalog.Load()
-	next := &catalog{locations: maps.Clone(old.locations), channels: old.channels}
+	next := &catalog{locations: maps.Clone(old.locations), channels: old.channels, nodes: old.nodes}
 	next.locations[LocationID(c.GetId())] = Location{ID: LocationID(c.GetId()), Name: c.GetName()}
 	st.catalog.Store(next)
 	return Result{}
@@ -35,7 +35,7 @@ func (st *state) putChannel(c *logv1.PutChannel) Result {
 		}
 		ch.Locations = append(ch.Locations, LocationID(l))
 	}
-	next := &catalog{locations: old.locations, channels: maps.Clone(old.channels)}
+	next := &catalog{locations: old.locations, channels: maps.Clone(old.channels), nodes: old.nodes}
 	next.channels[ch.ID] = ch
 	st.catalog.Store(next)
 	return Result{}
@@ -92,4 +92,31 @@ func cmpRule(a, b bufferRule) int {
 		return 1
 	}
 	return 0
+}
+
+// putNode records (or updates) a cluster member.
+func (st *state) putNode(c *logv1.PutNode) Result {
+	if r := validate(&logv1.Command{Kind: &logv1.Command_PutNode{PutNode: c}}); r != nil {
+		return Result{Err: r}
+	}
+	old := st.catalog.Load()
+	next := &catalog{locations: old.locations, channels: old.channels, nodes: maps.Clone(old.nodes)}
+	next.nodes[c.GetId()] = Node{ID: c.GetId(), RaftAddr: c.GetRaftAddr(), GRPCAddr: c.GetGrpcAddr(), FeatureVersion: c.GetFeatureVersion()}
+	st.catalog.Store(next)
+	return Result{}
+}
+
+// removeNode forgets a member's record; forgetting an unknown one is a no-op.
+func (st *state) removeNode(c *logv1.RemoveNode) Result {
+	if r := validate(&logv1.Command{Kind: &logv1.Command_RemoveNode{RemoveNode: c}}); r != nil {
+		return Result{Err: r}
+	}
+	old := st.catalog.Load()
+	if _, ok := old.nodes[c.GetId()]; !ok {
+		return Result{}
+	}
+	next := &catalog{locations: old.locations, channels: old.channels, nodes: maps.Clone(old.nodes)}
+	delete(next.nodes, c.GetId())
+	st.catalog.Store(next)
+	return Result{}
 }

@@ -4,17 +4,21 @@ import (
 	"container/heap"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 
 	"github.com/stockd/stockd/api/logv1"
 )
 
-// Machine is the replicated state machine. Apply, ApplyEntry, Snapshot and
-// Restore run on one goroutine (the log applier); every other method is safe
-// from any goroutine concurrently with them.
+// Machine is the replicated state machine. Apply, ApplyEntry and Restore run
+// on one goroutine (the log applier); every other method, Snapshot included,
+// is safe from any goroutine concurrently with them.
 type Machine struct {
 	cfg Config
 	st  atomic.Pointer[state]
+	// applyMu is held while a command applies, a snapshot copies or a restore
+	// swaps, so a Snapshot taken from any goroutine sees whole commands.
+	applyMu sync.Mutex
 }
 
 // New returns an empty machine. Zero fields of cfg take DefaultConfig's values.
@@ -54,13 +58,15 @@ func (m *Machine) ApplyEntry(index Revision, e *logv1.Entry) []Result {
 		panic(fmt.Sprintf("store: entry %d needs feature version %d, this build applies up to %d",
 			index, e.GetFeatureVersion(), FeatureVersion))
 	}
+	m.applyMu.Lock()
+	defer m.applyMu.Unlock()
 	out := make([]Result, len(e.GetCommands()))
 	for i, c := range e.GetCommands() {
-		out[i] = m.Apply(index, Timestamp(e.GetTimeUnixNanos()), c)
+		out[i] = m.apply(index, Timestamp(e.GetTimeUnixNanos()), c)
 	}
 	if len(out) == 0 {
 		// An empty entry still moves time and the applied index.
-		m.Apply(index, Timestamp(e.GetTimeUnixNanos()), &logv1.Command{Kind: &logv1.Command_Tick{Tick: &logv1.Tick{}}})
+		m.apply(index, Timestamp(e.GetTimeUnixNanos()), &logv1.Command{Kind: &logv1.Command_Tick{Tick: &logv1.Tick{}}})
 	}
 	return out
 }
@@ -71,6 +77,12 @@ func (m *Machine) ApplyEntry(index Revision, e *logv1.Entry) []Result {
 // pruned, then the command runs. A refusal is returned in Result.Err with the
 // state unchanged by the command.
 func (m *Machine) Apply(index Revision, ts Timestamp, cmd *logv1.Command) Result {
+	m.applyMu.Lock()
+	defer m.applyMu.Unlock()
+	return m.apply(index, ts, cmd)
+}
+
+func (m *Machine) apply(index Revision, ts Timestamp, cmd *logv1.Command) Result {
 	st := m.st.Load()
 	if Timestamp(st.now.Load()) < ts {
 		st.now.Store(int64(ts))
@@ -97,6 +109,10 @@ func (m *Machine) Apply(index Revision, ts Timestamp, cmd *logv1.Command) Result
 		res = st.putChannel(k.PutChannel)
 	case *logv1.Command_SetBuffer:
 		res = st.setBuffer(k.SetBuffer)
+	case *logv1.Command_PutNode:
+		res = st.putNode(k.PutNode)
+	case *logv1.Command_RemoveNode:
+		res = st.removeNode(k.RemoveNode)
 	case *logv1.Command_Tick:
 	default:
 		panic(fmt.Sprintf("store: entry %d holds an unknown command %T", index, cmd.GetKind()))

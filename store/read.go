@@ -92,3 +92,14 @@ func (r Reservation) clone() Reservation {
 	r.Lines = lines
 	return r
 }
+
+// Nodes lists the cluster members' records sorted by id.
+func (m *Machine) Nodes() []Node {
+	cat := m.st.Load().catalog.Load()
+	out := make([]Node, 0, len(cat.nodes))
+	for _, n := range cat.nodes {
+		out = append(out, n)
+	}
+	slices.SortFunc(out, func(a, b Node) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}

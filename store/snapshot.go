@@ -30,10 +30,12 @@ type Snapshot struct {
 // Index is the applied index the snapshot reflects.
 func (s *Snapshot) Index() Revision { return s.index }
 
-// Snapshot captures the whole state as canonical records. Call it on the
-// apply goroutine (no Apply may run concurrently); the copy is independent of
-// later applies.
+// Snapshot captures the whole state as canonical records, between two
+// commands; Apply waits while it copies. Safe from any goroutine; the copy is
+// independent of later applies.
 func (m *Machine) Snapshot() *Snapshot {
+	m.applyMu.Lock()
+	defer m.applyMu.Unlock()
 	st := m.st.Load()
 	s := &Snapshot{index: Revision(st.applied.Load())}
 	add := func(r *logv1.SnapshotRecord) { s.records = append(s.records, r) }
@@ -42,6 +44,11 @@ func (m *Machine) Snapshot() *Snapshot {
 		AbsorbedMark: st.absorbedMark, NextPruneSeq: st.nextPruneSeq, Format: snapshotFormat,
 	}}})
 	cat := st.catalog.Load()
+	for _, id := range slices.Sorted(maps.Keys(cat.nodes)) {
+		n := cat.nodes[id]
+		add(&logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_Node{Node: &logv1.NodeRecord{
+			Id: n.ID, RaftAddr: n.RaftAddr, GrpcAddr: n.GRPCAddr, FeatureVersion: n.FeatureVersion}}})
+	}
 	for _, id := range slices.Sorted(maps.Keys(cat.locations)) {
 		l := cat.locations[id]
 		add(&logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_Location{Location: &logv1.LocationRecord{Id: string(l.ID), Name: l.Name}}})
@@ -135,8 +142,7 @@ func (s *Snapshot) Digest() ([32]byte, error) {
 	return out, err
 }
 
-// Digest is the digest of a snapshot taken now. Call it where no Apply runs
-// concurrently.
+// Digest is the digest of a snapshot taken now. Safe from any goroutine.
 func (m *Machine) Digest() ([32]byte, error) { return m.Snapshot().Digest() }
 
 // ErrCorruptSnapshot: a snapshot stream failed to decode or broke an invariant.
@@ -153,13 +159,15 @@ func (m *Machine) Restore(next func() ([]byte, error)) error {
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
+	m.applyMu.Lock()
 	m.st.Store(st)
+	m.applyMu.Unlock()
 	return nil
 }
 
 func decodeState(next func() ([]byte, error)) (*state, error) {
 	st := newState()
-	cat := &catalog{locations: map[LocationID]Location{}, channels: map[ChannelID]*Channel{}}
+	cat := &catalog{locations: map[LocationID]Location{}, channels: map[ChannelID]*Channel{}, nodes: map[string]Node{}}
 	var queue []pruneItem
 	sawMeta := false
 	for n := 0; ; n++ {
@@ -224,6 +232,12 @@ func (st *state) restoreRecord(cat *catalog, rec *logv1.SnapshotRecord, queue *[
 		st.applied.Store(m.GetAppliedIndex())
 		st.now.Store(m.GetTimeUnixNanos())
 		st.nextOrderSeq, st.absorbedMark, st.nextPruneSeq = m.GetNextOrderSeq(), m.GetAbsorbedMark(), m.GetNextPruneSeq()
+	case *logv1.SnapshotRecord_Node:
+		n := k.Node
+		if _, dup := cat.nodes[n.GetId()]; dup {
+			return fmt.Errorf("node %q twice", n.GetId())
+		}
+		cat.nodes[n.GetId()] = Node{ID: n.GetId(), RaftAddr: n.GetRaftAddr(), GRPCAddr: n.GetGrpcAddr(), FeatureVersion: n.GetFeatureVersion()}
 	case *logv1.SnapshotRecord_Location:
 		id := LocationID(k.Location.GetId())
 		if _, dup := cat.locations[id]; dup {

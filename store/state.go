@@ -47,6 +47,7 @@ type shard struct {
 type catalog struct {
 	locations map[LocationID]Location
 	channels  map[ChannelID]*Channel
+	nodes     map[string]Node
 }
 
 type resKey struct {
@@ -154,6 +155,7 @@ func newState() *state {
 	st.catalog.Store(&catalog{
 		locations: map[LocationID]Location{},
 		channels:  map[ChannelID]*Channel{},
+		nodes:     map[string]Node{},
 	})
 	for i := range st.shards {
 		st.shards[i].items = make(map[ItemID]*itemState)

@@ -166,6 +166,15 @@ type Channel struct {
 	DefaultBuffer Units
 }
 
+// Node is a cluster member's record: its addresses and the highest log
+// feature version its build applies. Raft's configuration says who votes.
+type Node struct {
+	ID             string
+	RaftAddr       string
+	GRPCAddr       string
+	FeatureVersion uint32
+}
+
 // Config holds the machine's parameters. They shape results, so every replica
 // of a cluster must use the same values.
 type Config struct {

@@ -46,6 +46,15 @@ func validate(cmd *logv1.Command) *Rejection {
 			r = invalid("buffer_base_units", "must be >= 0")
 		}
 		return r
+	case *logv1.Command_PutNode:
+		c := k.PutNode
+		r := firstOf(checkID("node_id", c.GetId()), checkID("raft_addr", c.GetRaftAddr()), checkID("grpc_addr", c.GetGrpcAddr()))
+		if r == nil && c.GetFeatureVersion() == 0 {
+			r = invalid("feature_version", "must be >= 1")
+		}
+		return r
+	case *logv1.Command_RemoveNode:
+		return checkID("node_id", k.RemoveNode.GetId())
 	case *logv1.Command_Tick:
 		return nil
 	case nil:
@@ -156,4 +165,14 @@ func firstOf(rs ...*Rejection) *Rejection {
 		}
 	}
 	return nil
+}
+
+// CommandFeature is the log feature version a command needs: a leader
+// proposes it only once every voter's build applies that version (DESIGN.md,
+// rolling upgrades). Every command kind so far needs version 1.
+func CommandFeature(cmd *logv1.Command) uint32 {
+	switch cmd.GetKind().(type) {
+	default:
+		return 1
+	}
 }

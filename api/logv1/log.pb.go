@@ -105,6 +105,8 @@ type Command struct {
 	//	*Command_PutChannel
 	//	*Command_SetBuffer
 	//	*Command_Tick
+	//	*Command_PutNode
+	//	*Command_RemoveNode
 	Kind          isCommand_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -228,6 +230,24 @@ func (x *Command) GetTick() *Tick {
 	return nil
 }
 
+func (x *Command) GetPutNode() *PutNode {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_PutNode); ok {
+			return x.PutNode
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRemoveNode() *RemoveNode {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_RemoveNode); ok {
+			return x.RemoveNode
+		}
+	}
+	return nil
+}
+
 type isCommand_Kind interface {
 	isCommand_Kind()
 }
@@ -268,6 +288,14 @@ type Command_Tick struct {
 	Tick *Tick `protobuf:"bytes,9,opt,name=tick,proto3,oneof"`
 }
 
+type Command_PutNode struct {
+	PutNode *PutNode `protobuf:"bytes,10,opt,name=put_node,json=putNode,proto3,oneof"`
+}
+
+type Command_RemoveNode struct {
+	RemoveNode *RemoveNode `protobuf:"bytes,11,opt,name=remove_node,json=removeNode,proto3,oneof"`
+}
+
 func (*Command_Reserve) isCommand_Kind() {}
 
 func (*Command_Confirm) isCommand_Kind() {}
@@ -285,6 +313,10 @@ func (*Command_PutChannel) isCommand_Kind() {}
 func (*Command_SetBuffer) isCommand_Kind() {}
 
 func (*Command_Tick) isCommand_Kind() {}
+
+func (*Command_PutNode) isCommand_Kind() {}
+
+func (*Command_RemoveNode) isCommand_Kind() {}
 
 type ReserveLine struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
@@ -991,6 +1023,260 @@ func (*Tick) Descriptor() ([]byte, []int) {
 	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{13}
 }
 
+// PutNode records a cluster member's addresses and the highest feature
+// version its build applies; raft's configuration holds who votes.
+type PutNode struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Id             string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	RaftAddr       string                 `protobuf:"bytes,2,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
+	GrpcAddr       string                 `protobuf:"bytes,3,opt,name=grpc_addr,json=grpcAddr,proto3" json:"grpc_addr,omitempty"`
+	FeatureVersion uint32                 `protobuf:"varint,4,opt,name=feature_version,json=featureVersion,proto3" json:"feature_version,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *PutNode) Reset() {
+	*x = PutNode{}
+	mi := &file_stockd_log_v1_log_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutNode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutNode) ProtoMessage() {}
+
+func (x *PutNode) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_log_v1_log_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutNode.ProtoReflect.Descriptor instead.
+func (*PutNode) Descriptor() ([]byte, []int) {
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *PutNode) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *PutNode) GetRaftAddr() string {
+	if x != nil {
+		return x.RaftAddr
+	}
+	return ""
+}
+
+func (x *PutNode) GetGrpcAddr() string {
+	if x != nil {
+		return x.GrpcAddr
+	}
+	return ""
+}
+
+func (x *PutNode) GetFeatureVersion() uint32 {
+	if x != nil {
+		return x.FeatureVersion
+	}
+	return 0
+}
+
+// RemoveNode forgets a member's record after it left.
+type RemoveNode struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNode) Reset() {
+	*x = RemoveNode{}
+	mi := &file_stockd_log_v1_log_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNode) ProtoMessage() {}
+
+func (x *RemoveNode) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_log_v1_log_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNode.ProtoReflect.Descriptor instead.
+func (*RemoveNode) Descriptor() ([]byte, []int) {
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RemoveNode) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// CommandResult is a command's answer as a leader sends it to the follower
+// that forwarded the command.
+type CommandResult struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Revision uint64                 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	// Set when the command was refused.
+	Rejection     *Rejection         `protobuf:"bytes,2,opt,name=rejection,proto3" json:"rejection,omitempty"`
+	Reservation   *ReservationRecord `protobuf:"bytes,3,opt,name=reservation,proto3" json:"reservation,omitempty"`
+	Rows          []*RowResultRecord `protobuf:"bytes,4,rep,name=rows,proto3" json:"rows,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommandResult) Reset() {
+	*x = CommandResult{}
+	mi := &file_stockd_log_v1_log_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommandResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommandResult) ProtoMessage() {}
+
+func (x *CommandResult) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_log_v1_log_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommandResult.ProtoReflect.Descriptor instead.
+func (*CommandResult) Descriptor() ([]byte, []int) {
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *CommandResult) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *CommandResult) GetRejection() *Rejection {
+	if x != nil {
+		return x.Rejection
+	}
+	return nil
+}
+
+func (x *CommandResult) GetReservation() *ReservationRecord {
+	if x != nil {
+		return x.Reservation
+	}
+	return nil
+}
+
+func (x *CommandResult) GetRows() []*RowResultRecord {
+	if x != nil {
+		return x.Rows
+	}
+	return nil
+}
+
+type RowResultRecord struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Status          uint32                 `protobuf:"varint,1,opt,name=status,proto3" json:"status,omitempty"`
+	Reason          string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	Version         uint64                 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	OnHandBaseUnits int64                  `protobuf:"varint,4,opt,name=on_hand_base_units,json=onHandBaseUnits,proto3" json:"on_hand_base_units,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *RowResultRecord) Reset() {
+	*x = RowResultRecord{}
+	mi := &file_stockd_log_v1_log_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RowResultRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RowResultRecord) ProtoMessage() {}
+
+func (x *RowResultRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_log_v1_log_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RowResultRecord.ProtoReflect.Descriptor instead.
+func (*RowResultRecord) Descriptor() ([]byte, []int) {
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RowResultRecord) GetStatus() uint32 {
+	if x != nil {
+		return x.Status
+	}
+	return 0
+}
+
+func (x *RowResultRecord) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RowResultRecord) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *RowResultRecord) GetOnHandBaseUnits() int64 {
+	if x != nil {
+		return x.OnHandBaseUnits
+	}
+	return 0
+}
+
 // Rejection is a deterministic business refusal kept for idempotent retries.
 type Rejection struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1008,7 +1294,7 @@ type Rejection struct {
 
 func (x *Rejection) Reset() {
 	*x = Rejection{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[14]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1020,7 +1306,7 @@ func (x *Rejection) String() string {
 func (*Rejection) ProtoMessage() {}
 
 func (x *Rejection) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[14]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1033,7 +1319,7 @@ func (x *Rejection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rejection.ProtoReflect.Descriptor instead.
 func (*Rejection) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{14}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Rejection) GetKind() uint32 {
@@ -1087,6 +1373,7 @@ type SnapshotRecord struct {
 	//	*SnapshotRecord_Refusal
 	//	*SnapshotRecord_Delta
 	//	*SnapshotRecord_Order
+	//	*SnapshotRecord_Node
 	Kind          isSnapshotRecord_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1094,7 +1381,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[15]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1106,7 +1393,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[15]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1119,7 +1406,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{15}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SnapshotRecord) GetKind() isSnapshotRecord_Kind {
@@ -1210,6 +1497,15 @@ func (x *SnapshotRecord) GetOrder() *OrderRecord {
 	return nil
 }
 
+func (x *SnapshotRecord) GetNode() *NodeRecord {
+	if x != nil {
+		if x, ok := x.Kind.(*SnapshotRecord_Node); ok {
+			return x.Node
+		}
+	}
+	return nil
+}
+
 type isSnapshotRecord_Kind interface {
 	isSnapshotRecord_Kind()
 }
@@ -1250,6 +1546,10 @@ type SnapshotRecord_Order struct {
 	Order *OrderRecord `protobuf:"bytes,9,opt,name=order,proto3,oneof"`
 }
 
+type SnapshotRecord_Node struct {
+	Node *NodeRecord `protobuf:"bytes,10,opt,name=node,proto3,oneof"`
+}
+
 func (*SnapshotRecord_Meta) isSnapshotRecord_Kind() {}
 
 func (*SnapshotRecord_Location) isSnapshotRecord_Kind() {}
@@ -1268,6 +1568,8 @@ func (*SnapshotRecord_Delta) isSnapshotRecord_Kind() {}
 
 func (*SnapshotRecord_Order) isSnapshotRecord_Kind() {}
 
+func (*SnapshotRecord_Node) isSnapshotRecord_Kind() {}
+
 type SnapshotMeta struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AppliedIndex  uint64                 `protobuf:"varint,1,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
@@ -1282,7 +1584,7 @@ type SnapshotMeta struct {
 
 func (x *SnapshotMeta) Reset() {
 	*x = SnapshotMeta{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[16]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1294,7 +1596,7 @@ func (x *SnapshotMeta) String() string {
 func (*SnapshotMeta) ProtoMessage() {}
 
 func (x *SnapshotMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[16]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1307,7 +1609,7 @@ func (x *SnapshotMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotMeta.ProtoReflect.Descriptor instead.
 func (*SnapshotMeta) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{16}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SnapshotMeta) GetAppliedIndex() uint64 {
@@ -1352,6 +1654,74 @@ func (x *SnapshotMeta) GetFormat() uint32 {
 	return 0
 }
 
+type NodeRecord struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Id             string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	RaftAddr       string                 `protobuf:"bytes,2,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
+	GrpcAddr       string                 `protobuf:"bytes,3,opt,name=grpc_addr,json=grpcAddr,proto3" json:"grpc_addr,omitempty"`
+	FeatureVersion uint32                 `protobuf:"varint,4,opt,name=feature_version,json=featureVersion,proto3" json:"feature_version,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *NodeRecord) Reset() {
+	*x = NodeRecord{}
+	mi := &file_stockd_log_v1_log_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeRecord) ProtoMessage() {}
+
+func (x *NodeRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_log_v1_log_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeRecord.ProtoReflect.Descriptor instead.
+func (*NodeRecord) Descriptor() ([]byte, []int) {
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *NodeRecord) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *NodeRecord) GetRaftAddr() string {
+	if x != nil {
+		return x.RaftAddr
+	}
+	return ""
+}
+
+func (x *NodeRecord) GetGrpcAddr() string {
+	if x != nil {
+		return x.GrpcAddr
+	}
+	return ""
+}
+
+func (x *NodeRecord) GetFeatureVersion() uint32 {
+	if x != nil {
+		return x.FeatureVersion
+	}
+	return 0
+}
+
 type LocationRecord struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1362,7 +1732,7 @@ type LocationRecord struct {
 
 func (x *LocationRecord) Reset() {
 	*x = LocationRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[17]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1374,7 +1744,7 @@ func (x *LocationRecord) String() string {
 func (*LocationRecord) ProtoMessage() {}
 
 func (x *LocationRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[17]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1387,7 +1757,7 @@ func (x *LocationRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocationRecord.ProtoReflect.Descriptor instead.
 func (*LocationRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{17}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *LocationRecord) GetId() string {
@@ -1415,7 +1785,7 @@ type ChannelRecord struct {
 
 func (x *ChannelRecord) Reset() {
 	*x = ChannelRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[18]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1427,7 +1797,7 @@ func (x *ChannelRecord) String() string {
 func (*ChannelRecord) ProtoMessage() {}
 
 func (x *ChannelRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[18]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1440,7 +1810,7 @@ func (x *ChannelRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelRecord.ProtoReflect.Descriptor instead.
 func (*ChannelRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{18}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ChannelRecord) GetId() string {
@@ -1476,7 +1846,7 @@ type BufferRecord struct {
 
 func (x *BufferRecord) Reset() {
 	*x = BufferRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[19]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1488,7 +1858,7 @@ func (x *BufferRecord) String() string {
 func (*BufferRecord) ProtoMessage() {}
 
 func (x *BufferRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[19]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1501,7 +1871,7 @@ func (x *BufferRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BufferRecord.ProtoReflect.Descriptor instead.
 func (*BufferRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{19}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *BufferRecord) GetItem() string {
@@ -1546,7 +1916,7 @@ type CounterRecord struct {
 
 func (x *CounterRecord) Reset() {
 	*x = CounterRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[20]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1558,7 +1928,7 @@ func (x *CounterRecord) String() string {
 func (*CounterRecord) ProtoMessage() {}
 
 func (x *CounterRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[20]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1571,7 +1941,7 @@ func (x *CounterRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CounterRecord.ProtoReflect.Descriptor instead.
 func (*CounterRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{20}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CounterRecord) GetItem() string {
@@ -1626,7 +1996,7 @@ type AllocationRecord struct {
 
 func (x *AllocationRecord) Reset() {
 	*x = AllocationRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[21]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1638,7 +2008,7 @@ func (x *AllocationRecord) String() string {
 func (*AllocationRecord) ProtoMessage() {}
 
 func (x *AllocationRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[21]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1651,7 +2021,7 @@ func (x *AllocationRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocationRecord.ProtoReflect.Descriptor instead.
 func (*AllocationRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{21}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AllocationRecord) GetLocation() string {
@@ -1681,7 +2051,7 @@ type ReservationLineRecord struct {
 
 func (x *ReservationLineRecord) Reset() {
 	*x = ReservationLineRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[22]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1693,7 +2063,7 @@ func (x *ReservationLineRecord) String() string {
 func (*ReservationLineRecord) ProtoMessage() {}
 
 func (x *ReservationLineRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[22]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1706,7 +2076,7 @@ func (x *ReservationLineRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReservationLineRecord.ProtoReflect.Descriptor instead.
 func (*ReservationLineRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{22}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ReservationLineRecord) GetSku() string {
@@ -1765,7 +2135,7 @@ type ReservationRecord struct {
 
 func (x *ReservationRecord) Reset() {
 	*x = ReservationRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[23]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1777,7 +2147,7 @@ func (x *ReservationRecord) String() string {
 func (*ReservationRecord) ProtoMessage() {}
 
 func (x *ReservationRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[23]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1790,7 +2160,7 @@ func (x *ReservationRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReservationRecord.ProtoReflect.Descriptor instead.
 func (*ReservationRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{23}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ReservationRecord) GetChannel() string {
@@ -1883,7 +2253,7 @@ type RefusalRecord struct {
 
 func (x *RefusalRecord) Reset() {
 	*x = RefusalRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[24]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1895,7 +2265,7 @@ func (x *RefusalRecord) String() string {
 func (*RefusalRecord) ProtoMessage() {}
 
 func (x *RefusalRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[24]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1908,7 +2278,7 @@ func (x *RefusalRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefusalRecord.ProtoReflect.Descriptor instead.
 func (*RefusalRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{24}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RefusalRecord) GetRequest() *Reserve {
@@ -1955,7 +2325,7 @@ type DeltaRecord struct {
 
 func (x *DeltaRecord) Reset() {
 	*x = DeltaRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[25]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1967,7 +2337,7 @@ func (x *DeltaRecord) String() string {
 func (*DeltaRecord) ProtoMessage() {}
 
 func (x *DeltaRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[25]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1980,7 +2350,7 @@ func (x *DeltaRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeltaRecord.ProtoReflect.Descriptor instead.
 func (*DeltaRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{25}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *DeltaRecord) GetRow() *StockAdjustment {
@@ -2043,7 +2413,7 @@ type OrderLineRecord struct {
 
 func (x *OrderLineRecord) Reset() {
 	*x = OrderLineRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[26]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2055,7 +2425,7 @@ func (x *OrderLineRecord) String() string {
 func (*OrderLineRecord) ProtoMessage() {}
 
 func (x *OrderLineRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[26]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2068,7 +2438,7 @@ func (x *OrderLineRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderLineRecord.ProtoReflect.Descriptor instead.
 func (*OrderLineRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{26}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *OrderLineRecord) GetItem() string {
@@ -2107,7 +2477,7 @@ type OrderRecord struct {
 
 func (x *OrderRecord) Reset() {
 	*x = OrderRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[27]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2119,7 +2489,7 @@ func (x *OrderRecord) String() string {
 func (*OrderRecord) ProtoMessage() {}
 
 func (x *OrderRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[27]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2132,7 +2502,7 @@ func (x *OrderRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderRecord.ProtoReflect.Descriptor instead.
 func (*OrderRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{27}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *OrderRecord) GetSeq() uint64 {
@@ -2185,7 +2555,7 @@ const file_stockd_log_v1_log_proto_rawDesc = "" +
 	"\x05Entry\x12&\n" +
 	"\x0ftime_unix_nanos\x18\x01 \x01(\x03R\rtimeUnixNanos\x12'\n" +
 	"\x0ffeature_version\x18\x02 \x01(\rR\x0efeatureVersion\x122\n" +
-	"\bcommands\x18\x03 \x03(\v2\x16.stockd.log.v1.CommandR\bcommands\"\x8b\x04\n" +
+	"\bcommands\x18\x03 \x03(\v2\x16.stockd.log.v1.CommandR\bcommands\"\xfe\x04\n" +
 	"\aCommand\x122\n" +
 	"\areserve\x18\x01 \x01(\v2\x16.stockd.log.v1.ReserveH\x00R\areserve\x122\n" +
 	"\aconfirm\x18\x02 \x01(\v2\x16.stockd.log.v1.ConfirmH\x00R\aconfirm\x122\n" +
@@ -2197,7 +2567,11 @@ const file_stockd_log_v1_log_proto_rawDesc = "" +
 	"putChannel\x129\n" +
 	"\n" +
 	"set_buffer\x18\b \x01(\v2\x18.stockd.log.v1.SetBufferH\x00R\tsetBuffer\x12)\n" +
-	"\x04tick\x18\t \x01(\v2\x13.stockd.log.v1.TickH\x00R\x04tickB\x06\n" +
+	"\x04tick\x18\t \x01(\v2\x13.stockd.log.v1.TickH\x00R\x04tick\x123\n" +
+	"\bput_node\x18\n" +
+	" \x01(\v2\x16.stockd.log.v1.PutNodeH\x00R\aputNode\x12<\n" +
+	"\vremove_node\x18\v \x01(\v2\x19.stockd.log.v1.RemoveNodeH\x00R\n" +
+	"removeNodeB\x06\n" +
 	"\x04kind\"i\n" +
 	"\vReserveLine\x12\x10\n" +
 	"\x03sku\x18\x01 \x01(\tR\x03sku\x12,\n" +
@@ -2246,13 +2620,31 @@ const file_stockd_log_v1_log_proto_rawDesc = "" +
 	"\achannel\x18\x02 \x01(\tR\achannel\x12\x1a\n" +
 	"\blocation\x18\x03 \x01(\tR\blocation\x12*\n" +
 	"\x11buffer_base_units\x18\x04 \x01(\x03R\x0fbufferBaseUnits\"\x06\n" +
-	"\x04Tick\"\xb1\x01\n" +
+	"\x04Tick\"|\n" +
+	"\aPutNode\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
+	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x1b\n" +
+	"\tgrpc_addr\x18\x03 \x01(\tR\bgrpcAddr\x12'\n" +
+	"\x0ffeature_version\x18\x04 \x01(\rR\x0efeatureVersion\"\x1c\n" +
+	"\n" +
+	"RemoveNode\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xdb\x01\n" +
+	"\rCommandResult\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\x126\n" +
+	"\trejection\x18\x02 \x01(\v2\x18.stockd.log.v1.RejectionR\trejection\x12B\n" +
+	"\vreservation\x18\x03 \x01(\v2 .stockd.log.v1.ReservationRecordR\vreservation\x122\n" +
+	"\x04rows\x18\x04 \x03(\v2\x1e.stockd.log.v1.RowResultRecordR\x04rows\"\x88\x01\n" +
+	"\x0fRowResultRecord\x12\x16\n" +
+	"\x06status\x18\x01 \x01(\rR\x06status\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x04R\aversion\x12+\n" +
+	"\x12on_hand_base_units\x18\x04 \x01(\x03R\x0fonHandBaseUnits\"\xb1\x01\n" +
 	"\tRejection\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\rR\x04kind\x12\x14\n" +
 	"\x05field\x18\x02 \x01(\tR\x05field\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x120\n" +
 	"\x14requested_base_units\x18\x04 \x01(\x03R\x12requestedBaseUnits\x120\n" +
-	"\x14available_base_units\x18\x05 \x01(\x03R\x12availableBaseUnits\"\x9b\x04\n" +
+	"\x14available_base_units\x18\x05 \x01(\x03R\x12availableBaseUnits\"\xcc\x04\n" +
 	"\x0eSnapshotRecord\x121\n" +
 	"\x04meta\x18\x01 \x01(\v2\x1b.stockd.log.v1.SnapshotMetaH\x00R\x04meta\x12;\n" +
 	"\blocation\x18\x02 \x01(\v2\x1d.stockd.log.v1.LocationRecordH\x00R\blocation\x128\n" +
@@ -2262,7 +2654,9 @@ const file_stockd_log_v1_log_proto_rawDesc = "" +
 	"\vreservation\x18\x06 \x01(\v2 .stockd.log.v1.ReservationRecordH\x00R\vreservation\x128\n" +
 	"\arefusal\x18\a \x01(\v2\x1c.stockd.log.v1.RefusalRecordH\x00R\arefusal\x122\n" +
 	"\x05delta\x18\b \x01(\v2\x1a.stockd.log.v1.DeltaRecordH\x00R\x05delta\x122\n" +
-	"\x05order\x18\t \x01(\v2\x1a.stockd.log.v1.OrderRecordH\x00R\x05orderB\x06\n" +
+	"\x05order\x18\t \x01(\v2\x1a.stockd.log.v1.OrderRecordH\x00R\x05order\x12/\n" +
+	"\x04node\x18\n" +
+	" \x01(\v2\x19.stockd.log.v1.NodeRecordH\x00R\x04nodeB\x06\n" +
 	"\x04kind\"\xe4\x01\n" +
 	"\fSnapshotMeta\x12#\n" +
 	"\rapplied_index\x18\x01 \x01(\x04R\fappliedIndex\x12&\n" +
@@ -2270,7 +2664,13 @@ const file_stockd_log_v1_log_proto_rawDesc = "" +
 	"\x0enext_order_seq\x18\x03 \x01(\x04R\fnextOrderSeq\x12#\n" +
 	"\rabsorbed_mark\x18\x04 \x01(\x04R\fabsorbedMark\x12$\n" +
 	"\x0enext_prune_seq\x18\x05 \x01(\x04R\fnextPruneSeq\x12\x16\n" +
-	"\x06format\x18\x06 \x01(\rR\x06format\"4\n" +
+	"\x06format\x18\x06 \x01(\rR\x06format\"\x7f\n" +
+	"\n" +
+	"NodeRecord\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
+	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x1b\n" +
+	"\tgrpc_addr\x18\x03 \x01(\tR\bgrpcAddr\x12'\n" +
+	"\x0ffeature_version\x18\x04 \x01(\rR\x0efeatureVersion\"4\n" +
 	"\x0eLocationRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\"x\n" +
@@ -2349,7 +2749,7 @@ func file_stockd_log_v1_log_proto_rawDescGZIP() []byte {
 	return file_stockd_log_v1_log_proto_rawDescData
 }
 
-var file_stockd_log_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_stockd_log_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_stockd_log_v1_log_proto_goTypes = []any{
 	(*Entry)(nil),                 // 0: stockd.log.v1.Entry
 	(*Command)(nil),               // 1: stockd.log.v1.Command
@@ -2365,20 +2765,25 @@ var file_stockd_log_v1_log_proto_goTypes = []any{
 	(*PutChannel)(nil),            // 11: stockd.log.v1.PutChannel
 	(*SetBuffer)(nil),             // 12: stockd.log.v1.SetBuffer
 	(*Tick)(nil),                  // 13: stockd.log.v1.Tick
-	(*Rejection)(nil),             // 14: stockd.log.v1.Rejection
-	(*SnapshotRecord)(nil),        // 15: stockd.log.v1.SnapshotRecord
-	(*SnapshotMeta)(nil),          // 16: stockd.log.v1.SnapshotMeta
-	(*LocationRecord)(nil),        // 17: stockd.log.v1.LocationRecord
-	(*ChannelRecord)(nil),         // 18: stockd.log.v1.ChannelRecord
-	(*BufferRecord)(nil),          // 19: stockd.log.v1.BufferRecord
-	(*CounterRecord)(nil),         // 20: stockd.log.v1.CounterRecord
-	(*AllocationRecord)(nil),      // 21: stockd.log.v1.AllocationRecord
-	(*ReservationLineRecord)(nil), // 22: stockd.log.v1.ReservationLineRecord
-	(*ReservationRecord)(nil),     // 23: stockd.log.v1.ReservationRecord
-	(*RefusalRecord)(nil),         // 24: stockd.log.v1.RefusalRecord
-	(*DeltaRecord)(nil),           // 25: stockd.log.v1.DeltaRecord
-	(*OrderLineRecord)(nil),       // 26: stockd.log.v1.OrderLineRecord
-	(*OrderRecord)(nil),           // 27: stockd.log.v1.OrderRecord
+	(*PutNode)(nil),               // 14: stockd.log.v1.PutNode
+	(*RemoveNode)(nil),            // 15: stockd.log.v1.RemoveNode
+	(*CommandResult)(nil),         // 16: stockd.log.v1.CommandResult
+	(*RowResultRecord)(nil),       // 17: stockd.log.v1.RowResultRecord
+	(*Rejection)(nil),             // 18: stockd.log.v1.Rejection
+	(*SnapshotRecord)(nil),        // 19: stockd.log.v1.SnapshotRecord
+	(*SnapshotMeta)(nil),          // 20: stockd.log.v1.SnapshotMeta
+	(*NodeRecord)(nil),            // 21: stockd.log.v1.NodeRecord
+	(*LocationRecord)(nil),        // 22: stockd.log.v1.LocationRecord
+	(*ChannelRecord)(nil),         // 23: stockd.log.v1.ChannelRecord
+	(*BufferRecord)(nil),          // 24: stockd.log.v1.BufferRecord
+	(*CounterRecord)(nil),         // 25: stockd.log.v1.CounterRecord
+	(*AllocationRecord)(nil),      // 26: stockd.log.v1.AllocationRecord
+	(*ReservationLineRecord)(nil), // 27: stockd.log.v1.ReservationLineRecord
+	(*ReservationRecord)(nil),     // 28: stockd.log.v1.ReservationRecord
+	(*RefusalRecord)(nil),         // 29: stockd.log.v1.RefusalRecord
+	(*DeltaRecord)(nil),           // 30: stockd.log.v1.DeltaRecord
+	(*OrderLineRecord)(nil),       // 31: stockd.log.v1.OrderLineRecord
+	(*OrderRecord)(nil),           // 32: stockd.log.v1.OrderRecord
 }
 var file_stockd_log_v1_log_proto_depIdxs = []int32{
 	1,  // 0: stockd.log.v1.Entry.commands:type_name -> stockd.log.v1.Command
@@ -2391,30 +2796,36 @@ var file_stockd_log_v1_log_proto_depIdxs = []int32{
 	11, // 7: stockd.log.v1.Command.put_channel:type_name -> stockd.log.v1.PutChannel
 	12, // 8: stockd.log.v1.Command.set_buffer:type_name -> stockd.log.v1.SetBuffer
 	13, // 9: stockd.log.v1.Command.tick:type_name -> stockd.log.v1.Tick
-	2,  // 10: stockd.log.v1.Reserve.lines:type_name -> stockd.log.v1.ReserveLine
-	6,  // 11: stockd.log.v1.SetStock.rows:type_name -> stockd.log.v1.StockCount
-	8,  // 12: stockd.log.v1.AdjustStock.rows:type_name -> stockd.log.v1.StockAdjustment
-	16, // 13: stockd.log.v1.SnapshotRecord.meta:type_name -> stockd.log.v1.SnapshotMeta
-	17, // 14: stockd.log.v1.SnapshotRecord.location:type_name -> stockd.log.v1.LocationRecord
-	18, // 15: stockd.log.v1.SnapshotRecord.channel:type_name -> stockd.log.v1.ChannelRecord
-	19, // 16: stockd.log.v1.SnapshotRecord.buffer:type_name -> stockd.log.v1.BufferRecord
-	20, // 17: stockd.log.v1.SnapshotRecord.counter:type_name -> stockd.log.v1.CounterRecord
-	23, // 18: stockd.log.v1.SnapshotRecord.reservation:type_name -> stockd.log.v1.ReservationRecord
-	24, // 19: stockd.log.v1.SnapshotRecord.refusal:type_name -> stockd.log.v1.RefusalRecord
-	25, // 20: stockd.log.v1.SnapshotRecord.delta:type_name -> stockd.log.v1.DeltaRecord
-	27, // 21: stockd.log.v1.SnapshotRecord.order:type_name -> stockd.log.v1.OrderRecord
-	21, // 22: stockd.log.v1.ReservationLineRecord.allocations:type_name -> stockd.log.v1.AllocationRecord
-	22, // 23: stockd.log.v1.ReservationRecord.lines:type_name -> stockd.log.v1.ReservationLineRecord
-	3,  // 24: stockd.log.v1.ReservationRecord.request:type_name -> stockd.log.v1.Reserve
-	3,  // 25: stockd.log.v1.RefusalRecord.request:type_name -> stockd.log.v1.Reserve
-	14, // 26: stockd.log.v1.RefusalRecord.rejection:type_name -> stockd.log.v1.Rejection
-	8,  // 27: stockd.log.v1.DeltaRecord.row:type_name -> stockd.log.v1.StockAdjustment
-	26, // 28: stockd.log.v1.OrderRecord.lines:type_name -> stockd.log.v1.OrderLineRecord
-	29, // [29:29] is the sub-list for method output_type
-	29, // [29:29] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	14, // 10: stockd.log.v1.Command.put_node:type_name -> stockd.log.v1.PutNode
+	15, // 11: stockd.log.v1.Command.remove_node:type_name -> stockd.log.v1.RemoveNode
+	2,  // 12: stockd.log.v1.Reserve.lines:type_name -> stockd.log.v1.ReserveLine
+	6,  // 13: stockd.log.v1.SetStock.rows:type_name -> stockd.log.v1.StockCount
+	8,  // 14: stockd.log.v1.AdjustStock.rows:type_name -> stockd.log.v1.StockAdjustment
+	18, // 15: stockd.log.v1.CommandResult.rejection:type_name -> stockd.log.v1.Rejection
+	28, // 16: stockd.log.v1.CommandResult.reservation:type_name -> stockd.log.v1.ReservationRecord
+	17, // 17: stockd.log.v1.CommandResult.rows:type_name -> stockd.log.v1.RowResultRecord
+	20, // 18: stockd.log.v1.SnapshotRecord.meta:type_name -> stockd.log.v1.SnapshotMeta
+	22, // 19: stockd.log.v1.SnapshotRecord.location:type_name -> stockd.log.v1.LocationRecord
+	23, // 20: stockd.log.v1.SnapshotRecord.channel:type_name -> stockd.log.v1.ChannelRecord
+	24, // 21: stockd.log.v1.SnapshotRecord.buffer:type_name -> stockd.log.v1.BufferRecord
+	25, // 22: stockd.log.v1.SnapshotRecord.counter:type_name -> stockd.log.v1.CounterRecord
+	28, // 23: stockd.log.v1.SnapshotRecord.reservation:type_name -> stockd.log.v1.ReservationRecord
+	29, // 24: stockd.log.v1.SnapshotRecord.refusal:type_name -> stockd.log.v1.RefusalRecord
+	30, // 25: stockd.log.v1.SnapshotRecord.delta:type_name -> stockd.log.v1.DeltaRecord
+	32, // 26: stockd.log.v1.SnapshotRecord.order:type_name -> stockd.log.v1.OrderRecord
+	21, // 27: stockd.log.v1.SnapshotRecord.node:type_name -> stockd.log.v1.NodeRecord
+	26, // 28: stockd.log.v1.ReservationLineRecord.allocations:type_name -> stockd.log.v1.AllocationRecord
+	27, // 29: stockd.log.v1.ReservationRecord.lines:type_name -> stockd.log.v1.ReservationLineRecord
+	3,  // 30: stockd.log.v1.ReservationRecord.request:type_name -> stockd.log.v1.Reserve
+	3,  // 31: stockd.log.v1.RefusalRecord.request:type_name -> stockd.log.v1.Reserve
+	18, // 32: stockd.log.v1.RefusalRecord.rejection:type_name -> stockd.log.v1.Rejection
+	8,  // 33: stockd.log.v1.DeltaRecord.row:type_name -> stockd.log.v1.StockAdjustment
+	31, // 34: stockd.log.v1.OrderRecord.lines:type_name -> stockd.log.v1.OrderLineRecord
+	35, // [35:35] is the sub-list for method output_type
+	35, // [35:35] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_stockd_log_v1_log_proto_init() }
@@ -2432,8 +2843,10 @@ func file_stockd_log_v1_log_proto_init() {
 		(*Command_PutChannel)(nil),
 		(*Command_SetBuffer)(nil),
 		(*Command_Tick)(nil),
+		(*Command_PutNode)(nil),
+		(*Command_RemoveNode)(nil),
 	}
-	file_stockd_log_v1_log_proto_msgTypes[15].OneofWrappers = []any{
+	file_stockd_log_v1_log_proto_msgTypes[19].OneofWrappers = []any{
 		(*SnapshotRecord_Meta)(nil),
 		(*SnapshotRecord_Location)(nil),
 		(*SnapshotRecord_Channel)(nil),
@@ -2443,6 +2856,7 @@ func file_stockd_log_v1_log_proto_init() {
 		(*SnapshotRecord_Refusal)(nil),
 		(*SnapshotRecord_Delta)(nil),
 		(*SnapshotRecord_Order)(nil),
+		(*SnapshotRecord_Node)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2450,7 +2864,7 @@ func file_stockd_log_v1_log_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stockd_log_v1_log_proto_rawDesc), len(file_stockd_log_v1_log_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   28,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -89,7 +89,10 @@ type GetAvailabilityRequest struct {
 	// The SKUs to answer for, at most 1,000.
 	Skus []string `protobuf:"bytes,2,rep,name=skus,proto3" json:"skus,omitempty"`
 	// Wait until this node has applied at least this revision (read-your-writes).
-	MinRevision   uint64 `protobuf:"varint,3,opt,name=min_revision,json=minRevision,proto3" json:"min_revision,omitempty"`
+	MinRevision uint64 `protobuf:"varint,3,opt,name=min_revision,json=minRevision,proto3" json:"min_revision,omitempty"`
+	// Confirm leadership with a quorum and wait for the leader's commit index
+	// before answering (read-index); on a follower, ask the leader for it.
+	Linearizable  bool `protobuf:"varint,4,opt,name=linearizable,proto3" json:"linearizable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -143,6 +146,13 @@ func (x *GetAvailabilityRequest) GetMinRevision() uint64 {
 		return x.MinRevision
 	}
 	return 0
+}
+
+func (x *GetAvailabilityRequest) GetLinearizable() bool {
+	if x != nil {
+		return x.Linearizable
+	}
+	return false
 }
 
 type GetAvailabilityResponse struct {
@@ -781,6 +791,8 @@ type GetReservationRequest struct {
 	Channel       string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
 	ReservationId string                 `protobuf:"bytes,2,opt,name=reservation_id,json=reservationId,proto3" json:"reservation_id,omitempty"`
 	MinRevision   uint64                 `protobuf:"varint,3,opt,name=min_revision,json=minRevision,proto3" json:"min_revision,omitempty"`
+	// As in GetAvailabilityRequest.
+	Linearizable  bool `protobuf:"varint,4,opt,name=linearizable,proto3" json:"linearizable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -834,6 +846,13 @@ func (x *GetReservationRequest) GetMinRevision() uint64 {
 		return x.MinRevision
 	}
 	return 0
+}
+
+func (x *GetReservationRequest) GetLinearizable() bool {
+	if x != nil {
+		return x.Linearizable
+	}
+	return false
 }
 
 type GetReservationResponse struct {
@@ -1123,11 +1142,12 @@ var File_stockd_v1_inventory_proto protoreflect.FileDescriptor
 
 const file_stockd_v1_inventory_proto_rawDesc = "" +
 	"\n" +
-	"\x19stockd/v1/inventory.proto\x12\tstockd.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"i\n" +
+	"\x19stockd/v1/inventory.proto\x12\tstockd.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\x01\n" +
 	"\x16GetAvailabilityRequest\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12\x12\n" +
 	"\x04skus\x18\x02 \x03(\tR\x04skus\x12!\n" +
-	"\fmin_revision\x18\x03 \x01(\x04R\vminRevision\"e\n" +
+	"\fmin_revision\x18\x03 \x01(\x04R\vminRevision\x12\"\n" +
+	"\flinearizable\x18\x04 \x01(\bR\flinearizable\"e\n" +
 	"\x17GetAvailabilityResponse\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\x12.\n" +
 	"\x04skus\x18\x02 \x03(\v2\x1a.stockd.v1.SkuAvailabilityR\x04skus\"\xbc\x01\n" +
@@ -1169,11 +1189,12 @@ const file_stockd_v1_inventory_proto_rawDesc = "" +
 	"\x0ereservation_id\x18\x02 \x01(\tR\rreservationId\"g\n" +
 	"\x0fReleaseResponse\x128\n" +
 	"\vreservation\x18\x01 \x01(\v2\x16.stockd.v1.ReservationR\vreservation\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x04R\brevision\"{\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\"\x9f\x01\n" +
 	"\x15GetReservationRequest\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12%\n" +
 	"\x0ereservation_id\x18\x02 \x01(\tR\rreservationId\x12!\n" +
-	"\fmin_revision\x18\x03 \x01(\x04R\vminRevision\"n\n" +
+	"\fmin_revision\x18\x03 \x01(\x04R\vminRevision\x12\"\n" +
+	"\flinearizable\x18\x04 \x01(\bR\flinearizable\"n\n" +
 	"\x16GetReservationResponse\x128\n" +
 	"\vreservation\x18\x01 \x01(\v2\x16.stockd.v1.ReservationR\vreservation\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x04R\brevision\"\xe3\x02\n" +
