@@ -1,6 +1,6 @@
-// Package server is stockd's gRPC front: the Inventory, Erp and Admin
-// services of api/stockdv1, gRPC health and reflection, and the interceptor
-// chain they run behind (recovery outermost, then logging).
+// Package server is stockd's gRPC front: the Inventory, Erp, Admin and
+// Cluster services of api/stockdv1, gRPC health and reflection, and the
+// interceptor chain they run behind (recovery outermost, then logging).
 //
 // A handler checks the request's shape, builds a store command, runs
 // store.Validate on it (input errors are answered here and never proposed),
@@ -8,13 +8,15 @@
 // Reader (a *store.Machine satisfies it) and are stamped with the revision they
 // reflect, read before the figures, so the stamp never claims more than the
 // figures show (DESIGN.md I5); min_revision waits, bounded, for
-// read-your-writes. Every error becomes a gRPC status in one place, status.go:
-// a business refusal keeps its code and the request field at fault, anything
-// unexpected becomes INTERNAL with a generic message and its detail goes to
-// the log, never to the client.
+// read-your-writes, and linearizable waits, within the same bound, for the
+// read index a Cluster confirms. Every error becomes a gRPC status in one
+// place, status.go: a business refusal keeps its code and the request field
+// at fault, anything unexpected becomes INTERNAL with a generic message and
+// its detail goes to the log, never to the client.
 //
-// server must never import cluster, raft or bbolt: the Proposer and Reader
-// interfaces are declared here, and the proposer's infrastructure errors
-// (not leader, stopped, queue full) are recognised through sentinels passed
-// in Config. A test checks the dependency list.
+// server must never import cluster, raft or bbolt: the Proposer, Reader and
+// Cluster interfaces (and the ClusterStatus they report) are declared here,
+// and the cluster's infrastructure errors (not leader, stopped, queue full,
+// feature not enabled) are recognised through sentinels passed in Config. A
+// test checks the dependency list.
 package server

@@ -33,6 +33,7 @@ const t0 = store.Timestamp(1_700_000_000_000_000_000)
 var (
 	errFakeNotLeader = errors.New("not leader")
 	errFakeQueueFull = errors.New("proposal queue full")
+	errFakeNoFeature = errors.New("feature not enabled on every voter")
 )
 
 // fakeProposer applies each command at once on a real store.Machine, at the
@@ -138,6 +139,7 @@ type harness struct {
 	inv    stockdv1.InventoryClient
 	erp    stockdv1.ErpClient
 	adm    stockdv1.AdminClient
+	clu    stockdv1.ClusterClient
 	health healthpb.HealthClient
 }
 
@@ -159,6 +161,14 @@ func withReadWait(d time.Duration) harnessOption {
 	return func(c *harnessConfig) { c.server.ReadWaitTimeout = d }
 }
 
+func withCluster(cl Cluster) harnessOption {
+	return func(c *harnessConfig) { c.server.Cluster = cl }
+}
+
+func withSnapshotDir(dir string) harnessOption {
+	return func(c *harnessConfig) { c.server.SnapshotDir = dir }
+}
+
 // newHarness serves a fresh machine over bufconn behind the full interceptor chain.
 func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	t.Helper()
@@ -178,6 +188,7 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	cfg.Proposer, cfg.Reader, cfg.Logger = p, reader, logger
 	cfg.Unavailable = []error{errFakeNotLeader}
 	cfg.Exhausted = []error{errFakeQueueFull}
+	cfg.Precondition = []error{errFakeNoFeature}
 	srv := New(cfg)
 
 	lis := bufconn.Listen(1 << 20)
@@ -205,6 +216,7 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 		inv:    stockdv1.NewInventoryClient(conn),
 		erp:    stockdv1.NewErpClient(conn),
 		adm:    stockdv1.NewAdminClient(conn),
+		clu:    stockdv1.NewClusterClient(conn),
 		health: healthpb.NewHealthClient(conn),
 	}
 }

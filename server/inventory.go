@@ -19,13 +19,15 @@ type inventory struct {
 }
 
 // GetAvailability stamps the answer with the applied index read before any
-// figure, so the figures reflect at least that revision (DESIGN.md I5).
+// figure, so the figures reflect at least that revision (DESIGN.md I5). A
+// linearizable read first waits for the leader's read index, so it sees every
+// write acknowledged before it began, on any node.
 func (v *inventory) GetAvailability(ctx context.Context, req *stockdv1.GetAvailabilityRequest) (*stockdv1.GetAvailabilityResponse, error) {
 	s := v.s
 	if err := checkAvailabilityRequest(req); err != nil {
 		return nil, s.status(ctx, err)
 	}
-	if err := s.waitRevision(ctx, store.Revision(req.GetMinRevision())); err != nil {
+	if err := s.awaitRead(ctx, store.Revision(req.GetMinRevision()), req.GetLinearizable()); err != nil {
 		return nil, s.status(ctx, err)
 	}
 	resp := &stockdv1.GetAvailabilityResponse{Revision: uint64(s.reader.AppliedIndex())}
@@ -147,7 +149,7 @@ func (v *inventory) GetReservation(ctx context.Context, req *stockdv1.GetReserva
 	if err := checkID("reservation_id", req.GetReservationId()); err != nil {
 		return nil, s.status(ctx, err)
 	}
-	if err := s.waitRevision(ctx, store.Revision(req.GetMinRevision())); err != nil {
+	if err := s.awaitRead(ctx, store.Revision(req.GetMinRevision()), req.GetLinearizable()); err != nil {
 		return nil, s.status(ctx, err)
 	}
 	rev := s.reader.AppliedIndex()

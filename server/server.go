@@ -53,6 +53,10 @@ type Config struct {
 	Proposer Proposer
 	// Reader serves reads from the local state machine.
 	Reader Reader
+	// Cluster serves the Cluster service and the read index of linearizable
+	// reads. When nil, the Cluster service is not registered (calls answer
+	// UNIMPLEMENTED) and a linearizable read answers FAILED_PRECONDITION.
+	Cluster Cluster
 	// Logger receives internal error details; nil discards them.
 	Logger *slog.Logger
 	// Unavailable lists sentinel errors that mean "try again, maybe on
@@ -63,21 +67,33 @@ type Config struct {
 	// apply lag too large); matched with errors.Is and answered
 	// RESOURCE_EXHAUSTED.
 	Exhausted []error
+	// Precondition lists sentinel errors that mean "the cluster's state
+	// forbids this for now" (a command needs a feature version some voter
+	// lacks); matched with errors.Is and answered FAILED_PRECONDITION.
+	Precondition []error
 	// ReadWaitTimeout bounds how long a read waits for its min_revision
-	// before answering UNAVAILABLE; zero means DefaultReadWaitTimeout.
+	// before answering UNAVAILABLE, and a linearizable read's barrier and
+	// wait together; zero means DefaultReadWaitTimeout.
 	ReadWaitTimeout time.Duration
+	// SnapshotDir is where SaveSnapshot spools a snapshot before streaming
+	// it (it needs room for one snapshot per concurrent call); empty means
+	// os.TempDir().
+	SnapshotDir string
 }
 
 // Server holds the stockd gRPC services. Its methods are safe for concurrent
 // use once Register has run.
 type Server struct {
-	proposer    Proposer
-	reader      Reader
-	log         *slog.Logger
-	unavailable []error
-	exhausted   []error
-	readWait    time.Duration
-	health      *health.Server
+	proposer     Proposer
+	reader       Reader
+	cluster      Cluster
+	log          *slog.Logger
+	unavailable  []error
+	exhausted    []error
+	precondition []error
+	readWait     time.Duration
+	snapshotDir  string
+	health       *health.Server
 }
 
 // New returns a Server over cfg; it starts nothing. It panics if cfg.Proposer
@@ -87,13 +103,16 @@ func New(cfg Config) *Server {
 		panic("server: Config.Proposer and Config.Reader are required")
 	}
 	s := &Server{
-		proposer:    cfg.Proposer,
-		reader:      cfg.Reader,
-		log:         cfg.Logger,
-		unavailable: append([]error(nil), cfg.Unavailable...),
-		exhausted:   append([]error(nil), cfg.Exhausted...),
-		readWait:    cfg.ReadWaitTimeout,
-		health:      health.NewServer(),
+		proposer:     cfg.Proposer,
+		reader:       cfg.Reader,
+		cluster:      cfg.Cluster,
+		log:          cfg.Logger,
+		unavailable:  append([]error(nil), cfg.Unavailable...),
+		exhausted:    append([]error(nil), cfg.Exhausted...),
+		precondition: append([]error(nil), cfg.Precondition...),
+		readWait:     cfg.ReadWaitTimeout,
+		snapshotDir:  cfg.SnapshotDir,
+		health:       health.NewServer(),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -104,27 +123,35 @@ func New(cfg Config) *Server {
 	return s
 }
 
-// serviceNames are the services health reports on, besides "" (the whole server).
-func serviceNames() []string {
-	return []string{
+// serviceNames are the services Register registers and health reports on,
+// besides "" (the whole server).
+func (s *Server) serviceNames() []string {
+	names := []string{
 		stockdv1.Inventory_ServiceDesc.ServiceName,
 		stockdv1.Erp_ServiceDesc.ServiceName,
 		stockdv1.Admin_ServiceDesc.ServiceName,
 	}
+	if s.cluster != nil {
+		names = append(names, stockdv1.Cluster_ServiceDesc.ServiceName)
+	}
+	return names
 }
 
-// Register registers Inventory, Erp, Admin, gRPC health (SERVING for "" and
-// each service) and reflection on gs. Call it once, before gs.Serve; gs
-// should be built with ServerOptions so every service, health included, runs
-// behind the same interceptor chain.
+// Register registers Inventory, Erp, Admin, Cluster (when Config.Cluster is
+// set), gRPC health (SERVING for "" and each service) and reflection on gs.
+// Call it once, before gs.Serve; gs should be built with ServerOptions so
+// every service, health included, runs behind the same interceptor chain.
 func (s *Server) Register(gs *grpc.Server) {
 	stockdv1.RegisterInventoryServer(gs, &inventory{s: s})
 	stockdv1.RegisterErpServer(gs, &erp{s: s})
 	stockdv1.RegisterAdminServer(gs, &admin{s: s})
+	if s.cluster != nil {
+		stockdv1.RegisterClusterServer(gs, &clusterService{s: s})
+	}
 	healthpb.RegisterHealthServer(gs, s.health)
 	reflection.Register(gs)
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	for _, name := range serviceNames() {
+	for _, name := range s.serviceNames() {
 		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}
 }
@@ -153,18 +180,53 @@ func (s *Server) propose(ctx context.Context, cmd *logv1.Command) (store.Result,
 	return res, nil
 }
 
-// errReadLag: this node did not apply a read's min_revision within the bound.
-var errReadLag = errors.New("revision not yet applied on this node")
+// errReadLag: this node did not apply a read's min_revision (or read index)
+// within the bound. Wrapped as "min_revision: revision 9 not yet applied on
+// this node", so the message names the field first.
+var errReadLag = errors.New("not yet applied on this node")
 
-// waitRevision returns once the local state machine has applied rev, for at
-// most s.readWait. The caller's own deadline or cancellation wins over the
-// bound, so it keeps its own code.
-func (s *Server) waitRevision(ctx context.Context, rev store.Revision) error {
-	if rev == 0 || s.reader.AppliedIndex() >= rev {
+// awaitRead returns once the local state machine may answer a read: it has
+// applied minRev and, when linearizable, the read index the Cluster
+// confirms. Barrier and wait together take at most s.readWait; past it the
+// read is UNAVAILABLE (try another node). The caller's own deadline or
+// cancellation wins over the bound, so it keeps its own code.
+func (s *Server) awaitRead(ctx context.Context, minRev store.Revision, linearizable bool) error {
+	if !linearizable && (minRev == 0 || s.reader.AppliedIndex() >= minRev) {
 		return nil
 	}
 	wctx, cancel := context.WithTimeout(ctx, s.readWait)
 	defer cancel()
+	rev, what := minRev, "min_revision: revision"
+	if linearizable {
+		if s.cluster == nil {
+			return errLinearizableUnsupported
+		}
+		index, err := s.cluster.ReadBarrier(wctx)
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case wctx.Err() != nil:
+			// The bound, not the barrier, decided: err only echoes it.
+			s.log.LogAttrs(ctx, slog.LevelDebug, "read barrier timed out", methodAttr(ctx), slog.Any("error", err))
+			return fmt.Errorf("linearizable: %w", errReadIndexLag)
+		default:
+			return fmt.Errorf("linearizable: read barrier: %w", err)
+		}
+		if index > rev {
+			rev, what = index, "linearizable: read index"
+		}
+	}
+	return s.waitRevision(ctx, wctx, what, rev)
+}
+
+// waitRevision returns once the local state machine has applied rev or wctx,
+// a child of ctx, ends; what names the field and the kind of rev in the lag
+// error.
+func (s *Server) waitRevision(ctx, wctx context.Context, what string, rev store.Revision) error {
+	if rev == 0 || s.reader.AppliedIndex() >= rev {
+		return nil
+	}
 	err := s.proposer.WaitApplied(wctx, rev)
 	switch {
 	case err == nil:
@@ -172,7 +234,7 @@ func (s *Server) waitRevision(ctx context.Context, rev store.Revision) error {
 	case ctx.Err() != nil:
 		return ctx.Err()
 	case wctx.Err() != nil:
-		return fmt.Errorf("min_revision %d: %w", rev, errReadLag)
+		return fmt.Errorf("%s %d %w", what, rev, errReadLag)
 	}
 	return fmt.Errorf("wait for revision %d: %w", rev, err)
 }

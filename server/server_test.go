@@ -151,9 +151,9 @@ func TestMinRevision(t *testing.T) {
 		h.seed(t)
 		ahead := uint64(h.m.AppliedIndex()) + 1
 		_, err := h.inv.GetAvailability(testContext(t), &stockdv1.GetAvailabilityRequest{Channel: "web", Skus: []string{"ROSE"}, MinRevision: ahead})
-		checkStatus(t, fmt.Sprintf("GetAvailability(min_revision %d)", ahead), err, codes.Unavailable, "")
+		checkStatus(t, fmt.Sprintf("GetAvailability(min_revision %d)", ahead), err, codes.Unavailable, "min_revision")
 		_, err = h.inv.GetReservation(testContext(t), &stockdv1.GetReservationRequest{Channel: "web", ReservationId: "x", MinRevision: ahead})
-		checkStatus(t, fmt.Sprintf("GetReservation(min_revision %d)", ahead), err, codes.Unavailable, "")
+		checkStatus(t, fmt.Sprintf("GetReservation(min_revision %d)", ahead), err, codes.Unavailable, "min_revision")
 	})
 	t.Run("the caller's deadline keeps its own code", func(t *testing.T) {
 		h := newHarness(t)
@@ -226,7 +226,7 @@ func TestProposerErrors(t *testing.T) {
 func TestHealthThroughTheChain(t *testing.T) {
 	h := newHarness(t)
 	ctx := testContext(t)
-	for _, svc := range append([]string{""}, serviceNames()...) {
+	for _, svc := range append([]string{""}, h.srv.serviceNames()...) {
 		resp, err := h.health.Check(ctx, &healthpb.HealthCheckRequest{Service: svc})
 		if err != nil {
 			t.Fatalf("Check(%q): %v", svc, err)
@@ -240,9 +240,9 @@ func TestHealthThroughTheChain(t *testing.T) {
 		t.Fatalf("health Check is not in the log:\n%s", logs)
 	}
 	h.srv.Drain()
-	resp, err := h.health.Check(ctx, &healthpb.HealthCheckRequest{Service: serviceNames()[0]})
+	resp, err := h.health.Check(ctx, &healthpb.HealthCheckRequest{Service: h.srv.serviceNames()[0]})
 	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
-		t.Fatalf("Check(%q) after Drain: got %s %v, want NOT_SERVING", serviceNames()[0], resp.GetStatus(), err)
+		t.Fatalf("Check(%q) after Drain: got %s %v, want NOT_SERVING", h.srv.serviceNames()[0], resp.GetStatus(), err)
 	}
 }
 

@@ -52,8 +52,14 @@ func (s *Server) status(ctx context.Context, err error) error {
 		s.log.LogAttrs(ctx, slog.LevelDebug, "unavailable", methodAttr(ctx), slog.Any("error", err))
 		return status.Error(codes.Unavailable, sentinel.Error())
 	}
+	if sentinel := firstMatch(err, s.precondition); sentinel != nil {
+		s.log.LogAttrs(ctx, slog.LevelDebug, "failed precondition", methodAttr(ctx), slog.Any("error", err))
+		return status.Error(codes.FailedPrecondition, sentinel.Error())
+	}
 	switch {
-	case errors.Is(err, errReadLag):
+	case errors.Is(err, errLinearizableUnsupported):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, errReadLag), errors.Is(err, errReadIndexLag):
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, context.Canceled.Error())

@@ -33,7 +33,10 @@ func TestStatusMapping(t *testing.T) {
 		{rej(store.ErrIdempotencyConflict, "lines[0].sku"), codes.AlreadyExists, "lines[0].sku"},
 		{fmt.Errorf("propose: %w", errFakeQueueFull), codes.ResourceExhausted, ""},
 		{fmt.Errorf("forward: %w", errFakeNotLeader), codes.Unavailable, ""},
-		{fmt.Errorf("min_revision 9: %w", errReadLag), codes.Unavailable, ""},
+		{fmt.Errorf("min_revision: revision 9 %w", errReadLag), codes.Unavailable, "min_revision"},
+		{fmt.Errorf("linearizable: %w", errReadIndexLag), codes.Unavailable, ""},
+		{errLinearizableUnsupported, codes.FailedPrecondition, "linearizable"},
+		{fmt.Errorf("propose put node: %w", errFakeNoFeature), codes.FailedPrecondition, ""},
 		{context.Canceled, codes.Canceled, ""},
 		{fmt.Errorf("commit: %w", context.DeadlineExceeded), codes.DeadlineExceeded, ""},
 		{errors.New("boom"), codes.Internal, ""},
@@ -53,5 +56,6 @@ func TestStatusMapping(t *testing.T) {
 func newStatusServer() *Server {
 	m := store.New(store.DefaultConfig())
 	return New(Config{Proposer: newFakeProposer(m), Reader: m,
-		Unavailable: []error{errFakeNotLeader}, Exhausted: []error{errFakeQueueFull}})
+		Unavailable: []error{errFakeNotLeader}, Exhausted: []error{errFakeQueueFull},
+		Precondition: []error{errFakeNoFeature}})
 }

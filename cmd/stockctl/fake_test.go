@@ -32,6 +32,24 @@ type fakeState struct {
 	adjustments     []*stockdv1.StockAdjustment
 	reserves        []*stockdv1.ReserveRequest
 	availRequests   []*stockdv1.GetAvailabilityRequest
+	resRequests     []*stockdv1.GetReservationRequest
+	cluster         fakeClusterState
+}
+
+// fakeClusterState is what the fake Cluster service records and answers.
+type fakeClusterState struct {
+	joins  []*stockdv1.JoinRequest
+	leaves []*stockdv1.LeaveRequest
+	status *stockdv1.StatusResponse
+	// snapshot is streamed in chunks of chunkBytes, each with snapshotIndex.
+	snapshot      []byte
+	snapshotIndex uint64
+	chunkBytes    int
+	// failAfter, when >= 0, ends the stream with failErr after that many chunks.
+	failAfter int
+	failErr   error
+	// indexDrift, when set, gives every chunk after the first another index.
+	indexDrift bool
 }
 
 type counterKey struct{ item, location string }
@@ -46,6 +64,7 @@ func newFakeState() *fakeState {
 		locations: map[string]string{},
 		channels:  map[string]*stockdv1.Channel{},
 		counters:  map[counterKey]*fakeCounter{},
+		cluster:   fakeClusterState{status: &stockdv1.StatusResponse{}, chunkBytes: 256 << 10, failAfter: -1},
 	}
 }
 
@@ -62,6 +81,7 @@ func startFake(t *testing.T) (*fakeState, string) {
 	stockdv1.RegisterInventoryServer(srv, &fakeInventory{st: st})
 	stockdv1.RegisterErpServer(srv, &fakeErp{st: st})
 	stockdv1.RegisterAdminServer(srv, &fakeAdmin{st: st})
+	stockdv1.RegisterClusterServer(srv, &fakeCluster{st: st})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
 	t.Cleanup(func() {
@@ -177,8 +197,22 @@ func (f *fakeInventory) Reserve(_ context.Context, req *stockdv1.ReserveRequest)
 	return &stockdv1.ReserveResponse{Reservation: res, Revision: st.nextRevision()}, nil
 }
 
-// GetReservation blocks until the call's deadline, to test --timeout.
-func (f *fakeInventory) GetReservation(ctx context.Context, _ *stockdv1.GetReservationRequest) (*stockdv1.GetReservationResponse, error) {
+// GetReservation answers for a reservation made through the fake, and for
+// any other blocks until the call's deadline, to test --timeout.
+func (f *fakeInventory) GetReservation(ctx context.Context, req *stockdv1.GetReservationRequest) (*stockdv1.GetReservationResponse, error) {
+	st := f.st
+	st.mu.Lock()
+	st.resRequests = append(st.resRequests, req)
+	for _, r := range st.reserves {
+		if r.GetChannel() == req.GetChannel() && r.GetReservationId() == req.GetReservationId() {
+			resp := &stockdv1.GetReservationResponse{Revision: st.revision, Reservation: &stockdv1.Reservation{
+				Channel: r.GetChannel(), ReservationId: r.GetReservationId(), State: stockdv1.ReservationState_RESERVATION_STATE_HELD,
+			}}
+			st.mu.Unlock()
+			return resp, nil
+		}
+	}
+	st.mu.Unlock()
 	<-ctx.Done()
 	return nil, status.FromContextError(ctx.Err()).Err()
 }
@@ -302,4 +336,57 @@ func (f *fakeAdmin) ListChannels(context.Context, *stockdv1.ListChannelsRequest)
 		resp.Channels = append(resp.Channels, st.channels[id])
 	}
 	return resp, nil
+}
+
+type fakeCluster struct {
+	stockdv1.UnimplementedClusterServer
+	st *fakeState
+}
+
+func (f *fakeCluster) Join(_ context.Context, req *stockdv1.JoinRequest) (*stockdv1.JoinResponse, error) {
+	st := f.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.cluster.joins = append(st.cluster.joins, req)
+	return &stockdv1.JoinResponse{Revision: st.nextRevision()}, nil
+}
+
+func (f *fakeCluster) Leave(_ context.Context, req *stockdv1.LeaveRequest) (*stockdv1.LeaveResponse, error) {
+	st := f.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.cluster.leaves = append(st.cluster.leaves, req)
+	if req.GetNodeId() == "nosuch" {
+		return nil, status.Error(codes.NotFound, "node_id: unknown node \"nosuch\"")
+	}
+	return &stockdv1.LeaveResponse{Revision: st.nextRevision()}, nil
+}
+
+func (f *fakeCluster) Status(context.Context, *stockdv1.StatusRequest) (*stockdv1.StatusResponse, error) {
+	st := f.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.cluster.status, nil
+}
+
+func (f *fakeCluster) SaveSnapshot(_ *stockdv1.SaveSnapshotRequest, stream stockdv1.Cluster_SaveSnapshotServer) error {
+	st := f.st
+	st.mu.Lock()
+	c := st.cluster
+	st.mu.Unlock()
+	index := c.snapshotIndex
+	for i, b := 0, c.snapshot; len(b) > 0; i++ {
+		if i == c.failAfter {
+			return c.failErr
+		}
+		n := min(len(b), c.chunkBytes)
+		if err := stream.Send(&stockdv1.SnapshotChunk{Data: b[:n], Index: index}); err != nil {
+			return err
+		}
+		b = b[n:]
+		if c.indexDrift {
+			index++
+		}
+	}
+	return nil
 }

@@ -14,18 +14,22 @@ import (
 
 // Synopses of the channel commands, shown with their usage errors.
 const (
-	availSynopsis       = "--channel C [--min-revision N] SKU..."
+	availSynopsis       = "--channel C [--min-revision N] [--linearizable] SKU..."
 	reserveSynopsis     = "--channel C --id ID [--ttl 15m] SKU=QTY[@LOCATION]..."
 	confirmSynopsis     = "--channel C --id ID --order REF"
 	releaseSynopsis     = "--channel C --id ID"
-	reservationSynopsis = "--channel C --id ID [--min-revision N]"
+	reservationSynopsis = "--channel C --id ID [--min-revision N] [--linearizable]"
 )
+
+// linearizableUsage is the help of the reads' --linearizable flag.
+const linearizableUsage = "see every write acknowledged before the call, on any node (asks the leader for its read index)"
 
 // avail prints how many units of each SKU a channel may promise.
 func (s *session) avail(ctx context.Context, args []string) error {
 	fs := s.newFlags("avail", availSynopsis)
 	channel := fs.String("channel", "", "the channel asking (required)")
 	minRevision := fs.Uint64("min-revision", 0, "wait until the node has applied this revision")
+	linearizable := fs.Bool("linearizable", false, linearizableUsage)
 	skus, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -41,9 +45,10 @@ func (s *session) avail(ctx context.Context, args []string) error {
 		return err
 	}
 	resp, err := c.GetAvailability(ctx, &stockdv1.GetAvailabilityRequest{
-		Channel:     *channel,
-		Skus:        skus,
-		MinRevision: *minRevision,
+		Channel:      *channel,
+		Skus:         skus,
+		MinRevision:  *minRevision,
+		Linearizable: *linearizable,
 	})
 	if err != nil {
 		return err
@@ -162,6 +167,7 @@ func (s *session) reservation(ctx context.Context, args []string) error {
 	channel := fs.String("channel", "", "the channel of the reservation (required)")
 	id := fs.String("id", "", "reservation id (required)")
 	minRevision := fs.Uint64("min-revision", 0, "wait until the node has applied this revision")
+	linearizable := fs.Bool("linearizable", false, linearizableUsage)
 	rest, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -180,6 +186,7 @@ func (s *session) reservation(ctx context.Context, args []string) error {
 		Channel:       *channel,
 		ReservationId: *id,
 		MinRevision:   *minRevision,
+		Linearizable:  *linearizable,
 	})
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 // Command stockctl is the command-line client of stockd: it reads
 // availability, holds and releases stock for a channel, sends ERP counts and
-// adjustments, changes configuration, and loads a demo catalog.
+// adjustments, changes configuration, manages cluster membership, saves
+// snapshots, and loads a demo catalog.
 //
 // Global flags come before or after the subcommand; subcommand flags may be
 // mixed with its arguments. Exit status: 0 on success, 1 when the server (or
@@ -36,11 +37,11 @@ const (
 const mainUsage = `usage: stockctl [--addr HOST:PORT] [--json] [--timeout D] COMMAND [flags] [args]
 
 channel commands:
-  avail        --channel C [--min-revision N] SKU...
+  avail        --channel C [--min-revision N] [--linearizable] SKU...
   reserve      --channel C --id ID [--ttl 15m] SKU=QTY[@LOCATION]...
   confirm      --channel C --id ID --order REF
   release      --channel C --id ID
-  reservation  --channel C --id ID [--min-revision N]
+  reservation  --channel C --id ID [--min-revision N] [--linearizable]
 
 ERP commands:
   stock set    [--mark N] ITEM@LOCATION=ON_HAND[:VERSION]...
@@ -53,6 +54,13 @@ admin commands:
   channel list
   buffer set   --item I [--channel C] [--location L] N
 
+cluster commands:
+  cluster status   members, roles, lag and state digests (exit 1 if digests
+                   differ at one applied index)
+  cluster join     --node-id ID --raft-addr HOST:PORT --grpc-addr HOST:PORT [--feature-version 1]
+  cluster leave    --node-id ID
+  snapshot save    FILE   stream a snapshot of the node's state into FILE (atomic)
+
 other:
   demo         [--skus 1000]   load a demo catalog into a running node
   help         show this text
@@ -60,7 +68,8 @@ other:
 global flags:
   --addr HOST:PORT  server address (default 127.0.0.1:7400)
   --json            print each response as protojson, one object per line
-  --timeout D       deadline of each call (default 5s; 0 means none)
+  --timeout D       deadline of each call (default 5s; 0 means none); snapshot
+                    save is a stream and is not bounded by it
 
 Run 'stockctl COMMAND -h' for the flags of one command.
 `
@@ -154,6 +163,16 @@ func (s *session) dispatch(ctx context.Context, name string, args []string) erro
 		return s.dispatchVerb(ctx, name, args, map[string]func(context.Context, []string) error{
 			"set": s.bufferSet,
 		})
+	case "cluster":
+		return s.dispatchVerb(ctx, name, args, map[string]func(context.Context, []string) error{
+			"status": s.clusterStatus,
+			"join":   s.clusterJoin,
+			"leave":  s.clusterLeave,
+		})
+	case "snapshot":
+		return s.dispatchVerb(ctx, name, args, map[string]func(context.Context, []string) error{
+			"save": s.snapshotSave,
+		})
 	case "demo":
 		return s.demo(ctx, args)
 	case "help":
@@ -228,6 +247,14 @@ func (s *session) admin() (stockdv1.AdminClient, error) {
 		return nil, err
 	}
 	return stockdv1.NewAdminClient(conn), nil
+}
+
+func (s *session) cluster() (stockdv1.ClusterClient, error) {
+	conn, err := s.dial()
+	if err != nil {
+		return nil, err
+	}
+	return stockdv1.NewClusterClient(conn), nil
 }
 
 // timeoutInterceptor gives every unary call its own deadline, so a command
