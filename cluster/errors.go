@@ -23,6 +23,10 @@ var (
 	// ErrQueueFull means the proposal queue is full or raft did not accept the
 	// entry within Config.ApplyTimeout: the caller should back off.
 	ErrQueueFull = errors.New("proposal queue full")
+	// ErrFeatureNotEnabled means the command needs a log feature version that
+	// some voter's build does not apply yet (a rolling upgrade is under way);
+	// it was not proposed.
+	ErrFeatureNotEnabled = errors.New("feature not enabled on every voter")
 )
 
 // translate maps an error from raft to this package's sentinels, wrapped with

@@ -66,6 +66,8 @@ func testConfig(t *testing.T) Config {
 		NodeID:   "n1",
 		DataDir:  t.TempDir(),
 		RaftAddr: "127.0.0.1:0",
+		// Nothing listens here: a single node never dials its own gRPC address.
+		GRPCAddr: "127.0.0.1:1",
 		Machine:  store.New(store.DefaultConfig()),
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -19,95 +20,6 @@ import (
 	"github.com/stockd/stockd/api/logv1"
 	"github.com/stockd/stockd/store"
 )
-
-// Defaults for the zero fields of Config.
-const (
-	// DefaultMaxBatch is the default cap on commands per log entry.
-	DefaultMaxBatch = 512
-	// DefaultLinger is the default wait for more commands before proposing an entry.
-	DefaultLinger = time.Millisecond
-	// DefaultSnapshotThreshold is the default number of log entries between snapshots.
-	DefaultSnapshotThreshold = 8192
-	// DefaultSnapshotInterval is how often, by default, raft checks whether a snapshot is due.
-	DefaultSnapshotInterval = 2 * time.Minute
-	// DefaultApplyTimeout is the default bound on raft accepting an entry.
-	DefaultApplyTimeout = 5 * time.Second
-	// DefaultQueueSize is the default number of commands that may wait to be batched.
-	DefaultQueueSize = 8192
-)
-
-// Names inside Config.DataDir.
-const (
-	raftDBFile = "raft.db"
-	// retainSnapshots is how many snapshots the file snapshot store keeps;
-	// raft falls back to the older one if the newest cannot be opened.
-	retainSnapshots = 2
-	logCacheEntries = 512
-)
-
-// Config configures a Node. Zero fields take the Default* values.
-type Config struct {
-	// NodeID is this node's stable raft server id; required.
-	NodeID string
-	// DataDir holds raft.db (log and stable store, bbolt) and snapshots/; required.
-	DataDir string
-	// RaftAddr is the TCP address raft binds, e.g. 127.0.0.1:7401; port 0
-	// picks a free port. It must name an IP peers can reach (it is also
-	// advertised); required.
-	RaftAddr string
-	// Machine is the state machine the log is applied to: fresh (store.New),
-	// owned by the Node from Start on; required.
-	Machine *store.Machine
-	// Logger receives the node's records and raft's at warn and above; nil discards.
-	Logger *slog.Logger
-	// MaxBatch caps the commands grouped in one log entry; 1 disables grouping.
-	MaxBatch int
-	// Linger is how long the proposer waits for more commands while more
-	// callers are in flight than the batch holds; negative disables it.
-	Linger time.Duration
-	// SnapshotThreshold is the number of log entries between snapshots.
-	SnapshotThreshold uint64
-	// SnapshotInterval is how often raft checks whether a snapshot is due.
-	SnapshotInterval time.Duration
-	// ApplyTimeout bounds the wait for raft to accept an entry; past it the
-	// entry's callers get ErrQueueFull. It also bounds each expiry Tick.
-	ApplyTimeout time.Duration
-	// QueueSize bounds the commands waiting to be batched; beyond it Propose
-	// fails at once with ErrQueueFull.
-	QueueSize int
-	// Clock is the leader clock entries are stamped with; nil means time.Now.
-	Clock func() time.Time
-}
-
-func (c *Config) setDefaults() {
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
-	if c.MaxBatch <= 0 {
-		c.MaxBatch = DefaultMaxBatch
-	}
-	switch {
-	case c.Linger == 0:
-		c.Linger = DefaultLinger
-	case c.Linger < 0:
-		c.Linger = 0
-	}
-	if c.SnapshotThreshold == 0 {
-		c.SnapshotThreshold = DefaultSnapshotThreshold
-	}
-	if c.SnapshotInterval <= 0 {
-		c.SnapshotInterval = DefaultSnapshotInterval
-	}
-	if c.ApplyTimeout <= 0 {
-		c.ApplyTimeout = DefaultApplyTimeout
-	}
-	if c.QueueSize <= 0 {
-		c.QueueSize = DefaultQueueSize
-	}
-	if c.Clock == nil {
-		c.Clock = time.Now
-	}
-}
 
 // Node is one stockd replica: raft with its bbolt log and snapshot stores,
 // the FSM adapter over the store.Machine, the batching proposer and the
@@ -149,9 +61,13 @@ const (
 // running is what Start built and Close tears down.
 type running struct {
 	raft  *raft.Raft
-	trans *raft.NetworkTransport
+	trans raft.Transport
 	bolt  *raftboltdb.BoltStore
 	prop  *proposer
+	// observer feeds raft's state and leader changes to the registrar.
+	observer *raft.Observer
+	// peers are the gRPC connections to other nodes' Peer service.
+	peers *peerPool
 }
 
 // New checks cfg and returns a Node. It starts nothing and touches no disk.
@@ -161,8 +77,10 @@ func New(cfg Config) (*Node, error) {
 		return nil, errors.New("new node: node id is required")
 	case cfg.DataDir == "":
 		return nil, errors.New("new node: data dir is required")
-	case cfg.RaftAddr == "":
+	case cfg.RaftAddr == "" && cfg.Transport == nil:
 		return nil, errors.New("new node: raft addr is required")
+	case cfg.GRPCAddr == "":
+		return nil, errors.New("new node: grpc addr is required")
 	case cfg.Machine == nil:
 		return nil, errors.New("new node: machine is required")
 	}
@@ -207,7 +125,7 @@ func (n *Node) Start() error {
 	if err != nil {
 		return fmt.Errorf("start: open raft log: %w", err)
 	}
-	rn := &running{bolt: bolt}
+	rn := &running{bolt: bolt, peers: newPeerPool()}
 	ok := false
 	defer func() {
 		if !ok {
@@ -223,11 +141,8 @@ func (n *Node) Start() error {
 		return fmt.Errorf("start: open snapshot store: %w", err)
 	}
 	snaps := &openRecorder{SnapshotStore: files}
-	// A nil advertise address makes raft advertise the listener's own
-	// address, so port 0 works.
-	rn.trans, err = raft.NewTCPTransportWithLogger(n.cfg.RaftAddr, nil, 3, 10*time.Second, hl.Named("transport"))
-	if err != nil {
-		return fmt.Errorf("start: raft transport on %s: %w", n.cfg.RaftAddr, err)
+	if rn.trans, err = n.transport(hl); err != nil {
+		return fmt.Errorf("start: %w", err)
 	}
 	existing, err := raft.HasExistingState(logs, bolt, snaps)
 	if err != nil {
@@ -255,7 +170,14 @@ func (n *Node) Start() error {
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
-	if !existing {
+	joining := !existing && len(n.cfg.Join) > 0
+	switch {
+	case joining:
+		n.logger.Info("joining cluster", "node", n.cfg.NodeID, "join", n.cfg.Join)
+	case existing && len(n.cfg.Join) > 0:
+		n.logger.Info("raft state exists; ignoring join addresses", "join", n.cfg.Join)
+	}
+	if !existing && !joining {
 		boot := raft.Configuration{Servers: []raft.Server{{
 			Suffrage: raft.Voter,
 			ID:       raft.ServerID(n.cfg.NodeID),
@@ -279,11 +201,25 @@ func (n *Node) Start() error {
 	n.prop.Store(rn.prop)
 	n.run.Store(rn)
 	ok = true
-	n.wg.Add(4)
+	observations := make(chan raft.Observation, 8)
+	rn.observer = raft.NewObserver(observations, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.RaftState, raft.LeaderObservation:
+			return true
+		}
+		return false
+	})
+	rn.raft.RegisterObserver(rn.observer)
+	n.wg.Add(5)
 	go func() { defer n.wg.Done(); rn.prop.runBatcher(ctx) }()
 	go func() { defer n.wg.Done(); rn.prop.runWaiter() }()
 	go func() { defer n.wg.Done(); n.runTicker(ctx) }()
 	go func() { defer n.wg.Done(); n.watchReplay(ctx, rec) }()
+	go func() { defer n.wg.Done(); n.runRegistrar(ctx, rn, observations) }()
+	if joining {
+		n.wg.Add(1)
+		go func() { defer n.wg.Done(); n.runJoin(ctx, rn) }()
+	}
 	return nil
 }
 
@@ -291,14 +227,13 @@ func (n *Node) raftConfig(hl hclog.Logger) *raft.Config {
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(n.cfg.NodeID)
 	rc.Logger = hl
-	// Tuned for a LAN: failover within about a second, and a short commit
-	// timeout so an isolated write reaches followers at once (raft's 50 ms
-	// default delays it).
+	// Tuned for a LAN with failover under 2 s (see doc.go).
 	rc.HeartbeatTimeout = 500 * time.Millisecond
 	rc.ElectionTimeout = 500 * time.Millisecond
 	rc.LeaderLeaseTimeout = 250 * time.Millisecond
 	rc.CommitTimeout = 5 * time.Millisecond
 	rc.SnapshotThreshold = n.cfg.SnapshotThreshold
+	rc.TrailingLogs = n.cfg.TrailingLogs
 	rc.SnapshotInterval = n.cfg.SnapshotInterval
 	return rc
 }
@@ -311,6 +246,9 @@ func (n *Node) Close() error {
 	defer n.mu.Unlock()
 	if n.state == stateClosed {
 		return nil
+	}
+	if rn := n.run.Load(); rn != nil && n.state == stateStarted {
+		n.handOff(rn)
 	}
 	wasStarted := n.state == stateStarted
 	n.state = stateClosed
@@ -327,16 +265,27 @@ func (n *Node) Close() error {
 // stores; every step runs even if an earlier one failed.
 func (n *Node) teardown(rn *running) error {
 	var errs []error
+	if rn.raft != nil && rn.observer != nil {
+		rn.raft.DeregisterObserver(rn.observer)
+	}
 	if rn.raft != nil {
 		if err := rn.raft.Shutdown().Error(); err != nil {
 			errs = append(errs, fmt.Errorf("shut down raft: %w", err))
 		}
-	} else if rn.trans != nil {
-		if err := rn.trans.Close(); err != nil {
+		// Shutdown closes the listener but not the pooled outgoing
+		// connections, whose handlers on the peers would otherwise outlive us.
+		if nt, ok := rn.trans.(*raft.NetworkTransport); ok {
+			nt.CloseStreams()
+		}
+	} else if c, ok := rn.trans.(raft.WithClose); ok {
+		if err := c.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close transport: %w", err))
 		}
 	}
 	n.wg.Wait()
+	if err := rn.peers.close(); err != nil {
+		errs = append(errs, fmt.Errorf("close peer connections: %w", err))
+	}
 	if err := rn.bolt.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close raft log: %w", err))
 	}
@@ -347,19 +296,41 @@ func (n *Node) teardown(rn *running) error {
 }
 
 // Propose replicates cmd through the log and returns its result once the
-// entry carrying it is applied on this node. Commands from concurrent
-// callers are grouped into one entry (see Config.MaxBatch, Linger); each
-// caller gets its own Result, whose Revision is the entry's index. A
-// business refusal is Result.Err with a nil error. When ctx ends first the
-// error is ctx.Err() and the command may still be applied later. Errors
-// unwrap to ErrNotLeader, ErrNoLeader, ErrStopped or ErrQueueFull. Safe for
-// concurrent use; the Node keeps cmd, which the caller must not change.
+// entry carrying it is applied on the leader. On the leader, commands from
+// concurrent callers are grouped into one entry (see Config.MaxBatch,
+// Linger); each caller gets its own Result, whose Revision is the entry's
+// index. A follower forwards cmd once to the leader's Peer.Propose (ctx's
+// deadline travels with it) and returns the leader's answer; the follower
+// may not have applied that revision yet (WaitApplied). While no leader is
+// known it waits up to 2 s for an election to end. A business refusal is
+// Result.Err with a nil error. When ctx ends first the error is ctx.Err()
+// and the command may still be applied later. Errors unwrap to
+// ErrNotLeader, ErrNoLeader, ErrStopped, ErrQueueFull or
+// ErrFeatureNotEnabled. Safe for concurrent use; the Node keeps cmd, which
+// the caller must not change.
 func (n *Node) Propose(ctx context.Context, cmd *logv1.Command) (store.Result, error) {
 	rn := n.run.Load()
 	if rn == nil {
 		return store.Result{}, fmt.Errorf("propose: %w", ErrStopped)
 	}
-	if err := n.waitLeader(ctx, rn); err != nil {
+	if err := ctx.Err(); err != nil {
+		return store.Result{}, err
+	}
+	li, err := n.awaitLeader(ctx, rn, "propose")
+	if err != nil {
+		return store.Result{}, err
+	}
+	if li.self {
+		return n.proposeLocal(ctx, rn, cmd)
+	}
+	return n.forwardPropose(ctx, rn, li, cmd)
+}
+
+// proposeLocal proposes cmd through this node's raft, which must lead (else
+// raft answers ErrNotLeader). It never forwards. A command whose feature
+// version some voter lacks is refused before it is proposed.
+func (n *Node) proposeLocal(ctx context.Context, rn *running, cmd *logv1.Command) (store.Result, error) {
+	if err := n.checkFeature(rn, cmd); err != nil {
 		return store.Result{}, err
 	}
 	return rn.prop.propose(ctx, n.stopped, cmd)
@@ -368,48 +339,66 @@ func (n *Node) Propose(ctx context.Context, cmd *logv1.Command) (store.Result, e
 // leaderWait bounds how long a proposal waits for an election to end.
 const leaderWait = 2 * time.Second
 
-// waitLeader returns nil once this node leads. While no leader is known (an
-// election is under way, or the node has just started) it waits, at most
-// leaderWait or until ctx ends, checking every few milliseconds; then, or
-// when another node leads, it returns ErrNoLeader or ErrNotLeader.
-func (n *Node) waitLeader(ctx context.Context, rn *running) error {
+// leaderInfo names the leader a request goes to.
+type leaderInfo struct {
+	self     bool
+	id       string
+	grpcAddr string
+}
+
+// currentLeader returns the leader if it is this node, or another node whose
+// gRPC address is known from its record.
+func (n *Node) currentLeader(rn *running) (leaderInfo, bool) {
 	if rn.raft.State() == raft.Leader {
-		return nil
+		return leaderInfo{self: true, id: n.cfg.NodeID, grpcAddr: n.cfg.GRPCAddr}, true
+	}
+	_, id := rn.raft.LeaderWithID()
+	if id == "" || string(id) == n.cfg.NodeID {
+		return leaderInfo{}, false
+	}
+	if addr := n.grpcAddrOf(string(id)); addr != "" {
+		return leaderInfo{id: string(id), grpcAddr: addr}, true
+	}
+	return leaderInfo{}, false
+}
+
+// grpcAddrOf returns the gRPC address in node id's record, or "".
+func (n *Node) grpcAddrOf(id string) string {
+	for _, nd := range n.machine.Nodes() {
+		if nd.ID == id {
+			return nd.GRPCAddr
+		}
+	}
+	return ""
+}
+
+// awaitLeader returns the leader once one is known (and, if it is another
+// node, its gRPC address). While none is (an election is under way, the
+// node has just started, or the new leader has not registered yet) it waits,
+// at most leaderWait or until ctx ends, checking every few milliseconds; then
+// it returns ErrNoLeader or ErrNotLeader.
+func (n *Node) awaitLeader(ctx context.Context, rn *running, op string) (leaderInfo, error) {
+	if li, ok := n.currentLeader(rn); ok {
+		return li, nil
 	}
 	deadline := time.NewTimer(leaderWait)
 	defer deadline.Stop()
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if addr, _ := rn.raft.LeaderWithID(); addr != "" {
-			break
-		}
 		select {
 		case <-tick.C:
 		case <-deadline.C:
-			return n.notLeader("propose", rn)
+			return leaderInfo{}, n.notLeader(op, rn)
 		case <-ctx.Done():
-			return ctx.Err()
+			return leaderInfo{}, ctx.Err()
 		case <-n.stopped:
-			return fmt.Errorf("propose: %w", ErrStopped)
+			return leaderInfo{}, fmt.Errorf("%s: %w", op, ErrStopped)
 		}
-		if rn.raft.State() == raft.Leader {
-			return nil
+		if li, ok := n.currentLeader(rn); ok {
+			return li, nil
 		}
 	}
-	if rn.raft.State() == raft.Leader {
-		return nil
-	}
-	return n.notLeader("propose", rn)
-}
-
-// notLeader returns ErrNotLeader naming the leader, or ErrNoLeader.
-func (n *Node) notLeader(op string, rn *running) error {
-	addr, _ := rn.raft.LeaderWithID()
-	if addr == "" {
-		return fmt.Errorf("%s: %w", op, ErrNoLeader)
-	}
-	return fmt.Errorf("%s: %w (leader %s)", op, ErrNotLeader, addr)
 }
 
 // WaitApplied returns nil once the machine has applied revision rev (its
@@ -479,3 +468,64 @@ func (n *Node) Stats() Stats {
 	}
 	return p.stats()
 }
+
+// notLeader returns ErrNotLeader naming the leader, or ErrNoLeader.
+func (n *Node) notLeader(op string, rn *running) error {
+	addr, _ := rn.raft.LeaderWithID()
+	if addr == "" {
+		return fmt.Errorf("%s: %w", op, ErrNoLeader)
+	}
+	return fmt.Errorf("%s: %w (leader %s)", op, ErrNotLeader, addr)
+}
+
+// transport returns Config.Transport, or a TCP transport bound to RaftAddr
+// that advertises RaftAdvertise as given or, if that is empty, the
+// listener's own address, so port 0 works.
+func (n *Node) transport(hl hclog.Logger) (raft.Transport, error) {
+	if n.cfg.Transport != nil {
+		return n.cfg.Transport, nil
+	}
+	lis, err := net.Listen("tcp", n.cfg.RaftAddr)
+	if err != nil {
+		return nil, fmt.Errorf("raft transport on %s: %w", n.cfg.RaftAddr, err)
+	}
+	var advertise net.Addr = lis.Addr()
+	if n.cfg.RaftAdvertise != "" {
+		if _, _, err := net.SplitHostPort(n.cfg.RaftAdvertise); err != nil {
+			_ = lis.Close()
+			return nil, fmt.Errorf("raft advertise address %s: %w", n.cfg.RaftAdvertise, err)
+		}
+		advertise = advertiseAddr(n.cfg.RaftAdvertise)
+	} else if a, ok := lis.Addr().(*net.TCPAddr); ok && a.IP.IsUnspecified() {
+		_ = lis.Close()
+		return nil, fmt.Errorf("raft address %s binds every interface: give the address peers dial as the raft advertise address", n.cfg.RaftAddr)
+	}
+	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  &streamLayer{Listener: lis, advertise: advertise},
+		MaxPool: 3,
+		Timeout: 10 * time.Second,
+		Logger:  hl.Named("transport"),
+	}), nil
+}
+
+// streamLayer is raft's TCP stream layer, except that the advertised address
+// is kept as given: a host name is looked up on every dial, so a peer that
+// comes back on another IP (a restarted container) is still reached.
+type streamLayer struct {
+	net.Listener
+	advertise net.Addr
+}
+
+// Dial connects to a peer's raft address.
+func (l *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	return net.DialTimeout("tcp", string(address), timeout)
+}
+
+// Addr is the address peers are told to dial.
+func (l *streamLayer) Addr() net.Addr { return l.advertise }
+
+// advertiseAddr is a host:port as the operator wrote it.
+type advertiseAddr string
+
+func (a advertiseAddr) Network() string { return "tcp" }
+func (a advertiseAddr) String() string  { return string(a) }

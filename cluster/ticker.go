@@ -54,7 +54,12 @@ func (n *Node) runTicker(ctx context.Context) {
 func (n *Node) proposeTick(ctx context.Context) time.Duration {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
 	defer cancel()
-	_, err := n.Propose(ctx, &logv1.Command{Kind: &logv1.Command_Tick{Tick: &logv1.Tick{}}})
+	rn := n.run.Load()
+	if rn == nil {
+		return maxTickWait
+	}
+	// Only the leader ticks; a Tick is never forwarded.
+	_, err := n.proposeLocal(ctx, rn, &logv1.Command{Kind: &logv1.Command_Tick{Tick: &logv1.Tick{}}})
 	if err != nil {
 		if ctx.Err() == nil {
 			n.logger.Warn("propose tick", "error", err)

@@ -438,9 +438,13 @@ type NodeStatusResponse struct {
 	CommitIndex    uint64                 `protobuf:"varint,5,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
 	LastLogIndex   uint64                 `protobuf:"varint,6,opt,name=last_log_index,json=lastLogIndex,proto3" json:"last_log_index,omitempty"`
 	FeatureVersion uint32                 `protobuf:"varint,7,opt,name=feature_version,json=featureVersion,proto3" json:"feature_version,omitempty"`
-	StateDigest    []byte                 `protobuf:"bytes,8,opt,name=state_digest,json=stateDigest,proto3" json:"state_digest,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The digest of the state at applied_index (the state machine's index).
+	StateDigest []byte `protobuf:"bytes,8,opt,name=state_digest,json=stateDigest,proto3" json:"state_digest,omitempty"`
+	// Raft's applied index, which also counts entries the state machine never
+	// sees (no-ops, configuration, barriers); lag is measured with it.
+	RaftAppliedIndex uint64 `protobuf:"varint,9,opt,name=raft_applied_index,json=raftAppliedIndex,proto3" json:"raft_applied_index,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *NodeStatusResponse) Reset() {
@@ -529,6 +533,13 @@ func (x *NodeStatusResponse) GetStateDigest() []byte {
 	return nil
 }
 
+func (x *NodeStatusResponse) GetRaftAppliedIndex() uint64 {
+	if x != nil {
+		return x.RaftAppliedIndex
+	}
+	return 0
+}
+
 var File_stockd_peer_v1_peer_proto protoreflect.FileDescriptor
 
 const file_stockd_peer_v1_peer_proto_rawDesc = "" +
@@ -552,7 +563,7 @@ const file_stockd_peer_v1_peer_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"+\n" +
 	"\rLeaveResponse\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\"\x13\n" +
-	"\x11NodeStatusRequest\"\x8f\x02\n" +
+	"\x11NodeStatusRequest\"\xbd\x02\n" +
 	"\x12NodeStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x12\n" +
@@ -561,7 +572,8 @@ const file_stockd_peer_v1_peer_proto_rawDesc = "" +
 	"\fcommit_index\x18\x05 \x01(\x04R\vcommitIndex\x12$\n" +
 	"\x0elast_log_index\x18\x06 \x01(\x04R\flastLogIndex\x12'\n" +
 	"\x0ffeature_version\x18\a \x01(\rR\x0efeatureVersion\x12!\n" +
-	"\fstate_digest\x18\b \x01(\fR\vstateDigest2\x82\x03\n" +
+	"\fstate_digest\x18\b \x01(\fR\vstateDigest\x12,\n" +
+	"\x12raft_applied_index\x18\t \x01(\x04R\x10raftAppliedIndex2\x82\x03\n" +
 	"\x04Peer\x12J\n" +
 	"\aPropose\x12\x1e.stockd.peer.v1.ProposeRequest\x1a\x1f.stockd.peer.v1.ProposeResponse\x12P\n" +
 	"\tReadIndex\x12 .stockd.peer.v1.ReadIndexRequest\x1a!.stockd.peer.v1.ReadIndexResponse\x12A\n" +

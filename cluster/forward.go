@@ -1,0 +1,136 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/stockd/stockd/api/logv1"
+	"github.com/stockd/stockd/api/peerv1"
+	"github.com/stockd/stockd/store"
+)
+
+// peerPool holds one gRPC client connection per peer address, made on first
+// use and closed by Close. Connections are plaintext for now.
+// TODO(#3): peer TLS or a join token (DESIGN.md, channels and trust).
+type peerPool struct {
+	mu     sync.Mutex
+	conns  map[string]*grpc.ClientConn
+	closed bool
+}
+
+func newPeerPool() *peerPool { return &peerPool{conns: make(map[string]*grpc.ClientConn)} }
+
+// client returns a Peer client for addr, or ErrStopped once the pool is closed.
+func (p *peerPool) client(addr string) (peerv1.PeerClient, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, ErrStopped
+	}
+	cc, ok := p.conns[addr]
+	if !ok {
+		var err error
+		cc, err = grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return nil, fmt.Errorf("dial peer %s: %w", addr, err)
+		}
+		p.conns[addr] = cc
+	}
+	return peerv1.NewPeerClient(cc), nil
+}
+
+// close closes every connection; in-flight calls end with Canceled.
+func (p *peerPool) close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	var errs []error
+	for addr, cc := range p.conns {
+		if err := cc.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+		}
+	}
+	clear(p.conns)
+	return errors.Join(errs...)
+}
+
+// forwardPropose sends cmd once to the leader's Peer.Propose.
+func (n *Node) forwardPropose(ctx context.Context, rn *running, li leaderInfo, cmd *logv1.Command) (store.Result, error) {
+	c, err := rn.peers.client(li.grpcAddr)
+	if err != nil {
+		return store.Result{}, fmt.Errorf("forward propose: %w", err)
+	}
+	resp, err := c.Propose(ctx, &peerv1.ProposeRequest{Command: cmd})
+	if err != nil {
+		return store.Result{}, n.fromStatus(ctx, "forward propose to "+li.id, err)
+	}
+	return store.DecodeResult(resp.GetResult()), nil
+}
+
+// fromStatus maps a peer's gRPC error back to this package's sentinels.
+func (n *Node) fromStatus(ctx context.Context, op string, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr
+	}
+	st, _ := status.FromError(err)
+	var sentinel error
+	switch st.Code() {
+	case codes.Unavailable:
+		sentinel = ErrNotLeader
+		if strings.Contains(st.Message(), ErrNoLeader.Error()) {
+			sentinel = ErrNoLeader
+		}
+	case codes.ResourceExhausted:
+		sentinel = ErrQueueFull
+	case codes.FailedPrecondition:
+		if strings.Contains(st.Message(), ErrFeatureNotEnabled.Error()) {
+			sentinel = ErrFeatureNotEnabled
+		}
+	case codes.DeadlineExceeded:
+		sentinel = context.DeadlineExceeded
+	case codes.Canceled:
+		select {
+		case <-n.stopped:
+			sentinel = ErrStopped
+		default:
+			sentinel = context.Canceled
+		}
+	}
+	if sentinel == nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return fmt.Errorf("%s: %w: %s", op, sentinel, st.Message())
+}
+
+// toStatus maps this node's error to the gRPC status a peer's fromStatus
+// reads back. Unavailable always means "try the leader again": the message
+// says whether a leader is known.
+func toStatus(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrNotLeader), errors.Is(err, ErrNoLeader), errors.Is(err, ErrStopped):
+		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, ErrQueueFull):
+		return status.Error(codes.ResourceExhausted, err.Error())
+	case errors.Is(err, ErrFeatureNotEnabled):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	}
+	var rej *store.Rejection
+	if errors.As(err, &rej) {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	return status.Error(codes.Internal, err.Error())
+}
