@@ -8,7 +8,12 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 PROTOS := $(shell find proto -name '*.proto')
 
-.PHONY: all build run test test-short bench proto tools vet clean
+IMAGE   ?= stockd:dev
+# Compose v2 (a docker plugin) if present, else the standalone docker-compose v1.
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo docker compose || echo docker-compose)
+COMPOSE_FILE := deploy/compose.yaml
+
+.PHONY: all build run test test-short bench proto tools vet clean image cluster-up cluster-down
 
 all: build
 
@@ -43,6 +48,19 @@ proto: tools
 		--go_out=. --go_opt=module=github.com/stockd/stockd \
 		--go-grpc_out=. --go-grpc_opt=module=github.com/stockd/stockd \
 		$(PROTOS)
+
+## image: a static linux binary in a FROM scratch image (no image is pulled)
+image:
+	CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -o bin/stockd-linux ./cmd/stockd
+	docker build -t $(IMAGE) .
+
+## cluster-up: three nodes on 127.0.0.1:7400, :7410 and :7420 (deploy/compose.yaml)
+cluster-up: image
+	STOCKD_IMAGE=$(IMAGE) $(COMPOSE) -f $(COMPOSE_FILE) up -d
+
+## cluster-down: stop the compose cluster and delete its volumes
+cluster-down:
+	STOCKD_IMAGE=$(IMAGE) $(COMPOSE) -f $(COMPOSE_FILE) down -v
 
 vet:
 	$(GO) vet ./...

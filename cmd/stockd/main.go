@@ -14,11 +14,13 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
 
+	"github.com/stockd/stockd/api/peerv1"
 	"github.com/stockd/stockd/cluster"
 	"github.com/stockd/stockd/server"
 	"github.com/stockd/stockd/store"
@@ -48,6 +50,9 @@ type options struct {
 	grpcAddr          string
 	raftAddr          string
 	nodeID            string
+	grpcAdvertise     string
+	raftAdvertise     string
+	join              []string
 	maxBatch          int
 	linger            time.Duration
 	snapshotThreshold uint64
@@ -66,6 +71,16 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.grpcAddr, "grpc-addr", "127.0.0.1:7400", "address the gRPC API listens on (port 0 picks a free one)")
 	fs.StringVar(&o.raftAddr, "raft-addr", "127.0.0.1:7401", "address raft peers reach this node on (port 0 picks a free one)")
 	fs.StringVar(&o.nodeID, "node-id", "node-1", "this node's id in the raft configuration")
+	fs.StringVar(&o.grpcAdvertise, "grpc-advertise", "", "gRPC address other nodes reach this node on (default: the bound --grpc-addr)")
+	fs.StringVar(&o.raftAdvertise, "raft-advertise", "", "raft address other nodes reach this node on (default: the bound --raft-addr)")
+	fs.Func("join", "comma-separated gRPC addresses of cluster members to join; a node with data ignores it, one without never bootstraps", func(v string) error {
+		for _, a := range strings.Split(v, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				o.join = append(o.join, a)
+			}
+		}
+		return nil
+	})
 	fs.IntVar(&o.maxBatch, "max-batch", 512, "most commands grouped into one log entry; 1 turns grouping off")
 	fs.DurationVar(&o.linger, "linger", time.Millisecond, "longest wait for more commands before proposing an entry")
 	fs.Uint64Var(&o.snapshotThreshold, "snapshot-threshold", 8192, "log entries between snapshots")
@@ -103,6 +118,14 @@ func newLogger(o options, w io.Writer) (*slog.Logger, error) {
 
 // run starts a node and serves until ctx ends, then shuts down cleanly.
 func run(ctx context.Context, args []string, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "restore":
+			return runRestore(args[1:], stderr)
+		case "recover":
+			return runRecover(args[1:], stderr)
+		}
+	}
 	o, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
@@ -119,11 +142,24 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("data dir: %w", err)
 	}
 
+	lis, err := net.Listen("tcp", o.grpcAddr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	defer lis.Close()
+	grpcAdvertise := o.grpcAdvertise
+	if grpcAdvertise == "" {
+		grpcAdvertise = lis.Addr().String()
+	}
+
 	machine := store.New(store.DefaultConfig())
 	node, err := cluster.New(cluster.Config{
 		NodeID:            o.nodeID,
 		DataDir:           dataDir,
 		RaftAddr:          o.raftAddr,
+		RaftAdvertise:     o.raftAdvertise,
+		GRPCAddr:          grpcAdvertise,
+		Join:              o.join,
 		Machine:           machine,
 		Logger:            logger,
 		MaxBatch:          o.maxBatch,
@@ -153,22 +189,23 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		defer stopPprof()
 	}
 
-	lis, err := net.Listen("tcp", o.grpcAddr)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
 	gs := grpc.NewServer(server.ServerOptions(logger)...)
 	server.New(server.Config{
-		Proposer:    node,
-		Reader:      machine,
-		Logger:      logger,
-		Unavailable: []error{cluster.ErrNotLeader, cluster.ErrNoLeader, cluster.ErrStopped},
-		Exhausted:   []error{cluster.ErrQueueFull},
+		Proposer:     node,
+		Reader:       machine,
+		Cluster:      clusterAdapter{node},
+		Logger:       logger,
+		Unavailable:  []error{cluster.ErrNotLeader, cluster.ErrNoLeader, cluster.ErrStopped},
+		Exhausted:    []error{cluster.ErrQueueFull},
+		Precondition: []error{cluster.ErrFeatureNotEnabled},
+		SnapshotDir:  dataDir,
 	}).Register(gs)
+	peerv1.RegisterPeerServer(gs, cluster.NewPeerServer(node))
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- gs.Serve(lis) }()
-	logger.Info("stockd listening", "grpc", lis.Addr().String(), "raft", node.RaftAddr(), "data_dir", dataDir, "node_id", o.nodeID)
+	logger.Info("stockd listening", "grpc", lis.Addr().String(), "grpc_advertise", grpcAdvertise, "raft", node.RaftAddr(),
+		"data_dir", dataDir, "node_id", o.nodeID)
 
 	select {
 	case <-ctx.Done():
@@ -176,6 +213,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	case err := <-serveErr:
 		return fmt.Errorf("serve: %w", err)
 	}
+	// Hand leadership over while this node still serves, so forwarded writes
+	// in flight finish and the cluster stalls for less than an election.
+	tctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	if err := node.TransferLeadership(tctx); err != nil {
+		logger.Warn("leadership transfer", "err", err)
+	}
+	cancel()
 	stopped := make(chan struct{})
 	go func() { gs.GracefulStop(); close(stopped) }()
 	select {

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stockd/stockd/api/stockdv1"
+)
+
+// BenchmarkScale loads 1,000,000 counters (333,334 items x 3 locations) and
+// 100,000 live holds into one node, then reports resident memory per counter,
+// the size of the snapshot that covers it, and how long a restart from that
+// snapshot takes until the node serves. It measures one load whatever b.N is.
+//
+//	go test -run '^$' -bench Scale -benchtime 1x ./cmd/stockd/
+func BenchmarkScale(b *testing.B) {
+	const (
+		items    = 333_334
+		holds    = 100_000
+		batch    = 10_000
+		callers  = 64
+		counters = items * 3
+	)
+	dir := b.TempDir()
+	args := []string{"--snapshot-threshold", "4096", "--snapshot-interval", "1s"}
+	p := startStockd(b, dir, args...)
+	c := dial(b, p.addr)
+	ctx := context.Background()
+	for _, l := range []string{"ams", "fra", "lyon"} {
+		if _, err := c.admin.PutLocation(ctx, &stockdv1.PutLocationRequest{Location: &stockdv1.Location{Id: l}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if _, err := c.admin.PutChannel(ctx, &stockdv1.PutChannelRequest{Channel: &stockdv1.Channel{Id: "web", Locations: []string{"ams", "fra", "lyon"}}}); err != nil {
+		b.Fatal(err)
+	}
+	item := func(i int) string { return "ITEM-" + strconv.Itoa(i) }
+	start := time.Now()
+	rows := make([]*stockdv1.StockCount, 0, batch)
+	for i := 0; i < items; i++ {
+		for _, l := range []string{"ams", "fra", "lyon"} {
+			rows = append(rows, &stockdv1.StockCount{Item: item(i), Location: l, OnHandBaseUnits: 100, Version: 1})
+		}
+		if len(rows) >= batch-3 || i == items-1 {
+			if _, err := c.erp.SetStock(ctx, &stockdv1.SetStockRequest{Rows: rows}); err != nil {
+				b.Fatal(err)
+			}
+			rows = rows[:0]
+		}
+	}
+	loadCounters := time.Since(start)
+
+	start = time.Now()
+	errs := make(chan error, callers)
+	var lastRev uint64
+	revs := make(chan uint64, callers)
+	for g := 0; g < callers; g++ {
+		go func(g int) {
+			var rev uint64
+			for i := g; i < holds; i += callers {
+				r, err := c.inv.Reserve(ctx, &stockdv1.ReserveRequest{Channel: "web", ReservationId: "h-" + strconv.Itoa(i),
+					Lines: []*stockdv1.ReserveLine{{Sku: item(i % items), Quantity: 1}}, Ttl: nil})
+				if err != nil {
+					errs <- err
+					return
+				}
+				rev = max(rev, r.GetRevision())
+			}
+			revs <- rev
+			errs <- nil
+		}(g)
+	}
+	for g := 0; g < callers; g++ {
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
+		lastRev = max(lastRev, <-revs)
+	}
+	loadHolds := time.Since(start)
+
+	rss := residentBytes(b, p.cmd.Process.Pid)
+	snapIndex, snapBytes := waitSnapshotCovering(b, dir, lastRev-4096)
+	p.kill()
+
+	start = time.Now()
+	p2 := startStockd(b, dir, args...)
+	p2.waitLog("replayed log tail", time.Minute)
+	restart := time.Since(start)
+	c2 := dial(b, p2.addr)
+	av, err := c2.inv.GetAvailability(ctx, &stockdv1.GetAvailabilityRequest{Channel: "web", Skus: []string{item(0)}, MinRevision: lastRev})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if got := av.GetSkus()[0].GetLocations()[0].GetReservedBaseUnits(); got == 0 {
+		b.Fatalf("reserved of %s at ams after restart: got 0, want the holds back", item(0))
+	}
+	p2.stop()
+
+	b.ReportMetric(float64(rss)/counters, "RSS-B/counter")
+	b.ReportMetric(float64(rss)/(1<<20), "RSS-MiB")
+	b.ReportMetric(float64(snapBytes)/(1<<20), "snapshot-MiB")
+	b.ReportMetric(restart.Seconds(), "restart-s")
+	fmt.Printf("scale: %d counters loaded in %v, %d holds in %v, snapshot at index %d of %d\n",
+		counters, loadCounters.Round(time.Millisecond), holds, loadHolds.Round(time.Millisecond), snapIndex, lastRev)
+}
+
+// residentBytes reads a process's resident set size from /proc.
+func residentBytes(b *testing.B, pid int) int64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Skipf("no /proc here: %v", err)
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	b.Fatal("no VmRSS line")
+	return 0
+}
+
+// waitSnapshotCovering waits until the node has a snapshot at or past index
+// and returns its index and size.
+func waitSnapshotCovering(b *testing.B, dir string, index uint64) (uint64, int64) {
+	var gotIndex uint64
+	var size int64
+	waitFor(b, 2*time.Minute, fmt.Sprintf("a snapshot at index >= %d", index), func() bool {
+		metas, _ := filepath.Glob(filepath.Join(dir, "snapshots", "*", "meta.json"))
+		for _, m := range metas {
+			raw, err := os.ReadFile(m)
+			if err != nil {
+				continue
+			}
+			var meta struct {
+				Index uint64
+				Size  int64
+			}
+			if json.Unmarshal(raw, &meta) == nil && meta.Index >= index && meta.Index > gotIndex {
+				gotIndex, size = meta.Index, meta.Size
+			}
+		}
+		return gotIndex > 0
+	})
+	return gotIndex, size
+}
