@@ -78,7 +78,14 @@ var benchSKUs = func() []string {
 func startBenchNode(b *testing.B, args ...string) *proc {
 	b.Helper()
 	p := startStockd(b, b.TempDir(), args...)
-	c := dial(b, p.addr)
+	seedBenchCatalog(b, dial(b, p.addr))
+	return p
+}
+
+// seedBenchCatalog declares the catalog of setupCatalog and gives every
+// benchmark SKU ample stock at ams.
+func seedBenchCatalog(b *testing.B, c *clients) {
+	b.Helper()
 	setupCatalog(b, c)
 	var rows []*stockdv1.StockCount
 	for _, sku := range benchSKUs {
@@ -87,7 +94,6 @@ func startBenchNode(b *testing.B, args ...string) *proc {
 	if _, err := c.erp.SetStock(ctxT(b), &stockdv1.SetStockRequest{Rows: rows}); err != nil {
 		b.Fatal(err)
 	}
-	return p
 }
 
 // runCallers runs b.N calls spread over n goroutines and reports throughput

@@ -48,13 +48,13 @@ type clusterNode struct {
 }
 
 type testCluster struct {
-	t     *testing.T
+	t     testing.TB
 	nodes []*clusterNode
 }
 
 // freePorts returns n distinct free TCP ports on 127.0.0.1, all held open
 // together so none is handed out twice, then released for stockd to bind.
-func freePorts(t *testing.T, n int) []string {
+func freePorts(t testing.TB, n int) []string {
 	t.Helper()
 	var ls []net.Listener
 	defer func() {
@@ -76,7 +76,7 @@ func freePorts(t *testing.T, n int) []string {
 
 // dialNode dials addr with a short reconnect backoff: the default grows to
 // 2 minutes, longer than a killed node takes to come back on the same port.
-func dialNode(t *testing.T, addr string) (*clients, stockdv1.ClusterClient) {
+func dialNode(t testing.TB, addr string) (*clients, stockdv1.ClusterClient) {
 	t.Helper()
 	conn, err := grpc.NewClient(addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -94,7 +94,7 @@ func dialNode(t *testing.T, addr string) (*clients, stockdv1.ClusterClient) {
 
 // startCluster starts n nodes: node1 bootstraps, the others join through it.
 // It returns once every node reports the same leader and n voters.
-func startCluster(t *testing.T, n int, args ...string) *testCluster {
+func startCluster(t testing.TB, n int, args ...string) *testCluster {
 	t.Helper()
 	tc := &testCluster{t: t}
 	ports := freePorts(t, 2*n)
@@ -246,7 +246,7 @@ func selfMember(st *stockdv1.StatusResponse) *stockdv1.Member {
 // raft counts an entry applied when it hands it to the FSM, before the FSM
 // has applied it, so for a moment after a write a node can show the new
 // index with the old state. A real divergence never heals and still fails.
-func waitConverged(t *testing.T, timeout time.Duration, cls map[string]stockdv1.ClusterClient) {
+func waitConverged(t testing.TB, timeout time.Duration, cls map[string]stockdv1.ClusterClient) {
 	t.Helper()
 	var last string
 	mismatches := 0 // polls with equal indexes but different digests
@@ -304,7 +304,7 @@ func sortedKeys[V any](m map[string]V) []string {
 // dumpSnapshots saves every node's snapshot (Cluster.SaveSnapshot) into
 // $STOCKD_DUMP_DIR, when set, so diverged states can be compared record by
 // record.
-func dumpSnapshots(t *testing.T, cls map[string]stockdv1.ClusterClient) {
+func dumpSnapshots(t testing.TB, cls map[string]stockdv1.ClusterClient) {
 	dir := os.Getenv("STOCKD_DUMP_DIR")
 	if dir == "" {
 		t.Log("set STOCKD_DUMP_DIR to keep the nodes' snapshots of a digest mismatch")

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/stockd/stockd/api/stockdv1"
+)
+
+// BenchmarkCluster measures a 3-process cluster on this machine: Reserve at
+// 64 callers through the leader against the health floor on the same node,
+// and one caller reading on a follower while writes arrive open-loop.
+//
+//	go test -run '^$' -bench 'Cluster$' -benchtime 3s ./cmd/stockd/
+func BenchmarkCluster(b *testing.B) {
+	tc := startCluster(b, 3, strings.Fields(os.Getenv("STOCKD_BENCH_ARGS"))...)
+	leader := tc.waitLeader(10*time.Second, nil)
+	seedBenchCatalog(b, leader.c)
+	var follower *clusterNode
+	for _, nd := range tc.nodes {
+		if nd != leader {
+			follower = nd
+			break
+		}
+	}
+	var ids atomic.Int64
+	reserve := func(c *clients) func(ctx context.Context) error {
+		return func(ctx context.Context) error {
+			i := ids.Add(1)
+			_, err := c.inv.Reserve(ctx, &stockdv1.ReserveRequest{Channel: "web", ReservationId: "c-" + strconv.FormatInt(i, 10),
+				Lines: []*stockdv1.ReserveLine{{Sku: benchSKUs[i%int64(len(benchSKUs))], Quantity: 1}}})
+			return err
+		}
+	}
+	health := func(c *clients) func(ctx context.Context) error {
+		h := healthpb.NewHealthClient(c.conn)
+		return func(ctx context.Context) error {
+			_, err := h.Check(ctx, &healthpb.HealthCheckRequest{})
+			return err
+		}
+	}
+	b.Run("callers=64/floor=health-on-leader", func(b *testing.B) { runCallers(b, 64, health(leader.c)) })
+	b.Run("callers=64/reserve-via-leader", func(b *testing.B) { runCallers(b, 64, reserve(leader.c)) })
+
+	const writeRate = 8000
+	var n atomic.Int64
+	read := func(ctx context.Context) error {
+		_, err := follower.c.inv.GetAvailability(ctx, &stockdv1.GetAvailabilityRequest{Channel: "web",
+			Skus: []string{benchSKUs[n.Add(1)%int64(len(benchSKUs))]}})
+		return err
+	}
+	for _, r := range []struct {
+		name string
+		call func(ctx context.Context) error
+	}{{"floor=health-on-follower", health(follower.c)}, {"avail-on-follower", read}} {
+		b.Run(fmt.Sprintf("writes=%d/s/callers=1/%s", writeRate, r.name), func(b *testing.B) {
+			stop := openLoopWrites(writeRate, reserve(leader.c))
+			runCallers(b, 1, r.call)
+			achieved := stop()
+			b.ReportMetric(achieved, "writes/s")
+		})
+	}
+}
+
+// openLoopWrites issues call at a fixed rate (in 1 ms bursts) regardless of
+// how fast answers come, so slow answers do not lower the load; at most 1,024
+// are in flight. stop ends it and returns the rate of writes that succeeded.
+func openLoopWrites(rate int, call func(ctx context.Context) error) (stop func() float64) {
+	done := make(chan struct{})
+	var ok atomic.Int64
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 1024)
+	start := time.Now()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		issued := 0
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-tick.C:
+				due := int(now.Sub(start).Seconds()*float64(rate)) - issued
+				for ; due > 0; due-- {
+					select {
+					case sem <- struct{}{}:
+					default:
+						continue // over the in-flight cap: this arrival is dropped, not delayed
+					}
+					issued++
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						defer func() { <-sem }()
+						ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+						defer cancel()
+						if call(ctx) == nil {
+							ok.Add(1)
+						}
+					}()
+				}
+			}
+		}
+	}()
+	return func() float64 {
+		close(done)
+		elapsed := time.Since(start)
+		wg.Wait()
+		return float64(ok.Load()) / elapsed.Seconds()
+	}
+}
+
+// BenchmarkFailover kills the leader of a 3-process cluster with SIGKILL ten
+// times and reports the time from the kill to the first successful write
+// through a surviving node (median and max), restarting the killed node
+// between runs.
+//
+//	go test -run '^$' -bench Failover -benchtime 1x ./cmd/stockd/
+func BenchmarkFailover(b *testing.B) {
+	const runs = 10
+	tc := startCluster(b, 3)
+	seedBenchCatalog(b, tc.waitLeader(10*time.Second, nil).c)
+	var took []time.Duration
+	var ids int
+	for run := 0; run < runs; run++ {
+		tc.waitMembers(3, 30*time.Second)
+		leader := tc.waitLeader(10*time.Second, nil)
+		var survivors []*clusterNode
+		for _, nd := range tc.nodes {
+			if nd != leader {
+				survivors = append(survivors, nd)
+			}
+		}
+		killed := time.Now()
+		tc.kill(leader)
+		for attempt := 0; ; attempt++ {
+			ids++
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_, err := survivors[attempt%len(survivors)].c.inv.Reserve(ctx, &stockdv1.ReserveRequest{Channel: "web",
+				ReservationId: "f-" + strconv.Itoa(ids), Lines: []*stockdv1.ReserveLine{{Sku: benchSKUs[0], Quantity: 1}}})
+			cancel()
+			if err == nil {
+				break
+			}
+			if time.Since(killed) > 30*time.Second {
+				b.Fatalf("run %d: no successful write within 30s of killing %s: last error %v", run, leader.id, err)
+			}
+		}
+		took = append(took, time.Since(killed))
+		tc.start(leader)
+	}
+	slices.Sort(took)
+	b.ReportMetric(float64(took[len(took)/2].Milliseconds()), "median-ms")
+	b.ReportMetric(float64(took[len(took)-1].Milliseconds()), "max-ms")
+	fmt.Printf("failover times: %v\n", took)
+}
