@@ -390,7 +390,8 @@ func (n *Node) registerSelf(ctx context.Context, rn *running) {
 
 // TransferLeadership hands leadership to another voter if this node leads,
 // and waits until another node leads or ctx ends. It is a no-op on a
-// follower. Errors unwrap to ErrStopped, ErrNotLeader or a context error.
+// follower or when no other voter exists. Errors unwrap to ErrStopped,
+// ErrNotLeader or a context error.
 func (n *Node) TransferLeadership(ctx context.Context) error {
 	rn := n.run.Load()
 	if rn == nil {
@@ -402,6 +403,19 @@ func (n *Node) TransferLeadership(ctx context.Context) error {
 func (n *Node) transfer(ctx context.Context, rn *running) error {
 	if rn.raft.State() != raft.Leader {
 		return nil
+	}
+	servers, err := n.configuration(rn)
+	if err != nil {
+		return fmt.Errorf("transfer leadership: %w", err)
+	}
+	others := 0
+	for _, s := range servers {
+		if s.Suffrage == raft.Voter && string(s.ID) != n.cfg.NodeID {
+			others++
+		}
+	}
+	if others == 0 {
+		return nil // nobody to hand over to
 	}
 	if err := rn.raft.LeadershipTransfer().Error(); err != nil {
 		return translate("transfer leadership", err)
@@ -426,25 +440,11 @@ func (n *Node) handOff(rn *running) {
 	if rn.raft.State() != raft.Leader {
 		return
 	}
-	servers, err := n.configuration(rn)
-	if err != nil {
-		n.logger.Warn("leadership hand-off: read configuration", "error", err)
-		return
-	}
-	others := 0
-	for _, s := range servers {
-		if s.Suffrage == raft.Voter && string(s.ID) != n.cfg.NodeID {
-			others++
-		}
-	}
-	if others == 0 {
-		return
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), transferWait)
 	defer cancel()
 	if err := n.transfer(ctx, rn); err != nil && !errors.Is(err, ErrStopped) {
 		n.logger.Warn("leadership hand-off failed; closing anyway", "error", err)
 		return
 	}
-	n.logger.Info("handed leadership off before close")
+	n.logger.Debug("leadership hand-off before close done")
 }

@@ -107,8 +107,8 @@ func BenchmarkScale(b *testing.B) {
 	b.ReportMetric(float64(rss)/(1<<20), "RSS-MiB")
 	b.ReportMetric(float64(snapBytes)/(1<<20), "snapshot-MiB")
 	b.ReportMetric(restart.Seconds(), "restart-s")
-	fmt.Printf("scale: %d counters loaded in %v, %d holds in %v, snapshot at index %d of %d\n",
-		counters, loadCounters.Round(time.Millisecond), holds, loadHolds.Round(time.Millisecond), snapIndex, lastRev)
+	fmt.Printf("scale: %d counters loaded in %v, %d holds in %v, snapshot at index %d of %d: %d bytes\n",
+		counters, loadCounters.Round(time.Millisecond), holds, loadHolds.Round(time.Millisecond), snapIndex, lastRev, snapBytes)
 }
 
 // residentBytes reads a process's resident set size from /proc.
@@ -131,23 +131,24 @@ func residentBytes(b *testing.B, pid int) int64 {
 }
 
 // waitSnapshotCovering waits until the node has a snapshot at or past index
-// and returns its index and size.
+// and returns its index and the size of its state file.
 func waitSnapshotCovering(b *testing.B, dir string, index uint64) (uint64, int64) {
 	var gotIndex uint64
 	var size int64
 	waitFor(b, 2*time.Minute, fmt.Sprintf("a snapshot at index >= %d", index), func() bool {
 		metas, _ := filepath.Glob(filepath.Join(dir, "snapshots", "*", "meta.json"))
 		for _, m := range metas {
+			if strings.HasSuffix(filepath.Dir(m), ".tmp") {
+				continue // raft is still writing this one
+			}
 			raw, err := os.ReadFile(m)
 			if err != nil {
 				continue
 			}
-			var meta struct {
-				Index uint64
-				Size  int64
-			}
-			if json.Unmarshal(raw, &meta) == nil && meta.Index >= index && meta.Index > gotIndex {
-				gotIndex, size = meta.Index, meta.Size
+			var meta struct{ Index uint64 }
+			st, err := os.Stat(filepath.Join(filepath.Dir(m), "state.bin"))
+			if err == nil && json.Unmarshal(raw, &meta) == nil && meta.Index >= index && meta.Index > gotIndex {
+				gotIndex, size = meta.Index, st.Size()
 			}
 		}
 		return gotIndex > 0
