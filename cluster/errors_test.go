@@ -1,7 +1,9 @@
 package cluster
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -32,5 +34,15 @@ func TestTranslate(t *testing.T) {
 	}
 	if got := translate("propose", nil); got != nil {
 		t.Errorf("translate(propose, nil) = %v, want nil", got)
+	}
+}
+
+func TestPeerStatusRoundTripKeepsSentinels(t *testing.T) {
+	n := &Node{stopped: make(chan struct{})}
+	for _, want := range []error{ErrNoLeader, ErrNotLeader, ErrQueueFull, ErrFeatureNotEnabled, context.DeadlineExceeded} {
+		got := n.fromStatus(context.Background(), "forward", toStatus(fmt.Errorf("propose: %w", want)))
+		if !errors.Is(got, want) {
+			t.Errorf("peer status round trip of %v: got %v, want it to wrap %v", want, got, want)
+		}
 	}
 }

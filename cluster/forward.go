@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -85,13 +85,13 @@ func (n *Node) fromStatus(ctx context.Context, op string, err error) error {
 	switch st.Code() {
 	case codes.Unavailable:
 		sentinel = ErrNotLeader
-		if strings.Contains(st.Message(), ErrNoLeader.Error()) {
+		if reasonOf(st) == reasonNoLeader {
 			sentinel = ErrNoLeader
 		}
 	case codes.ResourceExhausted:
 		sentinel = ErrQueueFull
 	case codes.FailedPrecondition:
-		if strings.Contains(st.Message(), ErrFeatureNotEnabled.Error()) {
+		if reasonOf(st) == reasonFeatureNotEnabled {
 			sentinel = ErrFeatureNotEnabled
 		}
 	case codes.DeadlineExceeded:
@@ -117,12 +117,14 @@ func toStatus(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, ErrNotLeader), errors.Is(err, ErrNoLeader), errors.Is(err, ErrStopped):
+	case errors.Is(err, ErrNoLeader):
+		return withReason(codes.Unavailable, reasonNoLeader, err)
+	case errors.Is(err, ErrNotLeader), errors.Is(err, ErrStopped):
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, ErrQueueFull):
 		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, ErrFeatureNotEnabled):
-		return status.Error(codes.FailedPrecondition, err.Error())
+		return withReason(codes.FailedPrecondition, reasonFeatureNotEnabled, err)
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, err.Error())
 	case errors.Is(err, context.Canceled):
@@ -133,4 +135,30 @@ func toStatus(err error) error {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
 	return status.Error(codes.Internal, err.Error())
+}
+
+// Reasons a peer's status carries in an errdetails.ErrorInfo, so the
+// receiving node tells sentinels apart by a field, not by message text.
+const (
+	errorDomain             = "stockd.peer"
+	reasonNoLeader          = "NO_LEADER"
+	reasonFeatureNotEnabled = "FEATURE_NOT_ENABLED"
+)
+
+func withReason(code codes.Code, reason string, err error) error {
+	st := status.New(code, err.Error())
+	if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: errorDomain}); derr == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// reasonOf returns the ErrorInfo reason a peer's status carries, or "".
+func reasonOf(st *status.Status) string {
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == errorDomain {
+			return info.GetReason()
+		}
+	}
+	return ""
 }
