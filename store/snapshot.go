@@ -1,16 +1,11 @@
 package store
 
 import (
-	"cmp"
-	"container/heap"
 	"crypto/sha256"
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"slices"
-	"strings"
 
 	"google.golang.org/protobuf/proto"
 
@@ -21,110 +16,266 @@ import (
 const snapshotFormat = 1
 
 // Snapshot is a point-in-time copy of the machine at one applied index. It is
-// taken on the apply goroutine and written later from any goroutine.
+// taken on the apply goroutine as compact Go values, about the size of the
+// state's counters, and encoded one record at a time when written, from any
+// goroutine: a capture never holds one protobuf message per record.
+//
+// What it shares with the live state is never changed once written: strings,
+// the catalog's channels (the catalog is replaced whole), a hold's lines and
+// allocations (fixed when the hold is made), an order's lines, and the
+// remembered requests, rows and rejections. Everything Apply changes in place
+// (counters, buffer rules, a hold's state, an order's absorbed flag) is copied.
 type Snapshot struct {
-	index   Revision
-	records []*logv1.SnapshotRecord
+	index        Revision
+	now          Timestamp
+	nextOrderSeq uint64
+	absorbedMark uint64
+	nextPruneSeq uint64
+
+	nodes     []Node     // sorted by id
+	locations []Location // sorted by id
+	channels  []*Channel // sorted by id
+
+	items    []snapItem   // sorted by id
+	counters []counter    // every item's counters, in items order, each item's sorted by location
+	buffers  []bufferRule // every item's buffer rules, in items order, each item's sorted
+
+	reservations []reservation // sorted by (channel, id)
+	refusals     []refusal     // sorted by (channel, id)
+	deltaIDs     []string      // sorted
+	deltas       []delta       // in deltaIDs order
+	orders       []order       // in sequence order
+}
+
+// snapItem is one item of a Snapshot: how many of Snapshot.counters and
+// Snapshot.buffers, taken in order, are its own.
+type snapItem struct {
+	id       ItemID
+	counters uint32
+	buffers  uint32
 }
 
 // Index is the applied index the snapshot reflects.
 func (s *Snapshot) Index() Revision { return s.index }
 
-// Snapshot captures the whole state as canonical records, between two
-// commands; Apply waits while it copies. Safe from any goroutine; the copy is
-// independent of later applies.
+// Snapshot captures the whole state, between two commands; Apply waits while
+// it copies. Safe from any goroutine; the copy is independent of later applies.
 func (m *Machine) Snapshot() *Snapshot {
 	m.applyMu.Lock()
 	defer m.applyMu.Unlock()
 	st := m.st.Load()
-	s := &Snapshot{index: Revision(st.applied.Load())}
-	add := func(r *logv1.SnapshotRecord) { s.records = append(s.records, r) }
-	add(&logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_Meta{Meta: &logv1.SnapshotMeta{
-		AppliedIndex: st.applied.Load(), TimeUnixNanos: st.now.Load(), NextOrderSeq: st.nextOrderSeq,
-		AbsorbedMark: st.absorbedMark, NextPruneSeq: st.nextPruneSeq, Format: snapshotFormat,
-	}}})
+	s := &Snapshot{
+		index: Revision(st.applied.Load()), now: Timestamp(st.now.Load()),
+		nextOrderSeq: st.nextOrderSeq, absorbedMark: st.absorbedMark, nextPruneSeq: st.nextPruneSeq,
+	}
 	cat := st.catalog.Load()
 	for _, id := range slices.Sorted(maps.Keys(cat.nodes)) {
-		n := cat.nodes[id]
-		add(&logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_Node{Node: &logv1.NodeRecord{
-			Id: n.ID, RaftAddr: n.RaftAddr, GrpcAddr: n.GRPCAddr, FeatureVersion: n.FeatureVersion}}})
+		s.nodes = append(s.nodes, cat.nodes[id])
 	}
 	for _, id := range slices.Sorted(maps.Keys(cat.locations)) {
-		l := cat.locations[id]
-		add(&logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_Location{Location: &logv1.LocationRecord{Id: string(l.ID), Name: l.Name}}})
+		s.locations = append(s.locations, cat.locations[id])
 	}
 	for _, id := range slices.Sorted(maps.Keys(cat.channels)) {
-		c := cat.channels[id]
-		rec := &logv1.ChannelRecord{Id: string(c.ID), DefaultBufferBaseUnits: int64(c.DefaultBuffer)}
-		for _, l := range c.Locations {
-			rec.Locations = append(rec.Locations, string(l))
-		}
-		add(&logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_Channel{Channel: rec}})
+		s.channels = append(s.channels, cat.channels[id])
 	}
-	var items []ItemID
+
+	nItems, nCounters, nBuffers := 0, 0, 0
+	for i := range st.shards {
+		nItems += len(st.shards[i].items)
+		for _, is := range st.shards[i].items {
+			nCounters += len(is.counters)
+			nBuffers += len(is.buffers)
+		}
+	}
+	s.items = make([]snapItem, 0, nItems)
 	for i := range st.shards {
 		for id := range st.shards[i].items {
-			items = append(items, id)
+			s.items = append(s.items, snapItem{id: id})
 		}
 	}
-	slices.Sort(items)
-	for _, id := range items {
-		for _, b := range st.item(id).buffers {
-			add(&logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_Buffer{Buffer: &logv1.BufferRecord{
-				Item: string(id), Channel: string(b.channel), Location: string(b.location), BufferBaseUnits: int64(b.units),
-			}}})
-		}
+	slices.SortFunc(s.items, func(a, b snapItem) int { return cmpString(a.id, b.id) })
+	s.counters = make([]counter, 0, nCounters)
+	if nBuffers > 0 {
+		s.buffers = make([]bufferRule, 0, nBuffers)
 	}
-	for _, id := range items {
-		for _, c := range st.item(id).counters {
-			add(&logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_Counter{Counter: &logv1.CounterRecord{
-				Item: string(id), Location: string(c.location), OnHandBaseUnits: int64(c.onHand),
-				ReservedBaseUnits: int64(c.reserved), CommittedBaseUnits: int64(c.committed), Version: c.version,
-			}}})
-		}
+	for i := range s.items {
+		is := st.item(s.items[i].id)
+		s.items[i].counters, s.items[i].buffers = uint32(len(is.counters)), uint32(len(is.buffers))
+		s.counters = append(s.counters, is.counters...)
+		s.buffers = append(s.buffers, is.buffers...)
 	}
-	for _, k := range slices.SortedFunc(maps.Keys(st.reservations), cmpKey) {
-		add(&logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_Reservation{Reservation: reservationRecord(st.reservations[k])}})
+
+	keys := slices.SortedFunc(maps.Keys(st.reservations), cmpKey)
+	s.reservations = make([]reservation, len(keys))
+	for i, k := range keys {
+		s.reservations[i] = *st.reservations[k]
 	}
-	for _, k := range slices.SortedFunc(maps.Keys(st.refusals), cmpKey) {
-		f := st.refusals[k]
-		add(&logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_Refusal{Refusal: &logv1.RefusalRecord{
-			Request: f.request, Rejection: rejectionRecord(f.rejection), PruneSeq: f.pruneSeq, PrunableUnixNanos: int64(f.prunableAt),
-		}}})
+	keys = slices.SortedFunc(maps.Keys(st.refusals), cmpKey)
+	s.refusals = make([]refusal, len(keys))
+	for i, k := range keys {
+		s.refusals[i] = *st.refusals[k]
 	}
-	for _, id := range slices.Sorted(maps.Keys(st.deltas)) {
-		d := st.deltas[id]
-		add(&logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_Delta{Delta: &logv1.DeltaRecord{
-			Row: d.row, Status: uint32(d.result.Status), Reason: d.result.Reason, Version: d.result.Version,
-			OnHandBaseUnits: int64(d.result.OnHand), PruneSeq: d.pruneSeq, PrunableUnixNanos: int64(d.prunableAt),
-		}}})
+	s.deltaIDs = slices.Sorted(maps.Keys(st.deltas))
+	s.deltas = make([]delta, len(s.deltaIDs))
+	for i, id := range s.deltaIDs {
+		s.deltas[i] = *st.deltas[id]
 	}
-	for _, o := range st.orders {
-		rec := &logv1.OrderRecord{Seq: o.seq, Channel: string(o.channel), ReservationId: string(o.reservationID),
-			OrderRef: o.orderRef, Absorbed: o.absorbed}
-		for _, l := range o.lines {
-			rec.Lines = append(rec.Lines, &logv1.OrderLineRecord{Item: string(l.item), Location: string(l.location), QuantityBaseUnits: int64(l.quantity)})
-		}
-		add(&logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_Order{Order: rec}})
+	s.orders = make([]order, len(st.orders))
+	for i, o := range st.orders {
+		s.orders[i] = *o
 	}
 	return s
 }
 
+func cmpString[T ~string](a, b T) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
 // WriteRecords emits the canonical record stream: each record a deterministic
 // protobuf encoding of logv1.SnapshotRecord, in a fixed kind order and sorted
-// by key within each kind. Equal states emit equal streams.
+// by key within each kind. Equal states emit equal streams. rec is valid only
+// until emit returns: the buffer is reused for the next record. Safe from any
+// goroutine, concurrently with Apply; not from two goroutines on one Snapshot.
 func (s *Snapshot) WriteRecords(emit func(rec []byte) error) error {
-	opts := proto.MarshalOptions{Deterministic: true}
-	for _, r := range s.records {
-		b, err := opts.Marshal(r)
-		if err != nil {
-			return fmt.Errorf("encode snapshot record: %w", err)
+	w := recordWriter{opts: proto.MarshalOptions{Deterministic: true}, emit: emit}
+
+	w.write(&logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_Meta{Meta: &logv1.SnapshotMeta{
+		AppliedIndex: uint64(s.index), TimeUnixNanos: int64(s.now), NextOrderSeq: s.nextOrderSeq,
+		AbsorbedMark: s.absorbedMark, NextPruneSeq: s.nextPruneSeq, Format: snapshotFormat,
+	}}})
+
+	// One message per kind, refilled for every record: every field a record
+	// of that kind sets is set again each time, so no value leaks from one
+	// record into the next.
+	nr := &logv1.NodeRecord{}
+	rec := &logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_Node{Node: nr}}
+	for i := range s.nodes {
+		n := &s.nodes[i]
+		nr.Id, nr.RaftAddr, nr.GrpcAddr, nr.FeatureVersion = n.ID, n.RaftAddr, n.GRPCAddr, n.FeatureVersion
+		w.write(rec)
+	}
+	lr := &logv1.LocationRecord{}
+	rec = &logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_Location{Location: lr}}
+	for i := range s.locations {
+		lr.Id, lr.Name = string(s.locations[i].ID), s.locations[i].Name
+		w.write(rec)
+	}
+	cr := &logv1.ChannelRecord{}
+	rec = &logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_Channel{Channel: cr}}
+	for _, c := range s.channels {
+		cr.Id, cr.DefaultBufferBaseUnits = string(c.ID), int64(c.DefaultBuffer)
+		cr.Locations = cr.Locations[:0]
+		for _, l := range c.Locations {
+			cr.Locations = append(cr.Locations, string(l))
 		}
-		if err := emit(b); err != nil {
-			return err
+		w.write(rec)
+	}
+
+	br := &logv1.BufferRecord{}
+	rec = &logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_Buffer{Buffer: br}}
+	next := 0
+	for i := range s.items {
+		it := &s.items[i]
+		for _, b := range s.buffers[next : next+int(it.buffers)] {
+			br.Item, br.Channel, br.Location, br.BufferBaseUnits = string(it.id), string(b.channel), string(b.location), int64(b.units)
+			w.write(rec)
+		}
+		next += int(it.buffers)
+	}
+	ctr := &logv1.CounterRecord{}
+	rec = &logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_Counter{Counter: ctr}}
+	next = 0
+	for i := range s.items {
+		it := &s.items[i]
+		for j := range s.counters[next : next+int(it.counters)] {
+			c := &s.counters[next+j]
+			ctr.Item, ctr.Location, ctr.OnHandBaseUnits = string(it.id), string(c.location), int64(c.onHand)
+			ctr.ReservedBaseUnits, ctr.CommittedBaseUnits, ctr.Version = int64(c.reserved), int64(c.committed), c.version
+			w.write(rec)
+		}
+		next += int(it.counters)
+	}
+
+	rr := &logv1.ReservationRecord{}
+	rec = &logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_Reservation{Reservation: rr}}
+	for i := range s.reservations {
+		fillReservationRecord(rr, &s.reservations[i])
+		w.write(rec)
+	}
+	fr := &logv1.RefusalRecord{Rejection: &logv1.Rejection{}}
+	rec = &logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_Refusal{Refusal: fr}}
+	for i := range s.refusals {
+		f := &s.refusals[i]
+		fr.Request, fr.PruneSeq, fr.PrunableUnixNanos = f.request, f.pruneSeq, int64(f.prunableAt)
+		fillRejection(fr.Rejection, f.rejection)
+		w.write(rec)
+	}
+	dr := &logv1.DeltaRecord{}
+	rec = &logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_Delta{Delta: dr}}
+	for i := range s.deltas {
+		d := &s.deltas[i]
+		dr.Row, dr.Status, dr.Reason, dr.Version = d.row, uint32(d.result.Status), d.result.Reason, d.result.Version
+		dr.OnHandBaseUnits, dr.PruneSeq, dr.PrunableUnixNanos = int64(d.result.OnHand), d.pruneSeq, int64(d.prunableAt)
+		w.write(rec)
+	}
+	or := &logv1.OrderRecord{}
+	rec = &logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_Order{Order: or}}
+	for i := range s.orders {
+		o := &s.orders[i]
+		or.Seq, or.Channel, or.ReservationId = o.seq, string(o.channel), string(o.reservationID)
+		or.OrderRef, or.Absorbed = o.orderRef, o.absorbed
+		or.Lines = reuseMessages(or.Lines, len(o.lines))
+		for j, l := range o.lines {
+			ol := or.Lines[j]
+			ol.Item, ol.Location, ol.QuantityBaseUnits = string(l.item), string(l.location), int64(l.quantity)
+		}
+		w.write(rec)
+	}
+	return w.err
+}
+
+// recordWriter marshals records into one reused buffer and hands them to
+// emit; after the first error it writes nothing more.
+type recordWriter struct {
+	opts proto.MarshalOptions
+	emit func(rec []byte) error
+	buf  []byte
+	err  error
+}
+
+func (w *recordWriter) write(rec *logv1.SnapshotRecord) {
+	if w.err != nil {
+		return
+	}
+	b, err := w.opts.MarshalAppend(w.buf[:0], rec)
+	if err != nil {
+		w.err = fmt.Errorf("encode snapshot record: %w", err)
+		return
+	}
+	w.buf = b
+	w.err = w.emit(b)
+}
+
+// reuseMessages returns s with length n, keeping the messages already
+// allocated within its capacity and allocating the missing ones. The caller
+// sets every field of each.
+func reuseMessages[T any](s []*T, n int) []*T {
+	if cap(s) < n {
+		s = slices.Grow(s[:cap(s)], n-cap(s))
+	}
+	s = s[:n]
+	for i := range s {
+		if s[i] == nil {
+			s[i] = new(T)
 		}
 	}
-	return nil
+	return s
 }
 
 // Digest is SHA-256 over the record stream, each record prefixed by its
@@ -145,294 +296,36 @@ func (s *Snapshot) Digest() ([32]byte, error) {
 // Digest is the digest of a snapshot taken now. Safe from any goroutine.
 func (m *Machine) Digest() ([32]byte, error) { return m.Snapshot().Digest() }
 
-// ErrCorruptSnapshot: a snapshot stream failed to decode or broke an invariant.
-var ErrCorruptSnapshot = errors.New("corrupt snapshot")
-
-// Restore replaces the state with the one a record stream describes. next
-// returns one record at a time and io.EOF after the last. The stream is
-// decoded into fresh state and its invariants checked (reserved equals the
-// live holds, committed equals the unabsorbed orders, ids unique); only then
-// is it swapped in. On error the machine is unchanged. Call it on the apply
-// goroutine.
-func (m *Machine) Restore(next func() ([]byte, error)) error {
-	st, err := decodeState(next)
-	if err != nil {
-		return fmt.Errorf("restore: %w", err)
-	}
-	m.applyMu.Lock()
-	m.st.Store(st)
-	m.applyMu.Unlock()
-	return nil
-}
-
-func decodeState(next func() ([]byte, error)) (*state, error) {
-	st := newState()
-	cat := &catalog{locations: map[LocationID]Location{}, channels: map[ChannelID]*Channel{}, nodes: map[string]Node{}}
-	var queue []pruneItem
-	sawMeta := false
-	for n := 0; ; n++ {
-		b, err := next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
-		var rec logv1.SnapshotRecord
-		if err := proto.Unmarshal(b, &rec); err != nil {
-			return nil, fmt.Errorf("%w: record %d: %w", ErrCorruptSnapshot, n, err)
-		}
-		if _, isMeta := rec.GetKind().(*logv1.SnapshotRecord_Meta); isMeta == sawMeta {
-			return nil, fmt.Errorf("%w: record %d: the meta record must come first, once", ErrCorruptSnapshot, n)
-		}
-		if err := st.restoreRecord(cat, &rec, &queue); err != nil {
-			return nil, fmt.Errorf("%w: record %d: %w", ErrCorruptSnapshot, n, err)
-		}
-		sawMeta = true
-	}
-	if !sawMeta {
-		return nil, fmt.Errorf("%w: no meta record", ErrCorruptSnapshot)
-	}
-	st.catalog.Store(cat)
-	if n := len(st.orders); n > 0 && st.orders[n-1].seq >= st.nextOrderSeq {
-		return nil, fmt.Errorf("%w: order %d is not before next_order_seq %d", ErrCorruptSnapshot, st.orders[n-1].seq, st.nextOrderSeq)
-	}
-	if st.nextOrderSeq == 0 || st.nextPruneSeq == 0 {
-		return nil, fmt.Errorf("%w: next_order_seq and next_prune_seq start at 1", ErrCorruptSnapshot)
-	}
-	for _, it := range queue {
-		if it.seq == 0 || it.seq >= st.nextPruneSeq {
-			return nil, fmt.Errorf("%w: prune seq %d outside [1, next_prune_seq %d)", ErrCorruptSnapshot, it.seq, st.nextPruneSeq)
-		}
-	}
-	slices.SortFunc(queue, func(a, b pruneItem) int { return cmp.Compare(a.seq, b.seq) })
-	for i := 1; i < len(queue); i++ {
-		if queue[i].seq == queue[i-1].seq {
-			return nil, fmt.Errorf("%w: prune seq %d used twice", ErrCorruptSnapshot, queue[i].seq)
-		}
-	}
-	st.pruneQueue = queue
-	for st.absorbedPos < len(st.orders) && st.orders[st.absorbedPos].seq <= st.absorbedMark {
-		st.absorbedPos++
-	}
-	if err := st.checkInvariants(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCorruptSnapshot, err)
-	}
-	st.settleDeadline()
-	return st, nil
-}
-
-func (st *state) restoreRecord(cat *catalog, rec *logv1.SnapshotRecord, queue *[]pruneItem) error {
-	switch k := rec.GetKind().(type) {
-	case *logv1.SnapshotRecord_Meta:
-		m := k.Meta
-		if m.GetFormat() != snapshotFormat {
-			return fmt.Errorf("snapshot format %d, this build reads %d", m.GetFormat(), snapshotFormat)
-		}
-		st.applied.Store(m.GetAppliedIndex())
-		st.now.Store(m.GetTimeUnixNanos())
-		st.nextOrderSeq, st.absorbedMark, st.nextPruneSeq = m.GetNextOrderSeq(), m.GetAbsorbedMark(), m.GetNextPruneSeq()
-	case *logv1.SnapshotRecord_Node:
-		n := k.Node
-		if _, dup := cat.nodes[n.GetId()]; dup {
-			return fmt.Errorf("node %q twice", n.GetId())
-		}
-		cat.nodes[n.GetId()] = Node{ID: n.GetId(), RaftAddr: n.GetRaftAddr(), GRPCAddr: n.GetGrpcAddr(), FeatureVersion: n.GetFeatureVersion()}
-	case *logv1.SnapshotRecord_Location:
-		id := LocationID(k.Location.GetId())
-		if _, dup := cat.locations[id]; dup {
-			return fmt.Errorf("location %q twice", id)
-		}
-		cat.locations[id] = Location{ID: id, Name: k.Location.GetName()}
-	case *logv1.SnapshotRecord_Channel:
-		c := &Channel{ID: ChannelID(k.Channel.GetId()), DefaultBuffer: Units(k.Channel.GetDefaultBufferBaseUnits())}
-		if c.DefaultBuffer < 0 {
-			return fmt.Errorf("channel %q default buffer is %d, want >= 0", c.ID, c.DefaultBuffer)
-		}
-		if _, dup := cat.channels[c.ID]; dup {
-			return fmt.Errorf("channel %q twice", c.ID)
-		}
-		for _, l := range k.Channel.GetLocations() {
-			if _, ok := cat.locations[LocationID(l)]; !ok {
-				return fmt.Errorf("channel %q names undeclared location %q", c.ID, l)
-			}
-			c.Locations = append(c.Locations, LocationID(l))
-		}
-		cat.channels[c.ID] = c
-	case *logv1.SnapshotRecord_Buffer:
-		b := k.Buffer
-		sh := st.shardFor(ItemID(b.GetItem()))
-		is := sh.items[ItemID(b.GetItem())]
-		if is == nil {
-			is = &itemState{}
-			sh.items[ItemID(b.GetItem())] = is
-		}
-		rule := bufferRule{channel: ChannelID(b.GetChannel()), location: LocationID(b.GetLocation()), units: Units(b.GetBufferBaseUnits())}
-		if rule.units <= 0 {
-			return fmt.Errorf("buffer of item %q is %d, want > 0", b.GetItem(), rule.units)
-		}
-		if n := len(is.buffers); n > 0 && cmpRule(is.buffers[n-1], rule) >= 0 {
-			return fmt.Errorf("buffer rules of item %q out of order", b.GetItem())
-		}
-		is.buffers = append(is.buffers, rule)
-	case *logv1.SnapshotRecord_Counter:
-		c := k.Counter
-		item := ItemID(c.GetItem())
-		sh := st.shardFor(item)
-		is := sh.items[item]
-		if is == nil {
-			is = &itemState{}
-			sh.items[item] = is
-		}
-		if n := len(is.counters); n > 0 && is.counters[n-1].location >= LocationID(c.GetLocation()) {
-			return fmt.Errorf("counters of item %q out of order", item)
-		}
-		is.counters = append(is.counters, counter{location: LocationID(c.GetLocation()), onHand: Units(c.GetOnHandBaseUnits()),
-			reserved: Units(c.GetReservedBaseUnits()), committed: Units(c.GetCommittedBaseUnits()), version: c.GetVersion()})
-	case *logv1.SnapshotRecord_Reservation:
-		r := reservationFromRecord(k.Reservation)
-		key := resKey{r.Channel, r.ID}
-		if _, dup := st.reservations[key]; dup {
-			return fmt.Errorf("reservation %q/%q twice", key.channel, key.id)
-		}
-		st.reservations[key] = r
-		if r.State == StateHeld {
-			heap.Push(&st.deadlines, deadlineItem{at: r.ExpiresAt, key: key})
-		} else {
-			*queue = append(*queue, pruneItem{seq: r.pruneSeq, at: r.prunableAt, kind: pruneReservation, key: key})
-		}
-	case *logv1.SnapshotRecord_Refusal:
-		f := k.Refusal
-		key := resKey{ChannelID(f.GetRequest().GetChannel()), ReservationID(f.GetRequest().GetReservationId())}
-		if _, dup := st.refusals[key]; dup {
-			return fmt.Errorf("refusal %q/%q twice", key.channel, key.id)
-		}
-		st.refusals[key] = &refusal{request: f.GetRequest(), rejection: rejectionFromRecord(f.GetRejection()),
-			pruneSeq: f.GetPruneSeq(), prunableAt: Timestamp(f.GetPrunableUnixNanos())}
-		*queue = append(*queue, pruneItem{seq: f.GetPruneSeq(), at: Timestamp(f.GetPrunableUnixNanos()), kind: pruneRefusal, key: key})
-	case *logv1.SnapshotRecord_Delta:
-		d := k.Delta
-		id := d.GetRow().GetDeltaId()
-		if _, dup := st.deltas[id]; dup {
-			return fmt.Errorf("delta %q twice", id)
-		}
-		st.deltas[id] = &delta{row: d.GetRow(), result: RowResult{Status: RowStatus(d.GetStatus()), Reason: d.GetReason(),
-			Version: d.GetVersion(), OnHand: Units(d.GetOnHandBaseUnits())}, pruneSeq: d.GetPruneSeq(), prunableAt: Timestamp(d.GetPrunableUnixNanos())}
-		*queue = append(*queue, pruneItem{seq: d.GetPruneSeq(), at: Timestamp(d.GetPrunableUnixNanos()), kind: pruneDelta, deltaID: id})
-	case *logv1.SnapshotRecord_Order:
-		o := k.Order
-		if n := len(st.orders); n > 0 && st.orders[n-1].seq >= o.GetSeq() {
-			return fmt.Errorf("order %d out of order", o.GetSeq())
-		}
-		ord := &order{seq: o.GetSeq(), channel: ChannelID(o.GetChannel()), reservationID: ReservationID(o.GetReservationId()),
-			orderRef: o.GetOrderRef(), absorbed: o.GetAbsorbed()}
-		for _, l := range o.GetLines() {
-			ord.lines = append(ord.lines, orderLine{item: ItemID(l.GetItem()), location: LocationID(l.GetLocation()), quantity: Units(l.GetQuantityBaseUnits())})
-		}
-		st.orders = append(st.orders, ord)
-	default:
-		return fmt.Errorf("unknown record kind %T", rec.GetKind())
-	}
-	return nil
-}
-
-// checkInvariants verifies what every applied log keeps true: reserved is the
-// sum of live holds and committed the sum of unabsorbed orders, per counter;
-// no counter's reserved or committed is negative.
-func (st *state) checkInvariants() error {
-	reserved := map[counterKey]Units{}
-	for _, r := range st.reservations {
-		if r.State != StateHeld {
-			continue
-		}
-		for _, l := range r.Lines {
-			for _, a := range l.Allocations {
-				reserved[counterKey{l.Item, a.Location}] += a.Quantity
-			}
-		}
-	}
-	committed := map[counterKey]Units{}
-	for _, o := range st.orders {
-		if o.absorbed {
-			continue
-		}
-		for _, l := range o.lines {
-			committed[counterKey{l.item, l.location}] += l.quantity
-		}
-	}
-	var problems []string
-	for i := range st.shards {
-		for id, is := range st.shards[i].items {
-			for _, c := range is.counters {
-				k := counterKey{id, c.location}
-				if c.reserved < 0 || c.committed < 0 {
-					problems = append(problems, fmt.Sprintf("counter %s@%s has reserved %d committed %d", id, c.location, c.reserved, c.committed))
-				}
-				if c.reserved != reserved[k] {
-					problems = append(problems, fmt.Sprintf("counter %s@%s reserved %d, live holds %d", id, c.location, c.reserved, reserved[k]))
-				}
-				if c.committed != committed[k] {
-					problems = append(problems, fmt.Sprintf("counter %s@%s committed %d, unabsorbed orders %d", id, c.location, c.committed, committed[k]))
-				}
-				delete(reserved, k)
-				delete(committed, k)
-			}
-		}
-	}
-	for k, q := range reserved {
-		problems = append(problems, fmt.Sprintf("holds of %d at %s@%s have no counter", q, k.item, k.location))
-	}
-	for k, q := range committed {
-		problems = append(problems, fmt.Sprintf("orders of %d at %s@%s have no counter", q, k.item, k.location))
-	}
-	if len(problems) > 0 {
-		slices.Sort(problems)
-		return errors.New(strings.Join(problems, "; "))
-	}
-	return nil
-}
-
 func reservationRecord(r *reservation) *logv1.ReservationRecord {
-	rec := &logv1.ReservationRecord{
-		Channel: string(r.Channel), ReservationId: string(r.ID), State: uint32(r.State), Request: r.request,
-		CreatedUnixNanos: int64(r.CreatedAt), ExpiresUnixNanos: int64(r.ExpiresAt), OrderRef: r.OrderRef, OrderSeq: r.OrderSeq,
-		PruneSeq: r.pruneSeq, PrunableUnixNanos: int64(r.prunableAt),
-	}
-	for _, l := range r.Lines {
-		lr := &logv1.ReservationLineRecord{Sku: string(l.SKU), Item: string(l.Item), QuantitySkuUnits: int64(l.Quantity), Factor: int64(l.Factor)}
-		for _, a := range l.Allocations {
-			lr.Allocations = append(lr.Allocations, &logv1.AllocationRecord{Location: string(a.Location), QuantityBaseUnits: int64(a.Quantity)})
-		}
-		rec.Lines = append(rec.Lines, lr)
-	}
+	rec := &logv1.ReservationRecord{}
+	fillReservationRecord(rec, r)
 	return rec
 }
 
-func reservationFromRecord(rec *logv1.ReservationRecord) *reservation {
-	r := &reservation{
-		Reservation: Reservation{
-			Channel: ChannelID(rec.GetChannel()), ID: ReservationID(rec.GetReservationId()), State: ReservationState(rec.GetState()),
-			CreatedAt: Timestamp(rec.GetCreatedUnixNanos()), ExpiresAt: Timestamp(rec.GetExpiresUnixNanos()),
-			OrderRef: rec.GetOrderRef(), OrderSeq: rec.GetOrderSeq(),
-		},
-		request: rec.GetRequest(), pruneSeq: rec.GetPruneSeq(), prunableAt: Timestamp(rec.GetPrunableUnixNanos()),
-	}
-	for _, lr := range rec.GetLines() {
-		l := ReservationLine{SKU: SKU(lr.GetSku()), Item: ItemID(lr.GetItem()), Quantity: Units(lr.GetQuantitySkuUnits()), Factor: Units(lr.GetFactor())}
-		for _, a := range lr.GetAllocations() {
-			l.Allocations = append(l.Allocations, Allocation{Location: LocationID(a.GetLocation()), Quantity: Units(a.GetQuantityBaseUnits())})
+// fillReservationRecord sets every field of rec from r, reusing rec's line
+// and allocation messages.
+func fillReservationRecord(rec *logv1.ReservationRecord, r *reservation) {
+	rec.Channel, rec.ReservationId, rec.State, rec.Request = string(r.Channel), string(r.ID), uint32(r.State), r.request
+	rec.CreatedUnixNanos, rec.ExpiresUnixNanos, rec.OrderRef, rec.OrderSeq = int64(r.CreatedAt), int64(r.ExpiresAt), r.OrderRef, r.OrderSeq
+	rec.PruneSeq, rec.PrunableUnixNanos = r.pruneSeq, int64(r.prunableAt)
+	rec.Lines = reuseMessages(rec.Lines, len(r.Lines))
+	for i, l := range r.Lines {
+		lr := rec.Lines[i]
+		lr.Sku, lr.Item, lr.QuantitySkuUnits, lr.Factor = string(l.SKU), string(l.Item), int64(l.Quantity), int64(l.Factor)
+		lr.Allocations = reuseMessages(lr.Allocations, len(l.Allocations))
+		for j, a := range l.Allocations {
+			lr.Allocations[j].Location, lr.Allocations[j].QuantityBaseUnits = string(a.Location), int64(a.Quantity)
 		}
-		r.Lines = append(r.Lines, l)
 	}
-	return r
 }
 
 func rejectionRecord(r *Rejection) *logv1.Rejection {
-	return &logv1.Rejection{Kind: kindOf(r), Field: r.Field, Reason: r.Reason,
-		RequestedBaseUnits: int64(r.Requested), AvailableBaseUnits: int64(r.Available)}
+	rec := &logv1.Rejection{}
+	fillRejection(rec, r)
+	return rec
 }
 
-func rejectionFromRecord(rec *logv1.Rejection) *Rejection {
-	return &Rejection{Kind: sentinelOf(rec.GetKind()), Field: rec.GetField(), Reason: rec.GetReason(),
-		Requested: Units(rec.GetRequestedBaseUnits()), Available: Units(rec.GetAvailableBaseUnits())}
+func fillRejection(rec *logv1.Rejection, r *Rejection) {
+	rec.Kind, rec.Field, rec.Reason = kindOf(r), r.Field, r.Reason
+	rec.RequestedBaseUnits, rec.AvailableBaseUnits = int64(r.Requested), int64(r.Available)
 }

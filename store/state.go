@@ -50,6 +50,14 @@ type catalog struct {
 	nodes     map[string]Node
 }
 
+// intern returns the catalog's copy of a declared location id, or loc itself.
+func (c *catalog) intern(loc LocationID) LocationID {
+	if l, ok := c.locations[loc]; ok {
+		return l.ID
+	}
+	return loc
+}
+
 type resKey struct {
 	channel ChannelID
 	id      ReservationID

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"slices"
 	"strconv"
 
 	"google.golang.org/protobuf/proto"
@@ -51,7 +50,7 @@ func (st *state) setStockRow(cat *catalog, i int, row *logv1.StockCount) RowResu
 			return res
 		}
 	}
-	ct := sh.ensureCounter(item, loc)
+	ct := sh.ensureCounter(cat, item, loc)
 	ct.onHand, ct.version = Units(row.GetOnHandBaseUnits()), row.GetVersion()
 	return RowResult{Status: RowApplied, Version: ct.version, OnHand: ct.onHand}
 }
@@ -110,7 +109,7 @@ func (st *state) adjustRow(now Timestamp, cat *catalog, i int, row *logv1.StockA
 		if !ok {
 			return rejectedRow(reject(ErrOverflow, indexed("rows", i, "delta_base_units"), "on_hand would overflow"))
 		}
-		ct = sh.ensureCounter(item, loc)
+		ct = sh.ensureCounter(cat, item, loc)
 		ct.onHand = next
 		ct.version = max(ct.version, row.GetVersion())
 		res = RowResult{Status: RowApplied, Version: ct.version, OnHand: ct.onHand}
@@ -167,7 +166,12 @@ func staleRow(ct *counter, reason string) RowResult {
 // ensureCounter returns the counter at (item, loc), creating the item and the
 // counter as needed. The caller holds sh.mu for writing; the pointer is valid
 // until the next insertion into the item.
-func (sh *shard) ensureCounter(item ItemID, loc LocationID) *counter {
+//
+// A new counter's location string is the catalog's copy, so a million
+// counters share a few strings instead of each keeping the one its command
+// was decoded with. The slice grows by exactly one: items hold a handful of
+// locations, and append's doubling would leave a quarter of it unused.
+func (sh *shard) ensureCounter(cat *catalog, item ItemID, loc LocationID) *counter {
 	is := sh.items[item]
 	if is == nil {
 		is = &itemState{}
@@ -175,9 +179,18 @@ func (sh *shard) ensureCounter(item ItemID, loc LocationID) *counter {
 	}
 	i, ok := is.findCounter(loc)
 	if !ok {
-		is.counters = slices.Insert(is.counters, i, counter{location: loc})
+		is.counters = insertExact(is.counters, i, counter{location: cat.intern(loc)})
 	}
 	return &is.counters[i]
+}
+
+// insertExact inserts v at i into a new array of exactly len(s)+1 elements.
+func insertExact[T any](s []T, i int, v T) []T {
+	out := make([]T, len(s)+1)
+	copy(out, s[:i])
+	out[i] = v
+	copy(out[i+1:], s[i:])
+	return out
 }
 
 // addUnits adds with an overflow check.

@@ -1,0 +1,286 @@
+package store
+
+import (
+	"cmp"
+	"container/heap"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/stockd/stockd/api/logv1"
+)
+
+// ErrCorruptSnapshot: a snapshot stream failed to decode or broke an invariant.
+var ErrCorruptSnapshot = errors.New("corrupt snapshot")
+
+// Restore replaces the state with the one a record stream describes. next
+// returns one record at a time and io.EOF after the last. The stream is
+// decoded into fresh state and its invariants checked (reserved equals the
+// live holds, committed equals the unabsorbed orders, ids unique); only then
+// is it swapped in. On error the machine is unchanged. Call it on the apply
+// goroutine.
+func (m *Machine) Restore(next func() ([]byte, error)) error {
+	st, err := decodeState(next)
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	m.applyMu.Lock()
+	m.st.Store(st)
+	m.applyMu.Unlock()
+	return nil
+}
+
+func decodeState(next func() ([]byte, error)) (*state, error) {
+	st := newState()
+	cat := &catalog{locations: map[LocationID]Location{}, channels: map[ChannelID]*Channel{}, nodes: map[string]Node{}}
+	var queue []pruneItem
+	sawMeta := false
+	for n := 0; ; n++ {
+		b, err := next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		var rec logv1.SnapshotRecord
+		if err := proto.Unmarshal(b, &rec); err != nil {
+			return nil, fmt.Errorf("%w: record %d: %w", ErrCorruptSnapshot, n, err)
+		}
+		if _, isMeta := rec.GetKind().(*logv1.SnapshotRecord_Meta); isMeta == sawMeta {
+			return nil, fmt.Errorf("%w: record %d: the meta record must come first, once", ErrCorruptSnapshot, n)
+		}
+		if err := st.restoreRecord(cat, &rec, &queue); err != nil {
+			return nil, fmt.Errorf("%w: record %d: %w", ErrCorruptSnapshot, n, err)
+		}
+		sawMeta = true
+	}
+	if !sawMeta {
+		return nil, fmt.Errorf("%w: no meta record", ErrCorruptSnapshot)
+	}
+	st.catalog.Store(cat)
+	if n := len(st.orders); n > 0 && st.orders[n-1].seq >= st.nextOrderSeq {
+		return nil, fmt.Errorf("%w: order %d is not before next_order_seq %d", ErrCorruptSnapshot, st.orders[n-1].seq, st.nextOrderSeq)
+	}
+	if st.nextOrderSeq == 0 || st.nextPruneSeq == 0 {
+		return nil, fmt.Errorf("%w: next_order_seq and next_prune_seq start at 1", ErrCorruptSnapshot)
+	}
+	for _, it := range queue {
+		if it.seq == 0 || it.seq >= st.nextPruneSeq {
+			return nil, fmt.Errorf("%w: prune seq %d outside [1, next_prune_seq %d)", ErrCorruptSnapshot, it.seq, st.nextPruneSeq)
+		}
+	}
+	slices.SortFunc(queue, func(a, b pruneItem) int { return cmp.Compare(a.seq, b.seq) })
+	for i := 1; i < len(queue); i++ {
+		if queue[i].seq == queue[i-1].seq {
+			return nil, fmt.Errorf("%w: prune seq %d used twice", ErrCorruptSnapshot, queue[i].seq)
+		}
+	}
+	st.pruneQueue = queue
+	for st.absorbedPos < len(st.orders) && st.orders[st.absorbedPos].seq <= st.absorbedMark {
+		st.absorbedPos++
+	}
+	if err := st.checkInvariants(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCorruptSnapshot, err)
+	}
+	st.settleDeadline()
+	return st, nil
+}
+
+func (st *state) restoreRecord(cat *catalog, rec *logv1.SnapshotRecord, queue *[]pruneItem) error {
+	switch k := rec.GetKind().(type) {
+	case *logv1.SnapshotRecord_Meta:
+		m := k.Meta
+		if m.GetFormat() != snapshotFormat {
+			return fmt.Errorf("snapshot format %d, this build reads %d", m.GetFormat(), snapshotFormat)
+		}
+		st.applied.Store(m.GetAppliedIndex())
+		st.now.Store(m.GetTimeUnixNanos())
+		st.nextOrderSeq, st.absorbedMark, st.nextPruneSeq = m.GetNextOrderSeq(), m.GetAbsorbedMark(), m.GetNextPruneSeq()
+	case *logv1.SnapshotRecord_Node:
+		n := k.Node
+		if _, dup := cat.nodes[n.GetId()]; dup {
+			return fmt.Errorf("node %q twice", n.GetId())
+		}
+		cat.nodes[n.GetId()] = Node{ID: n.GetId(), RaftAddr: n.GetRaftAddr(), GRPCAddr: n.GetGrpcAddr(), FeatureVersion: n.GetFeatureVersion()}
+	case *logv1.SnapshotRecord_Location:
+		id := LocationID(k.Location.GetId())
+		if _, dup := cat.locations[id]; dup {
+			return fmt.Errorf("location %q twice", id)
+		}
+		cat.locations[id] = Location{ID: id, Name: k.Location.GetName()}
+	case *logv1.SnapshotRecord_Channel:
+		c := &Channel{ID: ChannelID(k.Channel.GetId()), DefaultBuffer: Units(k.Channel.GetDefaultBufferBaseUnits())}
+		if c.DefaultBuffer < 0 {
+			return fmt.Errorf("channel %q default buffer is %d, want >= 0", c.ID, c.DefaultBuffer)
+		}
+		if _, dup := cat.channels[c.ID]; dup {
+			return fmt.Errorf("channel %q twice", c.ID)
+		}
+		for _, l := range k.Channel.GetLocations() {
+			if _, ok := cat.locations[LocationID(l)]; !ok {
+				return fmt.Errorf("channel %q names undeclared location %q", c.ID, l)
+			}
+			c.Locations = append(c.Locations, LocationID(l))
+		}
+		cat.channels[c.ID] = c
+	case *logv1.SnapshotRecord_Buffer:
+		b := k.Buffer
+		sh := st.shardFor(ItemID(b.GetItem()))
+		is := sh.items[ItemID(b.GetItem())]
+		if is == nil {
+			is = &itemState{}
+			sh.items[ItemID(b.GetItem())] = is
+		}
+		rule := bufferRule{channel: ChannelID(b.GetChannel()), location: LocationID(b.GetLocation()), units: Units(b.GetBufferBaseUnits())}
+		if rule.units <= 0 {
+			return fmt.Errorf("buffer of item %q is %d, want > 0", b.GetItem(), rule.units)
+		}
+		if n := len(is.buffers); n > 0 && cmpRule(is.buffers[n-1], rule) >= 0 {
+			return fmt.Errorf("buffer rules of item %q out of order", b.GetItem())
+		}
+		is.buffers = append(is.buffers, rule)
+	case *logv1.SnapshotRecord_Counter:
+		c := k.Counter
+		item := ItemID(c.GetItem())
+		sh := st.shardFor(item)
+		is := sh.items[item]
+		if is == nil {
+			is = &itemState{}
+			sh.items[item] = is
+		}
+		if n := len(is.counters); n > 0 && is.counters[n-1].location >= LocationID(c.GetLocation()) {
+			return fmt.Errorf("counters of item %q out of order", item)
+		}
+		is.counters = insertExact(is.counters, len(is.counters), counter{location: cat.intern(LocationID(c.GetLocation())), onHand: Units(c.GetOnHandBaseUnits()),
+			reserved: Units(c.GetReservedBaseUnits()), committed: Units(c.GetCommittedBaseUnits()), version: c.GetVersion()})
+	case *logv1.SnapshotRecord_Reservation:
+		r := reservationFromRecord(k.Reservation)
+		key := resKey{r.Channel, r.ID}
+		if _, dup := st.reservations[key]; dup {
+			return fmt.Errorf("reservation %q/%q twice", key.channel, key.id)
+		}
+		st.reservations[key] = r
+		if r.State == StateHeld {
+			heap.Push(&st.deadlines, deadlineItem{at: r.ExpiresAt, key: key})
+		} else {
+			*queue = append(*queue, pruneItem{seq: r.pruneSeq, at: r.prunableAt, kind: pruneReservation, key: key})
+		}
+	case *logv1.SnapshotRecord_Refusal:
+		f := k.Refusal
+		key := resKey{ChannelID(f.GetRequest().GetChannel()), ReservationID(f.GetRequest().GetReservationId())}
+		if _, dup := st.refusals[key]; dup {
+			return fmt.Errorf("refusal %q/%q twice", key.channel, key.id)
+		}
+		st.refusals[key] = &refusal{request: f.GetRequest(), rejection: rejectionFromRecord(f.GetRejection()),
+			pruneSeq: f.GetPruneSeq(), prunableAt: Timestamp(f.GetPrunableUnixNanos())}
+		*queue = append(*queue, pruneItem{seq: f.GetPruneSeq(), at: Timestamp(f.GetPrunableUnixNanos()), kind: pruneRefusal, key: key})
+	case *logv1.SnapshotRecord_Delta:
+		d := k.Delta
+		id := d.GetRow().GetDeltaId()
+		if _, dup := st.deltas[id]; dup {
+			return fmt.Errorf("delta %q twice", id)
+		}
+		st.deltas[id] = &delta{row: d.GetRow(), result: RowResult{Status: RowStatus(d.GetStatus()), Reason: d.GetReason(),
+			Version: d.GetVersion(), OnHand: Units(d.GetOnHandBaseUnits())}, pruneSeq: d.GetPruneSeq(), prunableAt: Timestamp(d.GetPrunableUnixNanos())}
+		*queue = append(*queue, pruneItem{seq: d.GetPruneSeq(), at: Timestamp(d.GetPrunableUnixNanos()), kind: pruneDelta, deltaID: id})
+	case *logv1.SnapshotRecord_Order:
+		o := k.Order
+		if n := len(st.orders); n > 0 && st.orders[n-1].seq >= o.GetSeq() {
+			return fmt.Errorf("order %d out of order", o.GetSeq())
+		}
+		ord := &order{seq: o.GetSeq(), channel: ChannelID(o.GetChannel()), reservationID: ReservationID(o.GetReservationId()),
+			orderRef: o.GetOrderRef(), absorbed: o.GetAbsorbed()}
+		for _, l := range o.GetLines() {
+			ord.lines = append(ord.lines, orderLine{item: ItemID(l.GetItem()), location: LocationID(l.GetLocation()), quantity: Units(l.GetQuantityBaseUnits())})
+		}
+		st.orders = append(st.orders, ord)
+	default:
+		return fmt.Errorf("unknown record kind %T", rec.GetKind())
+	}
+	return nil
+}
+
+// checkInvariants verifies what every applied log keeps true: reserved is the
+// sum of live holds and committed the sum of unabsorbed orders, per counter;
+// no counter's reserved or committed is negative.
+func (st *state) checkInvariants() error {
+	reserved := map[counterKey]Units{}
+	for _, r := range st.reservations {
+		if r.State != StateHeld {
+			continue
+		}
+		for _, l := range r.Lines {
+			for _, a := range l.Allocations {
+				reserved[counterKey{l.Item, a.Location}] += a.Quantity
+			}
+		}
+	}
+	committed := map[counterKey]Units{}
+	for _, o := range st.orders {
+		if o.absorbed {
+			continue
+		}
+		for _, l := range o.lines {
+			committed[counterKey{l.item, l.location}] += l.quantity
+		}
+	}
+	var problems []string
+	for i := range st.shards {
+		for id, is := range st.shards[i].items {
+			for _, c := range is.counters {
+				k := counterKey{id, c.location}
+				if c.reserved < 0 || c.committed < 0 {
+					problems = append(problems, fmt.Sprintf("counter %s@%s has reserved %d committed %d", id, c.location, c.reserved, c.committed))
+				}
+				if c.reserved != reserved[k] {
+					problems = append(problems, fmt.Sprintf("counter %s@%s reserved %d, live holds %d", id, c.location, c.reserved, reserved[k]))
+				}
+				if c.committed != committed[k] {
+					problems = append(problems, fmt.Sprintf("counter %s@%s committed %d, unabsorbed orders %d", id, c.location, c.committed, committed[k]))
+				}
+				delete(reserved, k)
+				delete(committed, k)
+			}
+		}
+	}
+	for k, q := range reserved {
+		problems = append(problems, fmt.Sprintf("holds of %d at %s@%s have no counter", q, k.item, k.location))
+	}
+	for k, q := range committed {
+		problems = append(problems, fmt.Sprintf("orders of %d at %s@%s have no counter", q, k.item, k.location))
+	}
+	if len(problems) > 0 {
+		slices.Sort(problems)
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+func reservationFromRecord(rec *logv1.ReservationRecord) *reservation {
+	r := &reservation{
+		Reservation: Reservation{
+			Channel: ChannelID(rec.GetChannel()), ID: ReservationID(rec.GetReservationId()), State: ReservationState(rec.GetState()),
+			CreatedAt: Timestamp(rec.GetCreatedUnixNanos()), ExpiresAt: Timestamp(rec.GetExpiresUnixNanos()),
+			OrderRef: rec.GetOrderRef(), OrderSeq: rec.GetOrderSeq(),
+		},
+		request: rec.GetRequest(), pruneSeq: rec.GetPruneSeq(), prunableAt: Timestamp(rec.GetPrunableUnixNanos()),
+	}
+	for _, lr := range rec.GetLines() {
+		l := ReservationLine{SKU: SKU(lr.GetSku()), Item: ItemID(lr.GetItem()), Quantity: Units(lr.GetQuantitySkuUnits()), Factor: Units(lr.GetFactor())}
+		for _, a := range lr.GetAllocations() {
+			l.Allocations = append(l.Allocations, Allocation{Location: LocationID(a.GetLocation()), Quantity: Units(a.GetQuantityBaseUnits())})
+		}
+		r.Lines = append(r.Lines, l)
+	}
+	return r
+}
+
+func rejectionFromRecord(rec *logv1.Rejection) *Rejection {
+	return &Rejection{Kind: sentinelOf(rec.GetKind()), Field: rec.GetField(), Reason: rec.GetReason(),
+		Requested: Units(rec.GetRequestedBaseUnits()), Available: Units(rec.GetAvailableBaseUnits())}
+}
