@@ -28,10 +28,12 @@ import (
 
 func main() {
 	if os.Getenv("GOGC") == "" {
-		// The state lives in the heap and is mostly long-lived: collecting at
-		// 4x the live heap instead of 2x halves GC work for a bounded memory
-		// cost. GOGC in the environment overrides it.
-		debug.SetGCPercent(400)
+		// The state lives in the heap and is mostly long-lived. Collecting at
+		// 3x the live heap instead of 2x cut GC work enough to take Reserve
+		// from ~39-44% to ~46% of the health floor, for ~470 instead of ~500
+		// bytes of RSS per counter at a million counters (GOGC=400: ~47% but
+		// ~900 B). GOGC in the environment overrides it.
+		debug.SetGCPercent(200)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
