@@ -35,7 +35,7 @@ test-short:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count=5 ./store/
-	$(GO) test -run '^$$' -bench . -benchtime 3s -count=3 ./cmd/stockd/
+	$(GO) test -run '^$$' -bench . -benchtime 3s -count=2 -timeout 30m ./cmd/stockd/
 
 tools:
 	GOBIN=$(GOBIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
