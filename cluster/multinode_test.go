@@ -545,6 +545,18 @@ func TestLinearizableReadBarrier(t *testing.T) {
 	}
 	c.waitConverged()
 
+	t.Run("reads after the first of a term write nothing to the log", func(t *testing.T) {
+		before := raftOf(l.node).LastIndex()
+		for range 5 {
+			if _, err := l.node.ReadBarrier(ctx); err != nil {
+				t.Fatalf("ReadBarrier on leader %s: %v", l.id, err)
+			}
+		}
+		if after := raftOf(l.node).LastIndex(); after != before {
+			t.Fatalf("raft last index after 5 linearizable reads on leader %s: got %d, want %d (no log entry per read)", l.id, after, before)
+		}
+	})
+
 	t.Run("a barrier right after a failover with no write since is reached", func(t *testing.T) {
 		// A new leader's first entry is raft's no-op, which the machine never
 		// applies: the barrier must still be an index WaitApplied reaches.

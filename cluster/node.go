@@ -68,6 +68,10 @@ type running struct {
 	observer *raft.Observer
 	// peers are the gRPC connections to other nodes' Peer service.
 	peers *peerPool
+	// readyTerm is the term in which this node, as leader, last saw a
+	// barrier of its own applied: from then on its machine holds every entry
+	// earlier leaders committed, and reads need no log entry (readIndexLocal).
+	readyTerm atomic.Uint64
 }
 
 // New checks cfg and returns a Node. It starts nothing and touches no disk.
