@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 )
 
@@ -44,5 +45,23 @@ func TestPeerStatusRoundTripKeepsSentinels(t *testing.T) {
 		if !errors.Is(got, want) {
 			t.Errorf("peer status round trip of %v: got %v, want it to wrap %v", want, got, want)
 		}
+	}
+}
+
+func TestFirstElectionIsNotAWarning(t *testing.T) {
+	const msg = "heartbeat timeout reached, starting election"
+	for _, tc := range []struct {
+		args []any
+		want hclog.Level
+	}{
+		{[]any{"last-leader-addr", "", "last-leader-id", ""}, hclog.Info},
+		{[]any{"last-leader-addr", "127.0.0.1:7401", "last-leader-id", "n1"}, hclog.Warn},
+	} {
+		if got := demote(hclog.Warn, msg, tc.args); got != tc.want {
+			t.Errorf("demote(warn, %q, %v): got %v, want %v", msg, tc.args, got, tc.want)
+		}
+	}
+	if got := demote(hclog.Warn, "failed to contact", nil); got != hclog.Warn {
+		t.Errorf("demote(warn, other message): got %v, want warn", got)
 	}
 }

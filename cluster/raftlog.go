@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -47,6 +48,7 @@ func (l *raftLogger) enabled(level hclog.Level) bool {
 }
 
 func (l *raftLogger) Log(level hclog.Level, msg string, args ...any) {
+	level = demote(level, msg, args)
 	if !l.enabled(level) {
 		return
 	}
@@ -108,4 +110,21 @@ func (l *raftLogger) StandardLogger(opts *hclog.StandardLoggerOptions) *log.Logg
 
 func (l *raftLogger) StandardWriter(opts *hclog.StandardLoggerOptions) io.Writer {
 	return l.StandardLogger(opts).Writer()
+}
+
+// demote lowers raft's warning about a heartbeat timeout to info when no
+// leader was ever known: that is every node's first election after start
+// (a single node's every start), not a lost leader.
+func demote(level hclog.Level, msg string, args []any) hclog.Level {
+	if level != hclog.Warn || msg != "heartbeat timeout reached, starting election" {
+		return level
+	}
+	for i := 0; i+1 < len(args); i += 2 {
+		if k, _ := args[i].(string); k == "last-leader-addr" {
+			if v := fmt.Sprint(args[i+1]); v != "" {
+				return level
+			}
+		}
+	}
+	return hclog.Info
 }
