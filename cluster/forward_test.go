@@ -179,7 +179,7 @@ func TestForwarding(t *testing.T) {
 		var st Status
 		waitFor(t, "equal digests and no lag", func() bool {
 			var err error
-			st, err = f.n.Status(ctx)
+			st, err = f.n.Status(ctx, true)
 			if err != nil || len(st.Members) != 3 || st.LeaderID != l.id {
 				return false
 			}
@@ -197,6 +197,19 @@ func TestForwarding(t *testing.T) {
 		}
 		if roles["leader"] != 1 || roles["follower"] != 2 || st.ClusterFeatureVersion != store.FeatureVersion {
 			t.Fatalf("Status via %s: roles %v, feature %d; want 1 leader, 2 followers, feature %d", f.id, roles, st.ClusterFeatureVersion, store.FeatureVersion)
+		}
+		if st.Members[0].StateDigest == ([32]byte{}) {
+			t.Fatalf("Status via %s with digests: member %s has no digest", f.id, st.Members[0].NodeID)
+		}
+		plain, err := f.n.Status(ctx, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, m := range plain.Members {
+			if m.StateDigest != ([32]byte{}) || m.AppliedIndex != st.Members[i].AppliedIndex {
+				t.Fatalf("Status via %s without digests, member %s: digest %x applied %d; want no digest, applied %d",
+					f.id, m.NodeID, m.StateDigest[:4], m.AppliedIndex, st.Members[i].AppliedIndex)
+			}
 		}
 	})
 
@@ -229,7 +242,7 @@ func TestJoinAndLeaveThroughFollower(t *testing.T) {
 	waitFor(t, "n4 applies the cluster's state and holds 4 records", func() bool {
 		return len(n4.n.machine.Nodes()) == 4
 	})
-	st, err := n4.n.Status(ctx)
+	st, err := n4.n.Status(ctx, true)
 	if err != nil || len(st.Members) != 4 {
 		t.Fatalf("Status on n4: %+v, %v; want 4 members", st, err)
 	}

@@ -409,7 +409,7 @@ func firstLogIndex(t *testing.T, n *Node) uint64 {
 func mnStatus(n *Node) (Status, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), testDeadline)
 	defer cancel()
-	return n.Status(ctx)
+	return n.Status(ctx, true)
 }
 
 func voters(st Status) []string {

@@ -131,37 +131,41 @@ func forwarded(ctx context.Context) bool {
 }
 
 // NodeStatus reports this node's own raft and apply state.
-func (s *peerServer) NodeStatus(ctx context.Context, _ *peerv1.NodeStatusRequest) (*peerv1.NodeStatusResponse, error) {
-	st, err := s.n.nodeStatus()
+func (s *peerServer) NodeStatus(ctx context.Context, req *peerv1.NodeStatusRequest) (*peerv1.NodeStatusResponse, error) {
+	st, err := s.n.nodeStatus(req.GetIncludeDigest())
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	return st, nil
 }
 
-// nodeStatus is this node's own view, as NodeStatus reports it.
-func (n *Node) nodeStatus() (*peerv1.NodeStatusResponse, error) {
+// nodeStatus is this node's own view, as NodeStatus reports it; the state
+// digest only when asked, as it copies the state under the apply lock.
+func (n *Node) nodeStatus(withDigest bool) (*peerv1.NodeStatusResponse, error) {
 	rn := n.run.Load()
 	if rn == nil {
 		return nil, fmt.Errorf("node status: %w", ErrStopped)
 	}
-	// The digest and its index come from one snapshot, so they agree.
-	snap := n.machine.Snapshot()
-	digest, err := snap.Digest()
-	if err != nil {
-		return nil, fmt.Errorf("node status: digest: %w", err)
-	}
-	return &peerv1.NodeStatusResponse{
+	st := &peerv1.NodeStatusResponse{
 		NodeId:           n.cfg.NodeID,
 		Role:             roleOf(rn.raft.State()),
 		Term:             rn.raft.CurrentTerm(),
-		AppliedIndex:     uint64(snap.Index()),
+		AppliedIndex:     uint64(n.machine.AppliedIndex()),
 		RaftAppliedIndex: rn.raft.AppliedIndex(),
 		CommitIndex:      rn.raft.CommitIndex(),
 		LastLogIndex:     rn.raft.LastIndex(),
 		FeatureVersion:   n.cfg.FeatureVersion,
-		StateDigest:      digest[:],
-	}, nil
+	}
+	if withDigest {
+		// The digest and its index come from one snapshot, so they agree.
+		snap := n.machine.Snapshot()
+		digest, err := snap.Digest()
+		if err != nil {
+			return nil, fmt.Errorf("node status: digest: %w", err)
+		}
+		st.AppliedIndex, st.StateDigest = uint64(snap.Index()), digest[:]
+	}
+	return st, nil
 }
 
 // roleOf names a raft state as Member.Role does.

@@ -45,15 +45,18 @@ type Member struct {
 	AppliedIndex, Lag, Term uint64
 	// FeatureVersion is the member's own (from its record if unreachable).
 	FeatureVersion uint32
-	// StateDigest is the digest of the member's canonical state; zero if unreachable.
+	// StateDigest is the digest of the member's canonical state at
+	// AppliedIndex; zero if unreachable or not asked for.
 	StateDigest [32]byte
 }
 
 // Status reports the leader, raft's figures, the cluster feature version,
 // and each configured member's own status: this node's locally, the others'
-// through Peer.NodeStatus, each bounded by about a second. Safe for
-// concurrent use.
-func (n *Node) Status(ctx context.Context) (Status, error) {
+// through Peer.NodeStatus, each bounded by about a second. With digests,
+// every member also digests its state, which copies it under the apply lock
+// (tens of milliseconds at a million counters): leave it off when polling.
+// Safe for concurrent use.
+func (n *Node) Status(ctx context.Context, digests bool) (Status, error) {
 	rn := n.run.Load()
 	if rn == nil {
 		return Status{}, fmt.Errorf("status: %w", ErrStopped)
@@ -82,7 +85,7 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 		}
 		if m.NodeID == n.cfg.NodeID {
 			m.GRPCAddr = n.cfg.GRPCAddr
-			if r, err := n.nodeStatus(); err == nil {
+			if r, err := n.nodeStatus(digests); err == nil {
 				reports[i] = r
 			}
 			continue
@@ -91,7 +94,7 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 			continue
 		}
 		// Each call ends within statusCallTimeout; Status waits for all.
-		wg.Go(func() { reports[i] = n.peerStatus(ctx, rn, m.GRPCAddr) })
+		wg.Go(func() { reports[i] = n.peerStatus(ctx, rn, m.GRPCAddr, digests) })
 	}
 	wg.Wait()
 
@@ -125,14 +128,14 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 }
 
 // peerStatus asks the node at addr for its NodeStatus; nil if it fails.
-func (n *Node) peerStatus(ctx context.Context, rn *running, addr string) *peerv1.NodeStatusResponse {
+func (n *Node) peerStatus(ctx context.Context, rn *running, addr string, digest bool) *peerv1.NodeStatusResponse {
 	c, err := rn.peers.client(addr)
 	if err != nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, statusCallTimeout)
 	defer cancel()
-	r, err := c.NodeStatus(ctx, &peerv1.NodeStatusRequest{})
+	r, err := c.NodeStatus(ctx, &peerv1.NodeStatusRequest{IncludeDigest: digest})
 	if err != nil {
 		n.logger.Debug("node status", "addr", addr, "error", err)
 		return nil

@@ -34,7 +34,7 @@ type Cluster interface {
 	// Leave removes a node from the cluster.
 	Leave(ctx context.Context, nodeID string) (store.Revision, error)
 	// Status is this node's view of the cluster and every member.
-	Status(ctx context.Context) (ClusterStatus, error)
+	Status(ctx context.Context, digests bool) (ClusterStatus, error)
 	// SaveSnapshot writes a consistent snapshot of the node's state to w and
 	// returns the applied index it reflects.
 	SaveSnapshot(ctx context.Context, w io.Writer) (store.Revision, error)
@@ -149,9 +149,9 @@ func (c *clusterService) Leave(ctx context.Context, req *stockdv1.LeaveRequest) 
 }
 
 // Status shows the leader, the term and every member.
-func (c *clusterService) Status(ctx context.Context, _ *stockdv1.StatusRequest) (*stockdv1.StatusResponse, error) {
+func (c *clusterService) Status(ctx context.Context, req *stockdv1.StatusRequest) (*stockdv1.StatusResponse, error) {
 	s := c.s
-	st, err := s.cluster.Status(ctx)
+	st, err := s.cluster.Status(ctx, req.GetIncludeDigests())
 	if err != nil {
 		return nil, s.status(ctx, fmt.Errorf("cluster status: %w", err))
 	}

@@ -32,7 +32,8 @@ type fakeCluster struct {
 	joins         []joinCall
 	leaves        []string
 	barrierCalls  int
-	err           error // returned by Join, Leave, Status and SaveSnapshot when set
+	digestAsks    []bool // the digests argument of each Status call
+	err           error  // returned by Join, Leave, Status and SaveSnapshot when set
 	rev           store.Revision
 	status        ClusterStatus
 	snapshot      []byte
@@ -66,9 +67,10 @@ func (c *fakeCluster) Leave(_ context.Context, nodeID string) (store.Revision, e
 	return c.rev, c.err
 }
 
-func (c *fakeCluster) Status(context.Context) (ClusterStatus, error) {
+func (c *fakeCluster) Status(_ context.Context, digests bool) (ClusterStatus, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.digestAsks = append(c.digestAsks, digests)
 	return c.status, c.err
 }
 
@@ -218,6 +220,15 @@ func TestClusterStatus(t *testing.T) {
 	}
 	if !proto.Equal(got, want) {
 		t.Errorf("Status of %+v: got %v, want %v", fc.status, got, want)
+	}
+	if _, err := h.clu.Status(testContext(t), &stockdv1.StatusRequest{IncludeDigests: true}); err != nil {
+		t.Fatalf("Status with digests: %v", err)
+	}
+	fc.mu.Lock()
+	asks := fc.digestAsks
+	fc.mu.Unlock()
+	if len(asks) != 2 || asks[0] || !asks[1] {
+		t.Errorf("digests asked of the cluster by Status{} then Status{include_digests}: got %v, want [false true]", asks)
 	}
 	fc.setErr(fmt.Errorf("status: %w", errFakeNotLeader))
 	_, err = h.clu.Status(testContext(t), &stockdv1.StatusRequest{})

@@ -394,7 +394,9 @@ func (x *LeaveResponse) GetRevision() uint64 {
 }
 
 type NodeStatusRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Compute the state digest (copies the state under the apply lock).
+	IncludeDigest bool `protobuf:"varint,1,opt,name=include_digest,json=includeDigest,proto3" json:"include_digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -427,6 +429,13 @@ func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use NodeStatusRequest.ProtoReflect.Descriptor instead.
 func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
 	return file_stockd_peer_v1_peer_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *NodeStatusRequest) GetIncludeDigest() bool {
+	if x != nil {
+		return x.IncludeDigest
+	}
+	return false
 }
 
 type NodeStatusResponse struct {
@@ -562,8 +571,9 @@ const file_stockd_peer_v1_peer_proto_rawDesc = "" +
 	"\fLeaveRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"+\n" +
 	"\rLeaveResponse\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x04R\brevision\"\x13\n" +
-	"\x11NodeStatusRequest\"\xbd\x02\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\":\n" +
+	"\x11NodeStatusRequest\x12%\n" +
+	"\x0einclude_digest\x18\x01 \x01(\bR\rincludeDigest\"\xbd\x02\n" +
 	"\x12NodeStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x12\n" +

@@ -225,9 +225,13 @@ func (x *LeaveResponse) GetRevision() uint64 {
 }
 
 type StatusRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Also compute every member's state digest. Each node copies its whole
+	// state under the apply lock to do so (tens of milliseconds at a million
+	// counters, during which it applies nothing), so leave it off when polling.
+	IncludeDigests bool `protobuf:"varint,1,opt,name=include_digests,json=includeDigests,proto3" json:"include_digests,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *StatusRequest) Reset() {
@@ -260,6 +264,13 @@ func (*StatusRequest) Descriptor() ([]byte, []int) {
 	return file_stockd_v1_cluster_proto_rawDescGZIP(), []int{4}
 }
 
+func (x *StatusRequest) GetIncludeDigests() bool {
+	if x != nil {
+		return x.IncludeDigests
+	}
+	return false
+}
+
 type Member struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	NodeId   string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
@@ -272,7 +283,8 @@ type Member struct {
 	// The leader's commit index minus this node's applied index.
 	Lag            uint64 `protobuf:"varint,7,opt,name=lag,proto3" json:"lag,omitempty"`
 	FeatureVersion uint32 `protobuf:"varint,8,opt,name=feature_version,json=featureVersion,proto3" json:"feature_version,omitempty"`
-	// SHA-256 of the node's canonical state stream at applied_index, hex.
+	// SHA-256 of the node's canonical state stream at applied_index, hex;
+	// empty unless the request asked for digests.
 	StateDigest   string `protobuf:"bytes,9,opt,name=state_digest,json=stateDigest,proto3" json:"state_digest,omitempty"`
 	Term          uint64 `protobuf:"varint,10,opt,name=term,proto3" json:"term,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -577,8 +589,9 @@ const file_stockd_v1_cluster_proto_rawDesc = "" +
 	"\fLeaveRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"+\n" +
 	"\rLeaveResponse\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x04R\brevision\"\x0f\n" +
-	"\rStatusRequest\"\x9c\x02\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\"8\n" +
+	"\rStatusRequest\x12'\n" +
+	"\x0finclude_digests\x18\x01 \x01(\bR\x0eincludeDigests\"\x9c\x02\n" +
 	"\x06Member\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1b\n" +
 	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x1b\n" +

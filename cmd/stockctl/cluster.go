@@ -38,7 +38,7 @@ func (s *session) clusterStatus(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	resp, err := c.Status(ctx, &stockdv1.StatusRequest{})
+	resp, err := c.Status(ctx, &stockdv1.StatusRequest{IncludeDigests: true})
 	if err != nil {
 		return err
 	}

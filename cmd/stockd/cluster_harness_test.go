@@ -163,7 +163,7 @@ func (tc *testCluster) node(id string) *clusterNode {
 func statusOf(cl stockdv1.ClusterClient) (*stockdv1.StatusResponse, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	return cl.Status(ctx, &stockdv1.StatusRequest{})
+	return cl.Status(ctx, &stockdv1.StatusRequest{IncludeDigests: true})
 }
 
 // waitLeader waits until a running node other than those in not reports

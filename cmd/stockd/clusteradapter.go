@@ -14,8 +14,8 @@ type clusterAdapter struct {
 }
 
 // Status converts the node's view of the cluster into the server's type.
-func (a clusterAdapter) Status(ctx context.Context) (server.ClusterStatus, error) {
-	st, err := a.Node.Status(ctx)
+func (a clusterAdapter) Status(ctx context.Context, digests bool) (server.ClusterStatus, error) {
+	st, err := a.Node.Status(ctx, digests)
 	if err != nil {
 		return server.ClusterStatus{}, err
 	}
