@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"maps"
 	"slices"
 	"strconv"
@@ -11,7 +12,7 @@ import (
 // putLocation declares or renames a location. The catalog is copied and
 // republished, so reads never lock it.
 func (st *state) putLocation(c *logv1.PutLocation) Result {
-	if r := validate(&logv1.Command{Kind: &logv1.Command_PutLocation{PutLocation: c}}); r != nil {
+	if r := validatePutLocation(c); r != nil {
 		return Result{Err: r}
 	}
 	old := st.catalog.Load()
@@ -43,7 +44,7 @@ func (st *state) putChannel(c *logv1.PutChannel) Result {
 
 // setBuffer sets (or, with 0 units, removes) one buffer rule of an item.
 func (st *state) setBuffer(c *logv1.SetBuffer) Result {
-	if r := validate(&logv1.Command{Kind: &logv1.Command_SetBuffer{SetBuffer: c}}); r != nil {
+	if r := validateSetBuffer(c); r != nil {
 		return Result{Err: r}
 	}
 	cat := st.catalog.Load()
@@ -81,22 +82,12 @@ func (st *state) setBuffer(c *logv1.SetBuffer) Result {
 }
 
 func cmpRule(a, b bufferRule) int {
-	switch {
-	case a.channel < b.channel:
-		return -1
-	case a.channel > b.channel:
-		return 1
-	case a.location < b.location:
-		return -1
-	case a.location > b.location:
-		return 1
-	}
-	return 0
+	return cmp.Or(cmp.Compare(a.channel, b.channel), cmp.Compare(a.location, b.location))
 }
 
 // putNode records (or updates) a cluster member.
 func (st *state) putNode(c *logv1.PutNode) Result {
-	if r := validate(&logv1.Command{Kind: &logv1.Command_PutNode{PutNode: c}}); r != nil {
+	if r := validatePutNode(c); r != nil {
 		return Result{Err: r}
 	}
 	old := st.catalog.Load()
@@ -108,7 +99,7 @@ func (st *state) putNode(c *logv1.PutNode) Result {
 
 // removeNode forgets a member's record; forgetting an unknown one is a no-op.
 func (st *state) removeNode(c *logv1.RemoveNode) Result {
-	if r := validate(&logv1.Command{Kind: &logv1.Command_RemoveNode{RemoveNode: c}}); r != nil {
+	if r := checkID("node_id", c.GetId()); r != nil {
 		return Result{Err: r}
 	}
 	old := st.catalog.Load()

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"container/heap"
 	"fmt"
 	"slices"
@@ -141,7 +142,7 @@ func (st *state) expire(now Timestamp) {
 	}
 	slices.SortFunc(due, func(a, b *reservation) int {
 		if a.ExpiresAt != b.ExpiresAt {
-			return cmpInt(a.ExpiresAt, b.ExpiresAt)
+			return cmp.Compare(a.ExpiresAt, b.ExpiresAt)
 		}
 		return cmpKey(resKey{a.Channel, a.ID}, resKey{b.Channel, b.ID})
 	})
@@ -202,28 +203,8 @@ func (st *state) enqueuePrune(it pruneItem) uint64 {
 	return it.seq
 }
 
-func cmpInt[T ~int64 | ~uint64](a, b T) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
 func cmpKey(a, b resKey) int {
-	switch {
-	case a.channel < b.channel:
-		return -1
-	case a.channel > b.channel:
-		return 1
-	case a.id < b.id:
-		return -1
-	case a.id > b.id:
-		return 1
-	}
-	return 0
+	return cmp.Or(cmp.Compare(a.channel, b.channel), cmp.Compare(a.id, b.id))
 }
 
 // deadlineHeap orders holds by deadline, then key. Entries go stale when a

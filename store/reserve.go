@@ -234,7 +234,7 @@ func ttlOrDefault(ttl int64) int64 {
 // reserved to committed. Confirming again with the same order_ref answers the
 // same; another order_ref is a conflict.
 func (st *state) confirm(now Timestamp, c *logv1.Confirm) Result {
-	if r := validate(&logv1.Command{Kind: &logv1.Command_Confirm{Confirm: c}}); r != nil {
+	if r := validateConfirm(c); r != nil {
 		return Result{Err: r}
 	}
 	r, rej := st.lookup(c.GetChannel(), c.GetReservationId())
@@ -275,7 +275,7 @@ func (st *state) confirm(now Timestamp, c *logv1.Confirm) Result {
 // release gives a hold's units back. Releasing a released or expired hold
 // answers the same; a confirmed one cannot be released.
 func (st *state) release(now Timestamp, c *logv1.Release) Result {
-	if r := validate(&logv1.Command{Kind: &logv1.Command_Release{Release: c}}); r != nil {
+	if r := validateRelease(c); r != nil {
 		return Result{Err: r}
 	}
 	r, rej := st.lookup(c.GetChannel(), c.GetReservationId())

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
@@ -93,7 +94,7 @@ func (m *Machine) Snapshot() *Snapshot {
 			s.items = append(s.items, snapItem{id: id})
 		}
 	}
-	slices.SortFunc(s.items, func(a, b snapItem) int { return cmpString(a.id, b.id) })
+	slices.SortFunc(s.items, func(a, b snapItem) int { return cmp.Compare(a.id, b.id) })
 	s.counters = make([]counter, 0, nCounters)
 	if nBuffers > 0 {
 		s.buffers = make([]bufferRule, 0, nBuffers)
@@ -125,16 +126,6 @@ func (m *Machine) Snapshot() *Snapshot {
 		s.orders[i] = *o
 	}
 	return s
-}
-
-func cmpString[T ~string](a, b T) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // WriteRecords emits the canonical record stream: each record a deterministic

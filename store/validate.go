@@ -24,35 +24,21 @@ func validate(cmd *logv1.Command) *Rejection {
 	case *logv1.Command_Reserve:
 		return validateReserve(k.Reserve)
 	case *logv1.Command_Confirm:
-		c := k.Confirm
-		return firstOf(checkID("channel", c.GetChannel()), checkID("reservation_id", c.GetReservationId()),
-			checkID("order_ref", c.GetOrderRef()))
+		return validateConfirm(k.Confirm)
 	case *logv1.Command_Release:
-		c := k.Release
-		return firstOf(checkID("channel", c.GetChannel()), checkID("reservation_id", c.GetReservationId()))
+		return validateRelease(k.Release)
 	case *logv1.Command_SetStock:
 		return checkSetStock(k.SetStock)
 	case *logv1.Command_AdjustStock:
 		return checkRows(len(k.AdjustStock.GetRows()))
 	case *logv1.Command_PutLocation:
-		c := k.PutLocation
-		return firstOf(checkID("location.id", c.GetId()), checkText("location.name", c.GetName()))
+		return validatePutLocation(k.PutLocation)
 	case *logv1.Command_PutChannel:
 		return validatePutChannel(k.PutChannel)
 	case *logv1.Command_SetBuffer:
-		c := k.SetBuffer
-		r := firstOf(checkID("item", c.GetItem()), checkText("channel", c.GetChannel()), checkText("location", c.GetLocation()))
-		if r == nil && c.GetBufferBaseUnits() < 0 {
-			r = invalid("buffer_base_units", "must be >= 0")
-		}
-		return r
+		return validateSetBuffer(k.SetBuffer)
 	case *logv1.Command_PutNode:
-		c := k.PutNode
-		r := firstOf(checkID("node_id", c.GetId()), checkID("raft_addr", c.GetRaftAddr()), checkID("grpc_addr", c.GetGrpcAddr()))
-		if r == nil && c.GetFeatureVersion() == 0 {
-			r = invalid("feature_version", "must be >= 1")
-		}
-		return r
+		return validatePutNode(k.PutNode)
 	case *logv1.Command_RemoveNode:
 		return checkID("node_id", k.RemoveNode.GetId())
 	case *logv1.Command_Tick:
@@ -61,6 +47,35 @@ func validate(cmd *logv1.Command) *Rejection {
 		return invalid("command", "empty command")
 	}
 	return nil
+}
+
+func validateConfirm(c *logv1.Confirm) *Rejection {
+	return firstOf(checkID("channel", c.GetChannel()), checkID("reservation_id", c.GetReservationId()),
+		checkID("order_ref", c.GetOrderRef()))
+}
+
+func validateRelease(c *logv1.Release) *Rejection {
+	return firstOf(checkID("channel", c.GetChannel()), checkID("reservation_id", c.GetReservationId()))
+}
+
+func validatePutLocation(c *logv1.PutLocation) *Rejection {
+	return firstOf(checkID("location.id", c.GetId()), checkText("location.name", c.GetName()))
+}
+
+func validateSetBuffer(c *logv1.SetBuffer) *Rejection {
+	r := firstOf(checkID("item", c.GetItem()), checkText("channel", c.GetChannel()), checkText("location", c.GetLocation()))
+	if r == nil && c.GetBufferBaseUnits() < 0 {
+		r = invalid("buffer_base_units", "must be >= 0")
+	}
+	return r
+}
+
+func validatePutNode(c *logv1.PutNode) *Rejection {
+	r := firstOf(checkID("node_id", c.GetId()), checkID("raft_addr", c.GetRaftAddr()), checkID("grpc_addr", c.GetGrpcAddr()))
+	if r == nil && c.GetFeatureVersion() == 0 {
+		r = invalid("feature_version", "must be >= 1")
+	}
+	return r
 }
 
 func validateReserve(c *logv1.Reserve) *Rejection {
