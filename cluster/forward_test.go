@@ -253,7 +253,7 @@ func TestJoinAndLeaveThroughFollower(t *testing.T) {
 	closeNode(t, n4.n)
 	waitFor(t, "n4 gone from every record and configuration", func() bool {
 		for _, pn := range nodes {
-			if _, ok := pn.n.record("n4"); ok || pn.n.inConfiguration(pn.n.run.Load()) == false {
+			if _, ok := pn.n.machine.Node("n4"); ok || pn.n.inConfiguration(pn.n.run.Load()) == false {
 				return false
 			}
 			servers, err := pn.n.configuration(pn.n.run.Load())

@@ -88,7 +88,7 @@ func (n *Node) joinLocal(ctx context.Context, rn *running, nodeID, raftAddr, grp
 		n.logger.Info("added voter", "node", nodeID, "raft_addr", raftAddr, "grpc_addr", grpcAddr)
 	}
 	want := store.Node{ID: nodeID, RaftAddr: raftAddr, GRPCAddr: grpcAddr, FeatureVersion: featureVersion}
-	if rec, ok := n.record(nodeID); ok && rec == want {
+	if rec, ok := n.machine.Node(nodeID); ok && rec == want {
 		return n.machine.AppliedIndex(), nil
 	}
 	return n.proposeMembership(ctx, rn, "join "+nodeID, cmd)
@@ -159,16 +159,6 @@ func (n *Node) proposeMembership(ctx context.Context, rn *running, op string, cm
 		return 0, fmt.Errorf("%s: refused: %w", op, res.Err)
 	}
 	return res.Revision, nil
-}
-
-// record returns node id's record.
-func (n *Node) record(id string) (store.Node, bool) {
-	for _, nd := range n.machine.Nodes() {
-		if nd.ID == id {
-			return nd, true
-		}
-	}
-	return store.Node{}, false
 }
 
 // configuration returns raft's latest configuration.
@@ -242,13 +232,12 @@ func (n *Node) checkFeature(rn *running, cmd *logv1.Command) error {
 }
 
 // ReadBarrier returns the revision a linearizable read must wait for: on
-// the leader, the machine's applied index once a raft barrier committed in
-// the current term has been applied (so every write acknowledged before the
-// call, by this or an earlier leader, is covered, and the index is one the
-// machine reaches: raft's no-op and configuration entries never reach it);
-// on a follower, the leader's answer to Peer.ReadIndex. The caller then
-// waits with WaitApplied. Errors unwrap to ErrNotLeader, ErrNoLeader,
-// ErrStopped or a context error. Safe for concurrent use.
+// the leader, its machine's applied index once a quorum confirms it still
+// leads (see readIndexLocal); on a follower, the leader's answer to
+// Peer.ReadIndex. The index is always one the machine reaches (raft's no-op
+// and configuration entries never reach it). The caller then waits with
+// WaitApplied. Errors unwrap to ErrNotLeader, ErrNoLeader, ErrStopped or a
+// context error. Safe for concurrent use.
 func (n *Node) ReadBarrier(ctx context.Context) (store.Revision, error) {
 	rn := n.run.Load()
 	if rn == nil {
@@ -383,7 +372,7 @@ func (n *Node) runRegistrar(ctx context.Context, rn *running, observations <-cha
 func (n *Node) registerSelf(ctx context.Context, rn *running) {
 	want := store.Node{ID: n.cfg.NodeID, RaftAddr: string(rn.trans.LocalAddr()), GRPCAddr: n.cfg.GRPCAddr,
 		FeatureVersion: n.cfg.FeatureVersion}
-	if rec, ok := n.record(want.ID); ok && rec == want {
+	if rec, ok := n.machine.Node(want.ID); ok && rec == want {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)

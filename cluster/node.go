@@ -360,20 +360,10 @@ func (n *Node) currentLeader(rn *running) (leaderInfo, bool) {
 	if id == "" || string(id) == n.cfg.NodeID {
 		return leaderInfo{}, false
 	}
-	if addr := n.grpcAddrOf(string(id)); addr != "" {
-		return leaderInfo{id: string(id), grpcAddr: addr}, true
+	if rec, ok := n.machine.Node(string(id)); ok && rec.GRPCAddr != "" {
+		return leaderInfo{id: string(id), grpcAddr: rec.GRPCAddr}, true
 	}
 	return leaderInfo{}, false
-}
-
-// grpcAddrOf returns the gRPC address in node id's record, or "".
-func (n *Node) grpcAddrOf(id string) string {
-	for _, nd := range n.machine.Nodes() {
-		if nd.ID == id {
-			return nd.GRPCAddr
-		}
-	}
-	return ""
 }
 
 // awaitLeader returns the leader once one is known (and, if it is another

@@ -101,7 +101,7 @@ func TestRecoverCluster(t *testing.T) {
 	survivor := nodes[1]
 	// The survivor keeps its addresses, so its record stays right and
 	// self-registration changes nothing: the digest must match exactly.
-	rec, ok := survivor.n.record(survivor.id)
+	rec, ok := survivor.n.machine.Node(survivor.id)
 	if !ok {
 		t.Fatalf("no record of %s before recovery", survivor.id)
 	}

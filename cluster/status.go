@@ -80,7 +80,7 @@ func (n *Node) Status(ctx context.Context, digests bool) (Status, error) {
 	for i, s := range servers {
 		m := &st.Members[i]
 		m.NodeID, m.RaftAddr, m.Voter = string(s.ID), string(s.Address), s.Suffrage == raft.Voter
-		if rec, ok := n.record(m.NodeID); ok {
+		if rec, ok := n.machine.Node(m.NodeID); ok {
 			m.GRPCAddr, m.FeatureVersion = rec.GRPCAddr, rec.FeatureVersion
 		}
 		if m.NodeID == n.cfg.NodeID {

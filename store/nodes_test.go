@@ -89,3 +89,14 @@ func TestResultRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestNodeLooksUpOneRecord(t *testing.T) {
+	m := store.New(store.DefaultConfig())
+	m.Apply(1, 1, putNode("n1", "127.0.0.1:1", "127.0.0.1:11", 1))
+	if got, ok := m.Node("n1"); !ok || got.GRPCAddr != "127.0.0.1:11" {
+		t.Fatalf("Node(n1) after PutNode: got %+v, %v; want grpc 127.0.0.1:11", got, ok)
+	}
+	if got, ok := m.Node("n2"); ok {
+		t.Fatalf("Node(n2) never put: got %+v, true; want false", got)
+	}
+}

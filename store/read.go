@@ -93,6 +93,13 @@ func (r Reservation) clone() Reservation {
 	return r
 }
 
+// Node returns one cluster member's record. Safe from any goroutine; it
+// copies nothing but the record.
+func (m *Machine) Node(id string) (Node, bool) {
+	n, ok := m.st.Load().catalog.Load().nodes[id]
+	return n, ok
+}
+
 // Nodes lists the cluster members' records sorted by id.
 func (m *Machine) Nodes() []Node {
 	cat := m.st.Load().catalog.Load()
