@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -64,31 +65,40 @@ func TestSnapshotSaveAndRestoreSeedsANewCluster(t *testing.T) {
 	}
 }
 
-// saveSnapshot streams SaveSnapshot into file and returns the snapshot's index.
+// fetchSnapshot streams a node's SaveSnapshot into w and returns the
+// snapshot's index (0 if no chunk carried one).
+func fetchSnapshot(ctx context.Context, cl stockdv1.ClusterClient, w io.Writer) (uint64, error) {
+	stream, err := cl.SaveSnapshot(ctx, &stockdv1.SaveSnapshotRequest{})
+	if err != nil {
+		return 0, err
+	}
+	var index uint64
+	for {
+		chunk, err := stream.Recv()
+		if err == io.EOF {
+			return index, nil
+		}
+		if err != nil {
+			return index, err
+		}
+		index = chunk.GetIndex()
+		if _, err := w.Write(chunk.GetData()); err != nil {
+			return index, err
+		}
+	}
+}
+
+// saveSnapshot writes a node's snapshot to file and returns its index.
 func saveSnapshot(t *testing.T, cl stockdv1.ClusterClient, file string) uint64 {
 	t.Helper()
-	stream, err := cl.SaveSnapshot(ctxT(t), &stockdv1.SaveSnapshotRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	f, err := os.Create(file)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var index uint64
-	for {
-		chunk, err := stream.Recv()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatalf("SaveSnapshot: %v", err)
-		}
-		index = chunk.GetIndex()
-		if _, err := f.Write(chunk.GetData()); err != nil {
-			t.Fatal(err)
-		}
+	index, err := fetchSnapshot(ctxT(t), cl, f)
+	if err != nil {
+		t.Fatalf("SaveSnapshot: %v", err)
 	}
 	if index == 0 {
 		t.Fatal("SaveSnapshot: no chunk carried an index")

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -148,15 +147,6 @@ func (tc *testCluster) running(nd *clusterNode) bool {
 	nd.mu.Lock()
 	defer nd.mu.Unlock()
 	return nd.external || nd.p != nil
-}
-
-func (tc *testCluster) node(id string) *clusterNode {
-	for _, nd := range tc.nodes {
-		if nd.id == id {
-			return nd
-		}
-	}
-	return nil
 }
 
 // status asks nd for the cluster status with a short deadline.
@@ -310,24 +300,11 @@ func dumpSnapshots(t testing.TB, cls map[string]stockdv1.ClusterClient) {
 		return
 	}
 	for id, cl := range cls {
-		stream, err := cl.SaveSnapshot(ctxT(t), &stockdv1.SaveSnapshotRequest{})
+		var buf bytes.Buffer
+		index, err := fetchSnapshot(ctxT(t), cl, &buf)
 		if err != nil {
 			t.Logf("SaveSnapshot %s: %v", id, err)
 			continue
-		}
-		var buf bytes.Buffer
-		var index uint64
-		for {
-			chunk, err := stream.Recv()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				t.Logf("SaveSnapshot %s: %v", id, err)
-				break
-			}
-			index = chunk.GetIndex()
-			buf.Write(chunk.GetData())
 		}
 		path := filepath.Join(dir, fmt.Sprintf("%s-%d.bbolt", id, index))
 		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
