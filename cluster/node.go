@@ -422,11 +422,17 @@ func (n *Node) IsLeader() bool {
 }
 
 // Leader returns the raft address of the current leader, or "" if none is
-// known or the node is not running.
+// known or the node is not running. A node that leads answers its own
+// address at once: raft switches to the leader state a moment before it
+// records itself as the leader, and IsLeader must never be true while
+// Leader is "".
 func (n *Node) Leader() string {
 	rn := n.run.Load()
 	if rn == nil {
 		return ""
+	}
+	if rn.raft.State() == raft.Leader {
+		return string(rn.trans.LocalAddr())
 	}
 	addr, _ := rn.raft.LeaderWithID()
 	return string(addr)
