@@ -107,6 +107,16 @@ type Command struct {
 	//	*Command_Tick
 	//	*Command_PutNode
 	//	*Command_RemoveNode
+	//	*Command_PutSku
+	//	*Command_DeleteSku
+	//	*Command_PutLocationGroup
+	//	*Command_DeleteLocationGroup
+	//	*Command_DeleteLocation
+	//	*Command_DeleteChannel
+	//	*Command_Extend
+	//	*Command_CancelOrder
+	//	*Command_ReleaseAll
+	//	*Command_SetIncoming
 	Kind          isCommand_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -248,6 +258,96 @@ func (x *Command) GetRemoveNode() *RemoveNode {
 	return nil
 }
 
+func (x *Command) GetPutSku() *PutSku {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_PutSku); ok {
+			return x.PutSku
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeleteSku() *DeleteSku {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_DeleteSku); ok {
+			return x.DeleteSku
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetPutLocationGroup() *PutLocationGroup {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_PutLocationGroup); ok {
+			return x.PutLocationGroup
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeleteLocationGroup() *DeleteLocationGroup {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_DeleteLocationGroup); ok {
+			return x.DeleteLocationGroup
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeleteLocation() *DeleteLocation {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_DeleteLocation); ok {
+			return x.DeleteLocation
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeleteChannel() *DeleteChannel {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_DeleteChannel); ok {
+			return x.DeleteChannel
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetExtend() *Extend {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_Extend); ok {
+			return x.Extend
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetCancelOrder() *CancelOrder {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_CancelOrder); ok {
+			return x.CancelOrder
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetReleaseAll() *ReleaseAll {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_ReleaseAll); ok {
+			return x.ReleaseAll
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSetIncoming() *SetIncoming {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_SetIncoming); ok {
+			return x.SetIncoming
+		}
+	}
+	return nil
+}
+
 type isCommand_Kind interface {
 	isCommand_Kind()
 }
@@ -296,6 +396,47 @@ type Command_RemoveNode struct {
 	RemoveNode *RemoveNode `protobuf:"bytes,11,opt,name=remove_node,json=removeNode,proto3,oneof"`
 }
 
+type Command_PutSku struct {
+	// Feature version 2 (issue 4) from here on.
+	PutSku *PutSku `protobuf:"bytes,12,opt,name=put_sku,json=putSku,proto3,oneof"`
+}
+
+type Command_DeleteSku struct {
+	DeleteSku *DeleteSku `protobuf:"bytes,13,opt,name=delete_sku,json=deleteSku,proto3,oneof"`
+}
+
+type Command_PutLocationGroup struct {
+	PutLocationGroup *PutLocationGroup `protobuf:"bytes,14,opt,name=put_location_group,json=putLocationGroup,proto3,oneof"`
+}
+
+type Command_DeleteLocationGroup struct {
+	DeleteLocationGroup *DeleteLocationGroup `protobuf:"bytes,15,opt,name=delete_location_group,json=deleteLocationGroup,proto3,oneof"`
+}
+
+type Command_DeleteLocation struct {
+	DeleteLocation *DeleteLocation `protobuf:"bytes,16,opt,name=delete_location,json=deleteLocation,proto3,oneof"`
+}
+
+type Command_DeleteChannel struct {
+	DeleteChannel *DeleteChannel `protobuf:"bytes,17,opt,name=delete_channel,json=deleteChannel,proto3,oneof"`
+}
+
+type Command_Extend struct {
+	Extend *Extend `protobuf:"bytes,18,opt,name=extend,proto3,oneof"`
+}
+
+type Command_CancelOrder struct {
+	CancelOrder *CancelOrder `protobuf:"bytes,19,opt,name=cancel_order,json=cancelOrder,proto3,oneof"`
+}
+
+type Command_ReleaseAll struct {
+	ReleaseAll *ReleaseAll `protobuf:"bytes,20,opt,name=release_all,json=releaseAll,proto3,oneof"`
+}
+
+type Command_SetIncoming struct {
+	SetIncoming *SetIncoming `protobuf:"bytes,21,opt,name=set_incoming,json=setIncoming,proto3,oneof"`
+}
+
 func (*Command_Reserve) isCommand_Kind() {}
 
 func (*Command_Confirm) isCommand_Kind() {}
@@ -318,13 +459,36 @@ func (*Command_PutNode) isCommand_Kind() {}
 
 func (*Command_RemoveNode) isCommand_Kind() {}
 
+func (*Command_PutSku) isCommand_Kind() {}
+
+func (*Command_DeleteSku) isCommand_Kind() {}
+
+func (*Command_PutLocationGroup) isCommand_Kind() {}
+
+func (*Command_DeleteLocationGroup) isCommand_Kind() {}
+
+func (*Command_DeleteLocation) isCommand_Kind() {}
+
+func (*Command_DeleteChannel) isCommand_Kind() {}
+
+func (*Command_Extend) isCommand_Kind() {}
+
+func (*Command_CancelOrder) isCommand_Kind() {}
+
+func (*Command_ReleaseAll) isCommand_Kind() {}
+
+func (*Command_SetIncoming) isCommand_Kind() {}
+
 type ReserveLine struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	Sku              string                 `protobuf:"bytes,1,opt,name=sku,proto3" json:"sku,omitempty"`
 	QuantitySkuUnits int64                  `protobuf:"varint,2,opt,name=quantity_sku_units,json=quantitySkuUnits,proto3" json:"quantity_sku_units,omitempty"`
 	Location         string                 `protobuf:"bytes,3,opt,name=location,proto3" json:"location,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Feature version 2: compare-and-reserve and backorders.
+	ExpectedModRevision uint64 `protobuf:"varint,4,opt,name=expected_mod_revision,json=expectedModRevision,proto3" json:"expected_mod_revision,omitempty"`
+	AllowBackorder      bool   `protobuf:"varint,5,opt,name=allow_backorder,json=allowBackorder,proto3" json:"allow_backorder,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *ReserveLine) Reset() {
@@ -376,6 +540,20 @@ func (x *ReserveLine) GetLocation() string {
 		return x.Location
 	}
 	return ""
+}
+
+func (x *ReserveLine) GetExpectedModRevision() uint64 {
+	if x != nil {
+		return x.ExpectedModRevision
+	}
+	return 0
+}
+
+func (x *ReserveLine) GetAllowBackorder() bool {
+	if x != nil {
+		return x.AllowBackorder
+	}
+	return false
 }
 
 type Reserve struct {
@@ -510,6 +688,9 @@ type Release struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Channel       string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
 	ReservationId string                 `protobuf:"bytes,2,opt,name=reservation_id,json=reservationId,proto3" json:"reservation_id,omitempty"`
+	// Feature version 2: a partial release, idempotent by release_id.
+	Lines         []*ReleaseLine `protobuf:"bytes,3,rep,name=lines,proto3" json:"lines,omitempty"`
+	ReleaseId     string         `protobuf:"bytes,4,opt,name=release_id,json=releaseId,proto3" json:"release_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -558,6 +739,668 @@ func (x *Release) GetReservationId() string {
 	return ""
 }
 
+func (x *Release) GetLines() []*ReleaseLine {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
+func (x *Release) GetReleaseId() string {
+	if x != nil {
+		return x.ReleaseId
+	}
+	return ""
+}
+
+type ReleaseLine struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Line             uint32                 `protobuf:"varint,1,opt,name=line,proto3" json:"line,omitempty"`
+	QuantitySkuUnits int64                  `protobuf:"varint,2,opt,name=quantity_sku_units,json=quantitySkuUnits,proto3" json:"quantity_sku_units,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ReleaseLine) Reset() {
+	*x = ReleaseLine{}
+	mi := &file_stockd_log_v1_log_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseLine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseLine) ProtoMessage() {}
+
+func (x *ReleaseLine) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_log_v1_log_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseLine.ProtoReflect.Descriptor instead.
+func (*ReleaseLine) Descriptor() ([]byte, []int) {
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ReleaseLine) GetLine() uint32 {
+	if x != nil {
+		return x.Line
+	}
+	return 0
+}
+
+func (x *ReleaseLine) GetQuantitySkuUnits() int64 {
+	if x != nil {
+		return x.QuantitySkuUnits
+	}
+	return 0
+}
+
+type Extend struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Channel       string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	ReservationId string                 `protobuf:"bytes,2,opt,name=reservation_id,json=reservationId,proto3" json:"reservation_id,omitempty"`
+	ExtendId      string                 `protobuf:"bytes,3,opt,name=extend_id,json=extendId,proto3" json:"extend_id,omitempty"`
+	TtlNanos      int64                  `protobuf:"varint,4,opt,name=ttl_nanos,json=ttlNanos,proto3" json:"ttl_nanos,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Extend) Reset() {
+	*x = Extend{}
+	mi := &file_stockd_log_v1_log_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Extend) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Extend) ProtoMessage() {}
+
+func (x *Extend) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_log_v1_log_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Extend.ProtoReflect.Descriptor instead.
+func (*Extend) Descriptor() ([]byte, []int) {
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Extend) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *Extend) GetReservationId() string {
+	if x != nil {
+		return x.ReservationId
+	}
+	return ""
+}
+
+func (x *Extend) GetExtendId() string {
+	if x != nil {
+		return x.ExtendId
+	}
+	return ""
+}
+
+func (x *Extend) GetTtlNanos() int64 {
+	if x != nil {
+		return x.TtlNanos
+	}
+	return 0
+}
+
+type CancelOrder struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Channel       string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	ReservationId string                 `protobuf:"bytes,2,opt,name=reservation_id,json=reservationId,proto3" json:"reservation_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelOrder) Reset() {
+	*x = CancelOrder{}
+	mi := &file_stockd_log_v1_log_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelOrder) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelOrder) ProtoMessage() {}
+
+func (x *CancelOrder) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_log_v1_log_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelOrder.ProtoReflect.Descriptor instead.
+func (*CancelOrder) Descriptor() ([]byte, []int) {
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *CancelOrder) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *CancelOrder) GetReservationId() string {
+	if x != nil {
+		return x.ReservationId
+	}
+	return ""
+}
+
+type ReleaseAll struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Channel       string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	ReleaseAllId  string                 `protobuf:"bytes,2,opt,name=release_all_id,json=releaseAllId,proto3" json:"release_all_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseAll) Reset() {
+	*x = ReleaseAll{}
+	mi := &file_stockd_log_v1_log_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseAll) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseAll) ProtoMessage() {}
+
+func (x *ReleaseAll) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_log_v1_log_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseAll.ProtoReflect.Descriptor instead.
+func (*ReleaseAll) Descriptor() ([]byte, []int) {
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ReleaseAll) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *ReleaseAll) GetReleaseAllId() string {
+	if x != nil {
+		return x.ReleaseAllId
+	}
+	return ""
+}
+
+type PutSku struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sku           string                 `protobuf:"bytes,1,opt,name=sku,proto3" json:"sku,omitempty"`
+	Item          string                 `protobuf:"bytes,2,opt,name=item,proto3" json:"item,omitempty"`
+	Factor        int64                  `protobuf:"varint,3,opt,name=factor,proto3" json:"factor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutSku) Reset() {
+	*x = PutSku{}
+	mi := &file_stockd_log_v1_log_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutSku) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutSku) ProtoMessage() {}
+
+func (x *PutSku) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_log_v1_log_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutSku.ProtoReflect.Descriptor instead.
+func (*PutSku) Descriptor() ([]byte, []int) {
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *PutSku) GetSku() string {
+	if x != nil {
+		return x.Sku
+	}
+	return ""
+}
+
+func (x *PutSku) GetItem() string {
+	if x != nil {
+		return x.Item
+	}
+	return ""
+}
+
+func (x *PutSku) GetFactor() int64 {
+	if x != nil {
+		return x.Factor
+	}
+	return 0
+}
+
+type DeleteSku struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sku           string                 `protobuf:"bytes,1,opt,name=sku,proto3" json:"sku,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSku) Reset() {
+	*x = DeleteSku{}
+	mi := &file_stockd_log_v1_log_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSku) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSku) ProtoMessage() {}
+
+func (x *DeleteSku) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_log_v1_log_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSku.ProtoReflect.Descriptor instead.
+func (*DeleteSku) Descriptor() ([]byte, []int) {
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *DeleteSku) GetSku() string {
+	if x != nil {
+		return x.Sku
+	}
+	return ""
+}
+
+type PutLocationGroup struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Locations     []string               `protobuf:"bytes,2,rep,name=locations,proto3" json:"locations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutLocationGroup) Reset() {
+	*x = PutLocationGroup{}
+	mi := &file_stockd_log_v1_log_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutLocationGroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutLocationGroup) ProtoMessage() {}
+
+func (x *PutLocationGroup) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_log_v1_log_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutLocationGroup.ProtoReflect.Descriptor instead.
+func (*PutLocationGroup) Descriptor() ([]byte, []int) {
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *PutLocationGroup) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *PutLocationGroup) GetLocations() []string {
+	if x != nil {
+		return x.Locations
+	}
+	return nil
+}
+
+type DeleteLocationGroup struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteLocationGroup) Reset() {
+	*x = DeleteLocationGroup{}
+	mi := &file_stockd_log_v1_log_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteLocationGroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteLocationGroup) ProtoMessage() {}
+
+func (x *DeleteLocationGroup) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_log_v1_log_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteLocationGroup.ProtoReflect.Descriptor instead.
+func (*DeleteLocationGroup) Descriptor() ([]byte, []int) {
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *DeleteLocationGroup) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type DeleteLocation struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteLocation) Reset() {
+	*x = DeleteLocation{}
+	mi := &file_stockd_log_v1_log_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteLocation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteLocation) ProtoMessage() {}
+
+func (x *DeleteLocation) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_log_v1_log_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteLocation.ProtoReflect.Descriptor instead.
+func (*DeleteLocation) Descriptor() ([]byte, []int) {
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *DeleteLocation) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type DeleteChannel struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteChannel) Reset() {
+	*x = DeleteChannel{}
+	mi := &file_stockd_log_v1_log_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteChannel) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteChannel) ProtoMessage() {}
+
+func (x *DeleteChannel) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_log_v1_log_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteChannel.ProtoReflect.Descriptor instead.
+func (*DeleteChannel) Descriptor() ([]byte, []int) {
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *DeleteChannel) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type IncomingLine struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	PoLineId          string                 `protobuf:"bytes,1,opt,name=po_line_id,json=poLineId,proto3" json:"po_line_id,omitempty"`
+	Item              string                 `protobuf:"bytes,2,opt,name=item,proto3" json:"item,omitempty"`
+	Location          string                 `protobuf:"bytes,3,opt,name=location,proto3" json:"location,omitempty"`
+	QuantityBaseUnits int64                  `protobuf:"varint,4,opt,name=quantity_base_units,json=quantityBaseUnits,proto3" json:"quantity_base_units,omitempty"`
+	ReceivedBaseUnits int64                  `protobuf:"varint,5,opt,name=received_base_units,json=receivedBaseUnits,proto3" json:"received_base_units,omitempty"`
+	EtaUnixNanos      int64                  `protobuf:"varint,6,opt,name=eta_unix_nanos,json=etaUnixNanos,proto3" json:"eta_unix_nanos,omitempty"`
+	Version           uint64                 `protobuf:"varint,7,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *IncomingLine) Reset() {
+	*x = IncomingLine{}
+	mi := &file_stockd_log_v1_log_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IncomingLine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IncomingLine) ProtoMessage() {}
+
+func (x *IncomingLine) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_log_v1_log_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IncomingLine.ProtoReflect.Descriptor instead.
+func (*IncomingLine) Descriptor() ([]byte, []int) {
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *IncomingLine) GetPoLineId() string {
+	if x != nil {
+		return x.PoLineId
+	}
+	return ""
+}
+
+func (x *IncomingLine) GetItem() string {
+	if x != nil {
+		return x.Item
+	}
+	return ""
+}
+
+func (x *IncomingLine) GetLocation() string {
+	if x != nil {
+		return x.Location
+	}
+	return ""
+}
+
+func (x *IncomingLine) GetQuantityBaseUnits() int64 {
+	if x != nil {
+		return x.QuantityBaseUnits
+	}
+	return 0
+}
+
+func (x *IncomingLine) GetReceivedBaseUnits() int64 {
+	if x != nil {
+		return x.ReceivedBaseUnits
+	}
+	return 0
+}
+
+func (x *IncomingLine) GetEtaUnixNanos() int64 {
+	if x != nil {
+		return x.EtaUnixNanos
+	}
+	return 0
+}
+
+func (x *IncomingLine) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+type SetIncoming struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Lines         []*IncomingLine        `protobuf:"bytes,1,rep,name=lines,proto3" json:"lines,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetIncoming) Reset() {
+	*x = SetIncoming{}
+	mi := &file_stockd_log_v1_log_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetIncoming) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetIncoming) ProtoMessage() {}
+
+func (x *SetIncoming) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_log_v1_log_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetIncoming.ProtoReflect.Descriptor instead.
+func (*SetIncoming) Descriptor() ([]byte, []int) {
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *SetIncoming) GetLines() []*IncomingLine {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
 type StockCount struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Item            string                 `protobuf:"bytes,1,opt,name=item,proto3" json:"item,omitempty"`
@@ -570,7 +1413,7 @@ type StockCount struct {
 
 func (x *StockCount) Reset() {
 	*x = StockCount{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[6]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -582,7 +1425,7 @@ func (x *StockCount) String() string {
 func (*StockCount) ProtoMessage() {}
 
 func (x *StockCount) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[6]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -595,7 +1438,7 @@ func (x *StockCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StockCount.ProtoReflect.Descriptor instead.
 func (*StockCount) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{6}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *StockCount) GetItem() string {
@@ -636,7 +1479,7 @@ type SetStock struct {
 
 func (x *SetStock) Reset() {
 	*x = SetStock{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[7]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -648,7 +1491,7 @@ func (x *SetStock) String() string {
 func (*SetStock) ProtoMessage() {}
 
 func (x *SetStock) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[7]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -661,7 +1504,7 @@ func (x *SetStock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetStock.ProtoReflect.Descriptor instead.
 func (*SetStock) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{7}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SetStock) GetRows() []*StockCount {
@@ -692,7 +1535,7 @@ type StockAdjustment struct {
 
 func (x *StockAdjustment) Reset() {
 	*x = StockAdjustment{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[8]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -704,7 +1547,7 @@ func (x *StockAdjustment) String() string {
 func (*StockAdjustment) ProtoMessage() {}
 
 func (x *StockAdjustment) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[8]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -717,7 +1560,7 @@ func (x *StockAdjustment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StockAdjustment.ProtoReflect.Descriptor instead.
 func (*StockAdjustment) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{8}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *StockAdjustment) GetDeltaId() string {
@@ -771,7 +1614,7 @@ type AdjustStock struct {
 
 func (x *AdjustStock) Reset() {
 	*x = AdjustStock{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[9]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -783,7 +1626,7 @@ func (x *AdjustStock) String() string {
 func (*AdjustStock) ProtoMessage() {}
 
 func (x *AdjustStock) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[9]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -796,7 +1639,7 @@ func (x *AdjustStock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdjustStock.ProtoReflect.Descriptor instead.
 func (*AdjustStock) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{9}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AdjustStock) GetRows() []*StockAdjustment {
@@ -816,7 +1659,7 @@ type PutLocation struct {
 
 func (x *PutLocation) Reset() {
 	*x = PutLocation{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[10]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -828,7 +1671,7 @@ func (x *PutLocation) String() string {
 func (*PutLocation) ProtoMessage() {}
 
 func (x *PutLocation) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[10]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -841,7 +1684,7 @@ func (x *PutLocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutLocation.ProtoReflect.Descriptor instead.
 func (*PutLocation) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{10}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *PutLocation) GetId() string {
@@ -863,13 +1706,16 @@ type PutChannel struct {
 	Id                     string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Locations              []string               `protobuf:"bytes,2,rep,name=locations,proto3" json:"locations,omitempty"`
 	DefaultBufferBaseUnits int64                  `protobuf:"varint,3,opt,name=default_buffer_base_units,json=defaultBufferBaseUnits,proto3" json:"default_buffer_base_units,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// Feature version 2.
+	LocationGroup     string `protobuf:"bytes,4,opt,name=location_group,json=locationGroup,proto3" json:"location_group,omitempty"`
+	RequireSkuMapping bool   `protobuf:"varint,5,opt,name=require_sku_mapping,json=requireSkuMapping,proto3" json:"require_sku_mapping,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *PutChannel) Reset() {
 	*x = PutChannel{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[11]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -881,7 +1727,7 @@ func (x *PutChannel) String() string {
 func (*PutChannel) ProtoMessage() {}
 
 func (x *PutChannel) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[11]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -894,7 +1740,7 @@ func (x *PutChannel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutChannel.ProtoReflect.Descriptor instead.
 func (*PutChannel) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{11}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PutChannel) GetId() string {
@@ -918,6 +1764,20 @@ func (x *PutChannel) GetDefaultBufferBaseUnits() int64 {
 	return 0
 }
 
+func (x *PutChannel) GetLocationGroup() string {
+	if x != nil {
+		return x.LocationGroup
+	}
+	return ""
+}
+
+func (x *PutChannel) GetRequireSkuMapping() bool {
+	if x != nil {
+		return x.RequireSkuMapping
+	}
+	return false
+}
+
 type SetBuffer struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Item            string                 `protobuf:"bytes,1,opt,name=item,proto3" json:"item,omitempty"`
@@ -930,7 +1790,7 @@ type SetBuffer struct {
 
 func (x *SetBuffer) Reset() {
 	*x = SetBuffer{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[12]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -942,7 +1802,7 @@ func (x *SetBuffer) String() string {
 func (*SetBuffer) ProtoMessage() {}
 
 func (x *SetBuffer) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[12]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -955,7 +1815,7 @@ func (x *SetBuffer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetBuffer.ProtoReflect.Descriptor instead.
 func (*SetBuffer) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{12}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SetBuffer) GetItem() string {
@@ -995,7 +1855,7 @@ type Tick struct {
 
 func (x *Tick) Reset() {
 	*x = Tick{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[13]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1007,7 +1867,7 @@ func (x *Tick) String() string {
 func (*Tick) ProtoMessage() {}
 
 func (x *Tick) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[13]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1020,7 +1880,7 @@ func (x *Tick) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tick.ProtoReflect.Descriptor instead.
 func (*Tick) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{13}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{25}
 }
 
 // PutNode records a cluster member's addresses and the highest feature
@@ -1037,7 +1897,7 @@ type PutNode struct {
 
 func (x *PutNode) Reset() {
 	*x = PutNode{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[14]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1049,7 +1909,7 @@ func (x *PutNode) String() string {
 func (*PutNode) ProtoMessage() {}
 
 func (x *PutNode) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[14]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1062,7 +1922,7 @@ func (x *PutNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutNode.ProtoReflect.Descriptor instead.
 func (*PutNode) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{14}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PutNode) GetId() string {
@@ -1103,7 +1963,7 @@ type RemoveNode struct {
 
 func (x *RemoveNode) Reset() {
 	*x = RemoveNode{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[15]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1115,7 +1975,7 @@ func (x *RemoveNode) String() string {
 func (*RemoveNode) ProtoMessage() {}
 
 func (x *RemoveNode) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[15]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1128,7 +1988,7 @@ func (x *RemoveNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNode.ProtoReflect.Descriptor instead.
 func (*RemoveNode) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{15}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RemoveNode) GetId() string {
@@ -1144,16 +2004,18 @@ type CommandResult struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Revision uint64                 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
 	// Set when the command was refused.
-	Rejection     *Rejection         `protobuf:"bytes,2,opt,name=rejection,proto3" json:"rejection,omitempty"`
-	Reservation   *ReservationRecord `protobuf:"bytes,3,opt,name=reservation,proto3" json:"reservation,omitempty"`
-	Rows          []*RowResultRecord `protobuf:"bytes,4,rep,name=rows,proto3" json:"rows,omitempty"`
+	Rejection   *Rejection         `protobuf:"bytes,2,opt,name=rejection,proto3" json:"rejection,omitempty"`
+	Reservation *ReservationRecord `protobuf:"bytes,3,opt,name=reservation,proto3" json:"reservation,omitempty"`
+	Rows        []*RowResultRecord `protobuf:"bytes,4,rep,name=rows,proto3" json:"rows,omitempty"`
+	// ReleaseAll: how many holds it released.
+	Count         uint32 `protobuf:"varint,5,opt,name=count,proto3" json:"count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CommandResult) Reset() {
 	*x = CommandResult{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[16]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1165,7 +2027,7 @@ func (x *CommandResult) String() string {
 func (*CommandResult) ProtoMessage() {}
 
 func (x *CommandResult) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[16]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1178,7 +2040,7 @@ func (x *CommandResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandResult.ProtoReflect.Descriptor instead.
 func (*CommandResult) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{16}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CommandResult) GetRevision() uint64 {
@@ -1209,6 +2071,13 @@ func (x *CommandResult) GetRows() []*RowResultRecord {
 	return nil
 }
 
+func (x *CommandResult) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 type RowResultRecord struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Status          uint32                 `protobuf:"varint,1,opt,name=status,proto3" json:"status,omitempty"`
@@ -1221,7 +2090,7 @@ type RowResultRecord struct {
 
 func (x *RowResultRecord) Reset() {
 	*x = RowResultRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[17]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1233,7 +2102,7 @@ func (x *RowResultRecord) String() string {
 func (*RowResultRecord) ProtoMessage() {}
 
 func (x *RowResultRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[17]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1246,7 +2115,7 @@ func (x *RowResultRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RowResultRecord.ProtoReflect.Descriptor instead.
 func (*RowResultRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{17}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RowResultRecord) GetStatus() uint32 {
@@ -1288,13 +2157,16 @@ type Rejection struct {
 	// For insufficient stock: what was asked and what could be had, base units.
 	RequestedBaseUnits int64 `protobuf:"varint,4,opt,name=requested_base_units,json=requestedBaseUnits,proto3" json:"requested_base_units,omitempty"`
 	AvailableBaseUnits int64 `protobuf:"varint,5,opt,name=available_base_units,json=availableBaseUnits,proto3" json:"available_base_units,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// For a moved figure (compare-and-reserve): the current one.
+	ModRevision       uint64 `protobuf:"varint,6,opt,name=mod_revision,json=modRevision,proto3" json:"mod_revision,omitempty"`
+	AvailableSkuUnits int64  `protobuf:"varint,7,opt,name=available_sku_units,json=availableSkuUnits,proto3" json:"available_sku_units,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Rejection) Reset() {
 	*x = Rejection{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[18]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1306,7 +2178,7 @@ func (x *Rejection) String() string {
 func (*Rejection) ProtoMessage() {}
 
 func (x *Rejection) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[18]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1319,7 +2191,7 @@ func (x *Rejection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rejection.ProtoReflect.Descriptor instead.
 func (*Rejection) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{18}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Rejection) GetKind() uint32 {
@@ -1357,6 +2229,20 @@ func (x *Rejection) GetAvailableBaseUnits() int64 {
 	return 0
 }
 
+func (x *Rejection) GetModRevision() uint64 {
+	if x != nil {
+		return x.ModRevision
+	}
+	return 0
+}
+
+func (x *Rejection) GetAvailableSkuUnits() int64 {
+	if x != nil {
+		return x.AvailableSkuUnits
+	}
+	return 0
+}
+
 // SnapshotRecord is one record of the canonical snapshot stream. Records are
 // written in a fixed order and sorted by key within each kind, so equal state
 // gives an equal stream.
@@ -1374,6 +2260,10 @@ type SnapshotRecord struct {
 	//	*SnapshotRecord_Delta
 	//	*SnapshotRecord_Order
 	//	*SnapshotRecord_Node
+	//	*SnapshotRecord_Sku
+	//	*SnapshotRecord_LocationGroup
+	//	*SnapshotRecord_Incoming
+	//	*SnapshotRecord_ReleaseAll
 	Kind          isSnapshotRecord_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1381,7 +2271,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[19]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1393,7 +2283,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[19]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1406,7 +2296,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{19}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SnapshotRecord) GetKind() isSnapshotRecord_Kind {
@@ -1506,6 +2396,42 @@ func (x *SnapshotRecord) GetNode() *NodeRecord {
 	return nil
 }
 
+func (x *SnapshotRecord) GetSku() *SkuRecord {
+	if x != nil {
+		if x, ok := x.Kind.(*SnapshotRecord_Sku); ok {
+			return x.Sku
+		}
+	}
+	return nil
+}
+
+func (x *SnapshotRecord) GetLocationGroup() *LocationGroupRecord {
+	if x != nil {
+		if x, ok := x.Kind.(*SnapshotRecord_LocationGroup); ok {
+			return x.LocationGroup
+		}
+	}
+	return nil
+}
+
+func (x *SnapshotRecord) GetIncoming() *IncomingRecord {
+	if x != nil {
+		if x, ok := x.Kind.(*SnapshotRecord_Incoming); ok {
+			return x.Incoming
+		}
+	}
+	return nil
+}
+
+func (x *SnapshotRecord) GetReleaseAll() *ReleaseAllRecord {
+	if x != nil {
+		if x, ok := x.Kind.(*SnapshotRecord_ReleaseAll); ok {
+			return x.ReleaseAll
+		}
+	}
+	return nil
+}
+
 type isSnapshotRecord_Kind interface {
 	isSnapshotRecord_Kind()
 }
@@ -1550,6 +2476,22 @@ type SnapshotRecord_Node struct {
 	Node *NodeRecord `protobuf:"bytes,10,opt,name=node,proto3,oneof"`
 }
 
+type SnapshotRecord_Sku struct {
+	Sku *SkuRecord `protobuf:"bytes,11,opt,name=sku,proto3,oneof"`
+}
+
+type SnapshotRecord_LocationGroup struct {
+	LocationGroup *LocationGroupRecord `protobuf:"bytes,12,opt,name=location_group,json=locationGroup,proto3,oneof"`
+}
+
+type SnapshotRecord_Incoming struct {
+	Incoming *IncomingRecord `protobuf:"bytes,13,opt,name=incoming,proto3,oneof"`
+}
+
+type SnapshotRecord_ReleaseAll struct {
+	ReleaseAll *ReleaseAllRecord `protobuf:"bytes,14,opt,name=release_all,json=releaseAll,proto3,oneof"`
+}
+
 func (*SnapshotRecord_Meta) isSnapshotRecord_Kind() {}
 
 func (*SnapshotRecord_Location) isSnapshotRecord_Kind() {}
@@ -1570,6 +2512,272 @@ func (*SnapshotRecord_Order) isSnapshotRecord_Kind() {}
 
 func (*SnapshotRecord_Node) isSnapshotRecord_Kind() {}
 
+func (*SnapshotRecord_Sku) isSnapshotRecord_Kind() {}
+
+func (*SnapshotRecord_LocationGroup) isSnapshotRecord_Kind() {}
+
+func (*SnapshotRecord_Incoming) isSnapshotRecord_Kind() {}
+
+func (*SnapshotRecord_ReleaseAll) isSnapshotRecord_Kind() {}
+
+type SkuRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sku           string                 `protobuf:"bytes,1,opt,name=sku,proto3" json:"sku,omitempty"`
+	Item          string                 `protobuf:"bytes,2,opt,name=item,proto3" json:"item,omitempty"`
+	Factor        int64                  `protobuf:"varint,3,opt,name=factor,proto3" json:"factor,omitempty"`
+	ModRevision   uint64                 `protobuf:"varint,4,opt,name=mod_revision,json=modRevision,proto3" json:"mod_revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SkuRecord) Reset() {
+	*x = SkuRecord{}
+	mi := &file_stockd_log_v1_log_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SkuRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SkuRecord) ProtoMessage() {}
+
+func (x *SkuRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_log_v1_log_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SkuRecord.ProtoReflect.Descriptor instead.
+func (*SkuRecord) Descriptor() ([]byte, []int) {
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *SkuRecord) GetSku() string {
+	if x != nil {
+		return x.Sku
+	}
+	return ""
+}
+
+func (x *SkuRecord) GetItem() string {
+	if x != nil {
+		return x.Item
+	}
+	return ""
+}
+
+func (x *SkuRecord) GetFactor() int64 {
+	if x != nil {
+		return x.Factor
+	}
+	return 0
+}
+
+func (x *SkuRecord) GetModRevision() uint64 {
+	if x != nil {
+		return x.ModRevision
+	}
+	return 0
+}
+
+type LocationGroupRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Locations     []string               `protobuf:"bytes,2,rep,name=locations,proto3" json:"locations,omitempty"`
+	ModRevision   uint64                 `protobuf:"varint,3,opt,name=mod_revision,json=modRevision,proto3" json:"mod_revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LocationGroupRecord) Reset() {
+	*x = LocationGroupRecord{}
+	mi := &file_stockd_log_v1_log_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LocationGroupRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LocationGroupRecord) ProtoMessage() {}
+
+func (x *LocationGroupRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_log_v1_log_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LocationGroupRecord.ProtoReflect.Descriptor instead.
+func (*LocationGroupRecord) Descriptor() ([]byte, []int) {
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *LocationGroupRecord) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *LocationGroupRecord) GetLocations() []string {
+	if x != nil {
+		return x.Locations
+	}
+	return nil
+}
+
+func (x *LocationGroupRecord) GetModRevision() uint64 {
+	if x != nil {
+		return x.ModRevision
+	}
+	return 0
+}
+
+type IncomingRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Line  *IncomingLine          `protobuf:"bytes,1,opt,name=line,proto3" json:"line,omitempty"`
+	// Units held by backorders waiting on the line.
+	BackorderedBaseUnits int64 `protobuf:"varint,2,opt,name=backordered_base_units,json=backorderedBaseUnits,proto3" json:"backordered_base_units,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *IncomingRecord) Reset() {
+	*x = IncomingRecord{}
+	mi := &file_stockd_log_v1_log_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IncomingRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IncomingRecord) ProtoMessage() {}
+
+func (x *IncomingRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_log_v1_log_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IncomingRecord.ProtoReflect.Descriptor instead.
+func (*IncomingRecord) Descriptor() ([]byte, []int) {
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *IncomingRecord) GetLine() *IncomingLine {
+	if x != nil {
+		return x.Line
+	}
+	return nil
+}
+
+func (x *IncomingRecord) GetBackorderedBaseUnits() int64 {
+	if x != nil {
+		return x.BackorderedBaseUnits
+	}
+	return 0
+}
+
+// ReleaseAllRecord remembers a ReleaseAll's answer for retries.
+type ReleaseAllRecord struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Channel           string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	ReleaseAllId      string                 `protobuf:"bytes,2,opt,name=release_all_id,json=releaseAllId,proto3" json:"release_all_id,omitempty"`
+	Released          uint32                 `protobuf:"varint,3,opt,name=released,proto3" json:"released,omitempty"`
+	PruneSeq          uint64                 `protobuf:"varint,4,opt,name=prune_seq,json=pruneSeq,proto3" json:"prune_seq,omitempty"`
+	PrunableUnixNanos int64                  `protobuf:"varint,5,opt,name=prunable_unix_nanos,json=prunableUnixNanos,proto3" json:"prunable_unix_nanos,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *ReleaseAllRecord) Reset() {
+	*x = ReleaseAllRecord{}
+	mi := &file_stockd_log_v1_log_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseAllRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseAllRecord) ProtoMessage() {}
+
+func (x *ReleaseAllRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_log_v1_log_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseAllRecord.ProtoReflect.Descriptor instead.
+func (*ReleaseAllRecord) Descriptor() ([]byte, []int) {
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ReleaseAllRecord) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *ReleaseAllRecord) GetReleaseAllId() string {
+	if x != nil {
+		return x.ReleaseAllId
+	}
+	return ""
+}
+
+func (x *ReleaseAllRecord) GetReleased() uint32 {
+	if x != nil {
+		return x.Released
+	}
+	return 0
+}
+
+func (x *ReleaseAllRecord) GetPruneSeq() uint64 {
+	if x != nil {
+		return x.PruneSeq
+	}
+	return 0
+}
+
+func (x *ReleaseAllRecord) GetPrunableUnixNanos() int64 {
+	if x != nil {
+		return x.PrunableUnixNanos
+	}
+	return 0
+}
+
 type SnapshotMeta struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AppliedIndex  uint64                 `protobuf:"varint,1,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
@@ -1584,7 +2792,7 @@ type SnapshotMeta struct {
 
 func (x *SnapshotMeta) Reset() {
 	*x = SnapshotMeta{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[20]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1596,7 +2804,7 @@ func (x *SnapshotMeta) String() string {
 func (*SnapshotMeta) ProtoMessage() {}
 
 func (x *SnapshotMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[20]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1609,7 +2817,7 @@ func (x *SnapshotMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotMeta.ProtoReflect.Descriptor instead.
 func (*SnapshotMeta) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{20}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SnapshotMeta) GetAppliedIndex() uint64 {
@@ -1666,7 +2874,7 @@ type NodeRecord struct {
 
 func (x *NodeRecord) Reset() {
 	*x = NodeRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[21]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1678,7 +2886,7 @@ func (x *NodeRecord) String() string {
 func (*NodeRecord) ProtoMessage() {}
 
 func (x *NodeRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[21]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1691,7 +2899,7 @@ func (x *NodeRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRecord.ProtoReflect.Descriptor instead.
 func (*NodeRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{21}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *NodeRecord) GetId() string {
@@ -1732,7 +2940,7 @@ type LocationRecord struct {
 
 func (x *LocationRecord) Reset() {
 	*x = LocationRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[22]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1744,7 +2952,7 @@ func (x *LocationRecord) String() string {
 func (*LocationRecord) ProtoMessage() {}
 
 func (x *LocationRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[22]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1757,7 +2965,7 @@ func (x *LocationRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocationRecord.ProtoReflect.Descriptor instead.
 func (*LocationRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{22}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *LocationRecord) GetId() string {
@@ -1779,13 +2987,16 @@ type ChannelRecord struct {
 	Id                     string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Locations              []string               `protobuf:"bytes,2,rep,name=locations,proto3" json:"locations,omitempty"`
 	DefaultBufferBaseUnits int64                  `protobuf:"varint,3,opt,name=default_buffer_base_units,json=defaultBufferBaseUnits,proto3" json:"default_buffer_base_units,omitempty"`
+	LocationGroup          string                 `protobuf:"bytes,4,opt,name=location_group,json=locationGroup,proto3" json:"location_group,omitempty"`
+	RequireSkuMapping      bool                   `protobuf:"varint,5,opt,name=require_sku_mapping,json=requireSkuMapping,proto3" json:"require_sku_mapping,omitempty"`
+	ModRevision            uint64                 `protobuf:"varint,6,opt,name=mod_revision,json=modRevision,proto3" json:"mod_revision,omitempty"`
 	unknownFields          protoimpl.UnknownFields
 	sizeCache              protoimpl.SizeCache
 }
 
 func (x *ChannelRecord) Reset() {
 	*x = ChannelRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[23]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1797,7 +3008,7 @@ func (x *ChannelRecord) String() string {
 func (*ChannelRecord) ProtoMessage() {}
 
 func (x *ChannelRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[23]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1810,7 +3021,7 @@ func (x *ChannelRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelRecord.ProtoReflect.Descriptor instead.
 func (*ChannelRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{23}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ChannelRecord) GetId() string {
@@ -1834,6 +3045,27 @@ func (x *ChannelRecord) GetDefaultBufferBaseUnits() int64 {
 	return 0
 }
 
+func (x *ChannelRecord) GetLocationGroup() string {
+	if x != nil {
+		return x.LocationGroup
+	}
+	return ""
+}
+
+func (x *ChannelRecord) GetRequireSkuMapping() bool {
+	if x != nil {
+		return x.RequireSkuMapping
+	}
+	return false
+}
+
+func (x *ChannelRecord) GetModRevision() uint64 {
+	if x != nil {
+		return x.ModRevision
+	}
+	return 0
+}
+
 type BufferRecord struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Item            string                 `protobuf:"bytes,1,opt,name=item,proto3" json:"item,omitempty"`
@@ -1846,7 +3078,7 @@ type BufferRecord struct {
 
 func (x *BufferRecord) Reset() {
 	*x = BufferRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[24]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1858,7 +3090,7 @@ func (x *BufferRecord) String() string {
 func (*BufferRecord) ProtoMessage() {}
 
 func (x *BufferRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[24]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1871,7 +3103,7 @@ func (x *BufferRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BufferRecord.ProtoReflect.Descriptor instead.
 func (*BufferRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{24}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *BufferRecord) GetItem() string {
@@ -1910,13 +3142,15 @@ type CounterRecord struct {
 	ReservedBaseUnits  int64                  `protobuf:"varint,4,opt,name=reserved_base_units,json=reservedBaseUnits,proto3" json:"reserved_base_units,omitempty"`
 	CommittedBaseUnits int64                  `protobuf:"varint,5,opt,name=committed_base_units,json=committedBaseUnits,proto3" json:"committed_base_units,omitempty"`
 	Version            uint64                 `protobuf:"varint,6,opt,name=version,proto3" json:"version,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The last revision that changed this counter or a buffer rule of its item.
+	ModRevision   uint64 `protobuf:"varint,7,opt,name=mod_revision,json=modRevision,proto3" json:"mod_revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CounterRecord) Reset() {
 	*x = CounterRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[25]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1928,7 +3162,7 @@ func (x *CounterRecord) String() string {
 func (*CounterRecord) ProtoMessage() {}
 
 func (x *CounterRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[25]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1941,7 +3175,7 @@ func (x *CounterRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CounterRecord.ProtoReflect.Descriptor instead.
 func (*CounterRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{25}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *CounterRecord) GetItem() string {
@@ -1986,17 +3220,26 @@ func (x *CounterRecord) GetVersion() uint64 {
 	return 0
 }
 
+func (x *CounterRecord) GetModRevision() uint64 {
+	if x != nil {
+		return x.ModRevision
+	}
+	return 0
+}
+
 type AllocationRecord struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	Location          string                 `protobuf:"bytes,1,opt,name=location,proto3" json:"location,omitempty"`
 	QuantityBaseUnits int64                  `protobuf:"varint,2,opt,name=quantity_base_units,json=quantityBaseUnits,proto3" json:"quantity_base_units,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// A backorder: the incoming line the units wait for.
+	PoLineId      string `protobuf:"bytes,3,opt,name=po_line_id,json=poLineId,proto3" json:"po_line_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AllocationRecord) Reset() {
 	*x = AllocationRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[26]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2008,7 +3251,7 @@ func (x *AllocationRecord) String() string {
 func (*AllocationRecord) ProtoMessage() {}
 
 func (x *AllocationRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[26]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2021,7 +3264,7 @@ func (x *AllocationRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocationRecord.ProtoReflect.Descriptor instead.
 func (*AllocationRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{26}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *AllocationRecord) GetLocation() string {
@@ -2038,6 +3281,13 @@ func (x *AllocationRecord) GetQuantityBaseUnits() int64 {
 	return 0
 }
 
+func (x *AllocationRecord) GetPoLineId() string {
+	if x != nil {
+		return x.PoLineId
+	}
+	return ""
+}
+
 type ReservationLineRecord struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	Sku              string                 `protobuf:"bytes,1,opt,name=sku,proto3" json:"sku,omitempty"`
@@ -2051,7 +3301,7 @@ type ReservationLineRecord struct {
 
 func (x *ReservationLineRecord) Reset() {
 	*x = ReservationLineRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[27]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2063,7 +3313,7 @@ func (x *ReservationLineRecord) String() string {
 func (*ReservationLineRecord) ProtoMessage() {}
 
 func (x *ReservationLineRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[27]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2076,7 +3326,7 @@ func (x *ReservationLineRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReservationLineRecord.ProtoReflect.Descriptor instead.
 func (*ReservationLineRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{27}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ReservationLineRecord) GetSku() string {
@@ -2129,13 +3379,15 @@ type ReservationRecord struct {
 	// Position in the prune queue (0: not queued, the hold is live).
 	PruneSeq          uint64 `protobuf:"varint,10,opt,name=prune_seq,json=pruneSeq,proto3" json:"prune_seq,omitempty"`
 	PrunableUnixNanos int64  `protobuf:"varint,11,opt,name=prunable_unix_nanos,json=prunableUnixNanos,proto3" json:"prunable_unix_nanos,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Extends and partial releases applied, to answer their retries.
+	Ops           []*OpRecord `protobuf:"bytes,12,rep,name=ops,proto3" json:"ops,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReservationRecord) Reset() {
 	*x = ReservationRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[28]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2147,7 +3399,7 @@ func (x *ReservationRecord) String() string {
 func (*ReservationRecord) ProtoMessage() {}
 
 func (x *ReservationRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[28]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2160,7 +3412,7 @@ func (x *ReservationRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReservationRecord.ProtoReflect.Descriptor instead.
 func (*ReservationRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{28}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ReservationRecord) GetChannel() string {
@@ -2240,6 +3492,92 @@ func (x *ReservationRecord) GetPrunableUnixNanos() int64 {
 	return 0
 }
 
+func (x *ReservationRecord) GetOps() []*OpRecord {
+	if x != nil {
+		return x.Ops
+	}
+	return nil
+}
+
+// OpRecord is an Extend or partial Release applied to a reservation.
+type OpRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1: extend, 2: partial release.
+	Kind     uint32         `protobuf:"varint,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Id       string         `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	TtlNanos int64          `protobuf:"varint,3,opt,name=ttl_nanos,json=ttlNanos,proto3" json:"ttl_nanos,omitempty"`
+	Lines    []*ReleaseLine `protobuf:"bytes,4,rep,name=lines,proto3" json:"lines,omitempty"`
+	// What the op answered: the deadline after it.
+	ExpiresUnixNanos int64 `protobuf:"varint,5,opt,name=expires_unix_nanos,json=expiresUnixNanos,proto3" json:"expires_unix_nanos,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *OpRecord) Reset() {
+	*x = OpRecord{}
+	mi := &file_stockd_log_v1_log_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpRecord) ProtoMessage() {}
+
+func (x *OpRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_log_v1_log_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpRecord.ProtoReflect.Descriptor instead.
+func (*OpRecord) Descriptor() ([]byte, []int) {
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *OpRecord) GetKind() uint32 {
+	if x != nil {
+		return x.Kind
+	}
+	return 0
+}
+
+func (x *OpRecord) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *OpRecord) GetTtlNanos() int64 {
+	if x != nil {
+		return x.TtlNanos
+	}
+	return 0
+}
+
+func (x *OpRecord) GetLines() []*ReleaseLine {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
+func (x *OpRecord) GetExpiresUnixNanos() int64 {
+	if x != nil {
+		return x.ExpiresUnixNanos
+	}
+	return 0
+}
+
 // RefusalRecord remembers a refused Reserve so a retry gets the same refusal.
 type RefusalRecord struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
@@ -2253,7 +3591,7 @@ type RefusalRecord struct {
 
 func (x *RefusalRecord) Reset() {
 	*x = RefusalRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[29]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2265,7 +3603,7 @@ func (x *RefusalRecord) String() string {
 func (*RefusalRecord) ProtoMessage() {}
 
 func (x *RefusalRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[29]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2278,7 +3616,7 @@ func (x *RefusalRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefusalRecord.ProtoReflect.Descriptor instead.
 func (*RefusalRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{29}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RefusalRecord) GetRequest() *Reserve {
@@ -2325,7 +3663,7 @@ type DeltaRecord struct {
 
 func (x *DeltaRecord) Reset() {
 	*x = DeltaRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[30]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2337,7 +3675,7 @@ func (x *DeltaRecord) String() string {
 func (*DeltaRecord) ProtoMessage() {}
 
 func (x *DeltaRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[30]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2350,7 +3688,7 @@ func (x *DeltaRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeltaRecord.ProtoReflect.Descriptor instead.
 func (*DeltaRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{30}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *DeltaRecord) GetRow() *StockAdjustment {
@@ -2407,13 +3745,15 @@ type OrderLineRecord struct {
 	Item              string                 `protobuf:"bytes,1,opt,name=item,proto3" json:"item,omitempty"`
 	Location          string                 `protobuf:"bytes,2,opt,name=location,proto3" json:"location,omitempty"`
 	QuantityBaseUnits int64                  `protobuf:"varint,3,opt,name=quantity_base_units,json=quantityBaseUnits,proto3" json:"quantity_base_units,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Set while the units wait for this incoming line (not yet committed).
+	PoLineId      string `protobuf:"bytes,4,opt,name=po_line_id,json=poLineId,proto3" json:"po_line_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *OrderLineRecord) Reset() {
 	*x = OrderLineRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[31]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2425,7 +3765,7 @@ func (x *OrderLineRecord) String() string {
 func (*OrderLineRecord) ProtoMessage() {}
 
 func (x *OrderLineRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[31]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2438,7 +3778,7 @@ func (x *OrderLineRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderLineRecord.ProtoReflect.Descriptor instead.
 func (*OrderLineRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{31}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *OrderLineRecord) GetItem() string {
@@ -2462,6 +3802,13 @@ func (x *OrderLineRecord) GetQuantityBaseUnits() int64 {
 	return 0
 }
 
+func (x *OrderLineRecord) GetPoLineId() string {
+	if x != nil {
+		return x.PoLineId
+	}
+	return ""
+}
+
 type OrderRecord struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
@@ -2470,14 +3817,16 @@ type OrderRecord struct {
 	OrderRef      string                 `protobuf:"bytes,4,opt,name=order_ref,json=orderRef,proto3" json:"order_ref,omitempty"`
 	Lines         []*OrderLineRecord     `protobuf:"bytes,5,rep,name=lines,proto3" json:"lines,omitempty"`
 	// True once the absorbed mark passed the order: its units left committed.
-	Absorbed      bool `protobuf:"varint,6,opt,name=absorbed,proto3" json:"absorbed,omitempty"`
+	Absorbed bool `protobuf:"varint,6,opt,name=absorbed,proto3" json:"absorbed,omitempty"`
+	// True once the order was cancelled before being absorbed.
+	Cancelled     bool `protobuf:"varint,7,opt,name=cancelled,proto3" json:"cancelled,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *OrderRecord) Reset() {
 	*x = OrderRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[32]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2489,7 +3838,7 @@ func (x *OrderRecord) String() string {
 func (*OrderRecord) ProtoMessage() {}
 
 func (x *OrderRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[32]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2502,7 +3851,7 @@ func (x *OrderRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderRecord.ProtoReflect.Descriptor instead.
 func (*OrderRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{32}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *OrderRecord) GetSeq() uint64 {
@@ -2547,6 +3896,13 @@ func (x *OrderRecord) GetAbsorbed() bool {
 	return false
 }
 
+func (x *OrderRecord) GetCancelled() bool {
+	if x != nil {
+		return x.Cancelled
+	}
+	return false
+}
+
 var File_stockd_log_v1_log_proto protoreflect.FileDescriptor
 
 const file_stockd_log_v1_log_proto_rawDesc = "" +
@@ -2555,7 +3911,8 @@ const file_stockd_log_v1_log_proto_rawDesc = "" +
 	"\x05Entry\x12&\n" +
 	"\x0ftime_unix_nanos\x18\x01 \x01(\x03R\rtimeUnixNanos\x12'\n" +
 	"\x0ffeature_version\x18\x02 \x01(\rR\x0efeatureVersion\x122\n" +
-	"\bcommands\x18\x03 \x03(\v2\x16.stockd.log.v1.CommandR\bcommands\"\xfe\x04\n" +
+	"\bcommands\x18\x03 \x03(\v2\x16.stockd.log.v1.CommandR\bcommands\"\x98\n" +
+	"\n" +
 	"\aCommand\x122\n" +
 	"\areserve\x18\x01 \x01(\v2\x16.stockd.log.v1.ReserveH\x00R\areserve\x122\n" +
 	"\aconfirm\x18\x02 \x01(\v2\x16.stockd.log.v1.ConfirmH\x00R\aconfirm\x122\n" +
@@ -2571,12 +3928,26 @@ const file_stockd_log_v1_log_proto_rawDesc = "" +
 	"\bput_node\x18\n" +
 	" \x01(\v2\x16.stockd.log.v1.PutNodeH\x00R\aputNode\x12<\n" +
 	"\vremove_node\x18\v \x01(\v2\x19.stockd.log.v1.RemoveNodeH\x00R\n" +
-	"removeNodeB\x06\n" +
-	"\x04kind\"i\n" +
+	"removeNode\x120\n" +
+	"\aput_sku\x18\f \x01(\v2\x15.stockd.log.v1.PutSkuH\x00R\x06putSku\x129\n" +
+	"\n" +
+	"delete_sku\x18\r \x01(\v2\x18.stockd.log.v1.DeleteSkuH\x00R\tdeleteSku\x12O\n" +
+	"\x12put_location_group\x18\x0e \x01(\v2\x1f.stockd.log.v1.PutLocationGroupH\x00R\x10putLocationGroup\x12X\n" +
+	"\x15delete_location_group\x18\x0f \x01(\v2\".stockd.log.v1.DeleteLocationGroupH\x00R\x13deleteLocationGroup\x12H\n" +
+	"\x0fdelete_location\x18\x10 \x01(\v2\x1d.stockd.log.v1.DeleteLocationH\x00R\x0edeleteLocation\x12E\n" +
+	"\x0edelete_channel\x18\x11 \x01(\v2\x1c.stockd.log.v1.DeleteChannelH\x00R\rdeleteChannel\x12/\n" +
+	"\x06extend\x18\x12 \x01(\v2\x15.stockd.log.v1.ExtendH\x00R\x06extend\x12?\n" +
+	"\fcancel_order\x18\x13 \x01(\v2\x1a.stockd.log.v1.CancelOrderH\x00R\vcancelOrder\x12<\n" +
+	"\vrelease_all\x18\x14 \x01(\v2\x19.stockd.log.v1.ReleaseAllH\x00R\n" +
+	"releaseAll\x12?\n" +
+	"\fset_incoming\x18\x15 \x01(\v2\x1a.stockd.log.v1.SetIncomingH\x00R\vsetIncomingB\x06\n" +
+	"\x04kind\"\xc6\x01\n" +
 	"\vReserveLine\x12\x10\n" +
 	"\x03sku\x18\x01 \x01(\tR\x03sku\x12,\n" +
 	"\x12quantity_sku_units\x18\x02 \x01(\x03R\x10quantitySkuUnits\x12\x1a\n" +
-	"\blocation\x18\x03 \x01(\tR\blocation\"\x99\x01\n" +
+	"\blocation\x18\x03 \x01(\tR\blocation\x122\n" +
+	"\x15expected_mod_revision\x18\x04 \x01(\x04R\x13expectedModRevision\x12'\n" +
+	"\x0fallow_backorder\x18\x05 \x01(\bR\x0eallowBackorder\"\x99\x01\n" +
 	"\aReserve\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12%\n" +
 	"\x0ereservation_id\x18\x02 \x01(\tR\rreservationId\x120\n" +
@@ -2585,10 +3956,54 @@ const file_stockd_log_v1_log_proto_rawDesc = "" +
 	"\aConfirm\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12%\n" +
 	"\x0ereservation_id\x18\x02 \x01(\tR\rreservationId\x12\x1b\n" +
-	"\torder_ref\x18\x03 \x01(\tR\borderRef\"J\n" +
+	"\torder_ref\x18\x03 \x01(\tR\borderRef\"\x9b\x01\n" +
 	"\aRelease\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12%\n" +
-	"\x0ereservation_id\x18\x02 \x01(\tR\rreservationId\"\x83\x01\n" +
+	"\x0ereservation_id\x18\x02 \x01(\tR\rreservationId\x120\n" +
+	"\x05lines\x18\x03 \x03(\v2\x1a.stockd.log.v1.ReleaseLineR\x05lines\x12\x1d\n" +
+	"\n" +
+	"release_id\x18\x04 \x01(\tR\treleaseId\"O\n" +
+	"\vReleaseLine\x12\x12\n" +
+	"\x04line\x18\x01 \x01(\rR\x04line\x12,\n" +
+	"\x12quantity_sku_units\x18\x02 \x01(\x03R\x10quantitySkuUnits\"\x83\x01\n" +
+	"\x06Extend\x12\x18\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\x12%\n" +
+	"\x0ereservation_id\x18\x02 \x01(\tR\rreservationId\x12\x1b\n" +
+	"\textend_id\x18\x03 \x01(\tR\bextendId\x12\x1b\n" +
+	"\tttl_nanos\x18\x04 \x01(\x03R\bttlNanos\"N\n" +
+	"\vCancelOrder\x12\x18\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\x12%\n" +
+	"\x0ereservation_id\x18\x02 \x01(\tR\rreservationId\"L\n" +
+	"\n" +
+	"ReleaseAll\x12\x18\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\x12$\n" +
+	"\x0erelease_all_id\x18\x02 \x01(\tR\freleaseAllId\"F\n" +
+	"\x06PutSku\x12\x10\n" +
+	"\x03sku\x18\x01 \x01(\tR\x03sku\x12\x12\n" +
+	"\x04item\x18\x02 \x01(\tR\x04item\x12\x16\n" +
+	"\x06factor\x18\x03 \x01(\x03R\x06factor\"\x1d\n" +
+	"\tDeleteSku\x12\x10\n" +
+	"\x03sku\x18\x01 \x01(\tR\x03sku\"@\n" +
+	"\x10PutLocationGroup\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
+	"\tlocations\x18\x02 \x03(\tR\tlocations\"%\n" +
+	"\x13DeleteLocationGroup\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\" \n" +
+	"\x0eDeleteLocation\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x1f\n" +
+	"\rDeleteChannel\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xfc\x01\n" +
+	"\fIncomingLine\x12\x1c\n" +
+	"\n" +
+	"po_line_id\x18\x01 \x01(\tR\bpoLineId\x12\x12\n" +
+	"\x04item\x18\x02 \x01(\tR\x04item\x12\x1a\n" +
+	"\blocation\x18\x03 \x01(\tR\blocation\x12.\n" +
+	"\x13quantity_base_units\x18\x04 \x01(\x03R\x11quantityBaseUnits\x12.\n" +
+	"\x13received_base_units\x18\x05 \x01(\x03R\x11receivedBaseUnits\x12$\n" +
+	"\x0eeta_unix_nanos\x18\x06 \x01(\x03R\fetaUnixNanos\x12\x18\n" +
+	"\aversion\x18\a \x01(\x04R\aversion\"@\n" +
+	"\vSetIncoming\x121\n" +
+	"\x05lines\x18\x01 \x03(\v2\x1b.stockd.log.v1.IncomingLineR\x05lines\"\x83\x01\n" +
 	"\n" +
 	"StockCount\x12\x12\n" +
 	"\x04item\x18\x01 \x01(\tR\x04item\x12\x1a\n" +
@@ -2609,12 +4024,14 @@ const file_stockd_log_v1_log_proto_rawDesc = "" +
 	"\x04rows\x18\x01 \x03(\v2\x1e.stockd.log.v1.StockAdjustmentR\x04rows\"1\n" +
 	"\vPutLocation\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\"u\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"\xcc\x01\n" +
 	"\n" +
 	"PutChannel\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
 	"\tlocations\x18\x02 \x03(\tR\tlocations\x129\n" +
-	"\x19default_buffer_base_units\x18\x03 \x01(\x03R\x16defaultBufferBaseUnits\"\x81\x01\n" +
+	"\x19default_buffer_base_units\x18\x03 \x01(\x03R\x16defaultBufferBaseUnits\x12%\n" +
+	"\x0elocation_group\x18\x04 \x01(\tR\rlocationGroup\x12.\n" +
+	"\x13require_sku_mapping\x18\x05 \x01(\bR\x11requireSkuMapping\"\x81\x01\n" +
 	"\tSetBuffer\x12\x12\n" +
 	"\x04item\x18\x01 \x01(\tR\x04item\x12\x18\n" +
 	"\achannel\x18\x02 \x01(\tR\achannel\x12\x1a\n" +
@@ -2628,23 +4045,26 @@ const file_stockd_log_v1_log_proto_rawDesc = "" +
 	"\x0ffeature_version\x18\x04 \x01(\rR\x0efeatureVersion\"\x1c\n" +
 	"\n" +
 	"RemoveNode\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xdb\x01\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xf1\x01\n" +
 	"\rCommandResult\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\x126\n" +
 	"\trejection\x18\x02 \x01(\v2\x18.stockd.log.v1.RejectionR\trejection\x12B\n" +
 	"\vreservation\x18\x03 \x01(\v2 .stockd.log.v1.ReservationRecordR\vreservation\x122\n" +
-	"\x04rows\x18\x04 \x03(\v2\x1e.stockd.log.v1.RowResultRecordR\x04rows\"\x88\x01\n" +
+	"\x04rows\x18\x04 \x03(\v2\x1e.stockd.log.v1.RowResultRecordR\x04rows\x12\x14\n" +
+	"\x05count\x18\x05 \x01(\rR\x05count\"\x88\x01\n" +
 	"\x0fRowResultRecord\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\rR\x06status\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\x04R\aversion\x12+\n" +
-	"\x12on_hand_base_units\x18\x04 \x01(\x03R\x0fonHandBaseUnits\"\xb1\x01\n" +
+	"\x12on_hand_base_units\x18\x04 \x01(\x03R\x0fonHandBaseUnits\"\x84\x02\n" +
 	"\tRejection\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\rR\x04kind\x12\x14\n" +
 	"\x05field\x18\x02 \x01(\tR\x05field\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x120\n" +
 	"\x14requested_base_units\x18\x04 \x01(\x03R\x12requestedBaseUnits\x120\n" +
-	"\x14available_base_units\x18\x05 \x01(\x03R\x12availableBaseUnits\"\xcc\x04\n" +
+	"\x14available_base_units\x18\x05 \x01(\x03R\x12availableBaseUnits\x12!\n" +
+	"\fmod_revision\x18\x06 \x01(\x04R\vmodRevision\x12.\n" +
+	"\x13available_sku_units\x18\a \x01(\x03R\x11availableSkuUnits\"\xc8\x06\n" +
 	"\x0eSnapshotRecord\x121\n" +
 	"\x04meta\x18\x01 \x01(\v2\x1b.stockd.log.v1.SnapshotMetaH\x00R\x04meta\x12;\n" +
 	"\blocation\x18\x02 \x01(\v2\x1d.stockd.log.v1.LocationRecordH\x00R\blocation\x128\n" +
@@ -2656,8 +4076,31 @@ const file_stockd_log_v1_log_proto_rawDesc = "" +
 	"\x05delta\x18\b \x01(\v2\x1a.stockd.log.v1.DeltaRecordH\x00R\x05delta\x122\n" +
 	"\x05order\x18\t \x01(\v2\x1a.stockd.log.v1.OrderRecordH\x00R\x05order\x12/\n" +
 	"\x04node\x18\n" +
-	" \x01(\v2\x19.stockd.log.v1.NodeRecordH\x00R\x04nodeB\x06\n" +
-	"\x04kind\"\xe4\x01\n" +
+	" \x01(\v2\x19.stockd.log.v1.NodeRecordH\x00R\x04node\x12,\n" +
+	"\x03sku\x18\v \x01(\v2\x18.stockd.log.v1.SkuRecordH\x00R\x03sku\x12K\n" +
+	"\x0elocation_group\x18\f \x01(\v2\".stockd.log.v1.LocationGroupRecordH\x00R\rlocationGroup\x12;\n" +
+	"\bincoming\x18\r \x01(\v2\x1d.stockd.log.v1.IncomingRecordH\x00R\bincoming\x12B\n" +
+	"\vrelease_all\x18\x0e \x01(\v2\x1f.stockd.log.v1.ReleaseAllRecordH\x00R\n" +
+	"releaseAllB\x06\n" +
+	"\x04kind\"l\n" +
+	"\tSkuRecord\x12\x10\n" +
+	"\x03sku\x18\x01 \x01(\tR\x03sku\x12\x12\n" +
+	"\x04item\x18\x02 \x01(\tR\x04item\x12\x16\n" +
+	"\x06factor\x18\x03 \x01(\x03R\x06factor\x12!\n" +
+	"\fmod_revision\x18\x04 \x01(\x04R\vmodRevision\"f\n" +
+	"\x13LocationGroupRecord\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
+	"\tlocations\x18\x02 \x03(\tR\tlocations\x12!\n" +
+	"\fmod_revision\x18\x03 \x01(\x04R\vmodRevision\"w\n" +
+	"\x0eIncomingRecord\x12/\n" +
+	"\x04line\x18\x01 \x01(\v2\x1b.stockd.log.v1.IncomingLineR\x04line\x124\n" +
+	"\x16backordered_base_units\x18\x02 \x01(\x03R\x14backorderedBaseUnits\"\xbb\x01\n" +
+	"\x10ReleaseAllRecord\x12\x18\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\x12$\n" +
+	"\x0erelease_all_id\x18\x02 \x01(\tR\freleaseAllId\x12\x1a\n" +
+	"\breleased\x18\x03 \x01(\rR\breleased\x12\x1b\n" +
+	"\tprune_seq\x18\x04 \x01(\x04R\bpruneSeq\x12.\n" +
+	"\x13prunable_unix_nanos\x18\x05 \x01(\x03R\x11prunableUnixNanos\"\xe4\x01\n" +
 	"\fSnapshotMeta\x12#\n" +
 	"\rapplied_index\x18\x01 \x01(\x04R\fappliedIndex\x12&\n" +
 	"\x0ftime_unix_nanos\x18\x02 \x01(\x03R\rtimeUnixNanos\x12$\n" +
@@ -2673,32 +4116,38 @@ const file_stockd_log_v1_log_proto_rawDesc = "" +
 	"\x0ffeature_version\x18\x04 \x01(\rR\x0efeatureVersion\"4\n" +
 	"\x0eLocationRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\"x\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"\xf2\x01\n" +
 	"\rChannelRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
 	"\tlocations\x18\x02 \x03(\tR\tlocations\x129\n" +
-	"\x19default_buffer_base_units\x18\x03 \x01(\x03R\x16defaultBufferBaseUnits\"\x84\x01\n" +
+	"\x19default_buffer_base_units\x18\x03 \x01(\x03R\x16defaultBufferBaseUnits\x12%\n" +
+	"\x0elocation_group\x18\x04 \x01(\tR\rlocationGroup\x12.\n" +
+	"\x13require_sku_mapping\x18\x05 \x01(\bR\x11requireSkuMapping\x12!\n" +
+	"\fmod_revision\x18\x06 \x01(\x04R\vmodRevision\"\x84\x01\n" +
 	"\fBufferRecord\x12\x12\n" +
 	"\x04item\x18\x01 \x01(\tR\x04item\x12\x18\n" +
 	"\achannel\x18\x02 \x01(\tR\achannel\x12\x1a\n" +
 	"\blocation\x18\x03 \x01(\tR\blocation\x12*\n" +
-	"\x11buffer_base_units\x18\x04 \x01(\x03R\x0fbufferBaseUnits\"\xe8\x01\n" +
+	"\x11buffer_base_units\x18\x04 \x01(\x03R\x0fbufferBaseUnits\"\x8b\x02\n" +
 	"\rCounterRecord\x12\x12\n" +
 	"\x04item\x18\x01 \x01(\tR\x04item\x12\x1a\n" +
 	"\blocation\x18\x02 \x01(\tR\blocation\x12+\n" +
 	"\x12on_hand_base_units\x18\x03 \x01(\x03R\x0fonHandBaseUnits\x12.\n" +
 	"\x13reserved_base_units\x18\x04 \x01(\x03R\x11reservedBaseUnits\x120\n" +
 	"\x14committed_base_units\x18\x05 \x01(\x03R\x12committedBaseUnits\x12\x18\n" +
-	"\aversion\x18\x06 \x01(\x04R\aversion\"^\n" +
+	"\aversion\x18\x06 \x01(\x04R\aversion\x12!\n" +
+	"\fmod_revision\x18\a \x01(\x04R\vmodRevision\"|\n" +
 	"\x10AllocationRecord\x12\x1a\n" +
 	"\blocation\x18\x01 \x01(\tR\blocation\x12.\n" +
-	"\x13quantity_base_units\x18\x02 \x01(\x03R\x11quantityBaseUnits\"\xc6\x01\n" +
+	"\x13quantity_base_units\x18\x02 \x01(\x03R\x11quantityBaseUnits\x12\x1c\n" +
+	"\n" +
+	"po_line_id\x18\x03 \x01(\tR\bpoLineId\"\xc6\x01\n" +
 	"\x15ReservationLineRecord\x12\x10\n" +
 	"\x03sku\x18\x01 \x01(\tR\x03sku\x12\x12\n" +
 	"\x04item\x18\x02 \x01(\tR\x04item\x12,\n" +
 	"\x12quantity_sku_units\x18\x03 \x01(\x03R\x10quantitySkuUnits\x12\x16\n" +
 	"\x06factor\x18\x04 \x01(\x03R\x06factor\x12A\n" +
-	"\vallocations\x18\x05 \x03(\v2\x1f.stockd.log.v1.AllocationRecordR\vallocations\"\xbb\x03\n" +
+	"\vallocations\x18\x05 \x03(\v2\x1f.stockd.log.v1.AllocationRecordR\vallocations\"\xe6\x03\n" +
 	"\x11ReservationRecord\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12%\n" +
 	"\x0ereservation_id\x18\x02 \x01(\tR\rreservationId\x12\x14\n" +
@@ -2711,7 +4160,14 @@ const file_stockd_log_v1_log_proto_rawDesc = "" +
 	"\torder_seq\x18\t \x01(\x04R\borderSeq\x12\x1b\n" +
 	"\tprune_seq\x18\n" +
 	" \x01(\x04R\bpruneSeq\x12.\n" +
-	"\x13prunable_unix_nanos\x18\v \x01(\x03R\x11prunableUnixNanos\"\xc6\x01\n" +
+	"\x13prunable_unix_nanos\x18\v \x01(\x03R\x11prunableUnixNanos\x12)\n" +
+	"\x03ops\x18\f \x03(\v2\x17.stockd.log.v1.OpRecordR\x03ops\"\xab\x01\n" +
+	"\bOpRecord\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\rR\x04kind\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1b\n" +
+	"\tttl_nanos\x18\x03 \x01(\x03R\bttlNanos\x120\n" +
+	"\x05lines\x18\x04 \x03(\v2\x1a.stockd.log.v1.ReleaseLineR\x05lines\x12,\n" +
+	"\x12expires_unix_nanos\x18\x05 \x01(\x03R\x10expiresUnixNanos\"\xc6\x01\n" +
 	"\rRefusalRecord\x120\n" +
 	"\arequest\x18\x01 \x01(\v2\x16.stockd.log.v1.ReserveR\arequest\x126\n" +
 	"\trejection\x18\x02 \x01(\v2\x18.stockd.log.v1.RejectionR\trejection\x12\x1b\n" +
@@ -2724,18 +4180,21 @@ const file_stockd_log_v1_log_proto_rawDesc = "" +
 	"\aversion\x18\x04 \x01(\x04R\aversion\x12+\n" +
 	"\x12on_hand_base_units\x18\x05 \x01(\x03R\x0fonHandBaseUnits\x12\x1b\n" +
 	"\tprune_seq\x18\x06 \x01(\x04R\bpruneSeq\x12.\n" +
-	"\x13prunable_unix_nanos\x18\a \x01(\x03R\x11prunableUnixNanos\"q\n" +
+	"\x13prunable_unix_nanos\x18\a \x01(\x03R\x11prunableUnixNanos\"\x8f\x01\n" +
 	"\x0fOrderLineRecord\x12\x12\n" +
 	"\x04item\x18\x01 \x01(\tR\x04item\x12\x1a\n" +
 	"\blocation\x18\x02 \x01(\tR\blocation\x12.\n" +
-	"\x13quantity_base_units\x18\x03 \x01(\x03R\x11quantityBaseUnits\"\xcf\x01\n" +
+	"\x13quantity_base_units\x18\x03 \x01(\x03R\x11quantityBaseUnits\x12\x1c\n" +
+	"\n" +
+	"po_line_id\x18\x04 \x01(\tR\bpoLineId\"\xed\x01\n" +
 	"\vOrderRecord\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x18\n" +
 	"\achannel\x18\x02 \x01(\tR\achannel\x12%\n" +
 	"\x0ereservation_id\x18\x03 \x01(\tR\rreservationId\x12\x1b\n" +
 	"\torder_ref\x18\x04 \x01(\tR\borderRef\x124\n" +
 	"\x05lines\x18\x05 \x03(\v2\x1e.stockd.log.v1.OrderLineRecordR\x05lines\x12\x1a\n" +
-	"\babsorbed\x18\x06 \x01(\bR\babsorbedB*Z(github.com/stockd/stockd/api/logv1;logv1b\x06proto3"
+	"\babsorbed\x18\x06 \x01(\bR\babsorbed\x12\x1c\n" +
+	"\tcancelled\x18\a \x01(\bR\tcancelledB*Z(github.com/stockd/stockd/api/logv1;logv1b\x06proto3"
 
 var (
 	file_stockd_log_v1_log_proto_rawDescOnce sync.Once
@@ -2749,7 +4208,7 @@ func file_stockd_log_v1_log_proto_rawDescGZIP() []byte {
 	return file_stockd_log_v1_log_proto_rawDescData
 }
 
-var file_stockd_log_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_stockd_log_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_stockd_log_v1_log_proto_goTypes = []any{
 	(*Entry)(nil),                 // 0: stockd.log.v1.Entry
 	(*Command)(nil),               // 1: stockd.log.v1.Command
@@ -2757,75 +4216,111 @@ var file_stockd_log_v1_log_proto_goTypes = []any{
 	(*Reserve)(nil),               // 3: stockd.log.v1.Reserve
 	(*Confirm)(nil),               // 4: stockd.log.v1.Confirm
 	(*Release)(nil),               // 5: stockd.log.v1.Release
-	(*StockCount)(nil),            // 6: stockd.log.v1.StockCount
-	(*SetStock)(nil),              // 7: stockd.log.v1.SetStock
-	(*StockAdjustment)(nil),       // 8: stockd.log.v1.StockAdjustment
-	(*AdjustStock)(nil),           // 9: stockd.log.v1.AdjustStock
-	(*PutLocation)(nil),           // 10: stockd.log.v1.PutLocation
-	(*PutChannel)(nil),            // 11: stockd.log.v1.PutChannel
-	(*SetBuffer)(nil),             // 12: stockd.log.v1.SetBuffer
-	(*Tick)(nil),                  // 13: stockd.log.v1.Tick
-	(*PutNode)(nil),               // 14: stockd.log.v1.PutNode
-	(*RemoveNode)(nil),            // 15: stockd.log.v1.RemoveNode
-	(*CommandResult)(nil),         // 16: stockd.log.v1.CommandResult
-	(*RowResultRecord)(nil),       // 17: stockd.log.v1.RowResultRecord
-	(*Rejection)(nil),             // 18: stockd.log.v1.Rejection
-	(*SnapshotRecord)(nil),        // 19: stockd.log.v1.SnapshotRecord
-	(*SnapshotMeta)(nil),          // 20: stockd.log.v1.SnapshotMeta
-	(*NodeRecord)(nil),            // 21: stockd.log.v1.NodeRecord
-	(*LocationRecord)(nil),        // 22: stockd.log.v1.LocationRecord
-	(*ChannelRecord)(nil),         // 23: stockd.log.v1.ChannelRecord
-	(*BufferRecord)(nil),          // 24: stockd.log.v1.BufferRecord
-	(*CounterRecord)(nil),         // 25: stockd.log.v1.CounterRecord
-	(*AllocationRecord)(nil),      // 26: stockd.log.v1.AllocationRecord
-	(*ReservationLineRecord)(nil), // 27: stockd.log.v1.ReservationLineRecord
-	(*ReservationRecord)(nil),     // 28: stockd.log.v1.ReservationRecord
-	(*RefusalRecord)(nil),         // 29: stockd.log.v1.RefusalRecord
-	(*DeltaRecord)(nil),           // 30: stockd.log.v1.DeltaRecord
-	(*OrderLineRecord)(nil),       // 31: stockd.log.v1.OrderLineRecord
-	(*OrderRecord)(nil),           // 32: stockd.log.v1.OrderRecord
+	(*ReleaseLine)(nil),           // 6: stockd.log.v1.ReleaseLine
+	(*Extend)(nil),                // 7: stockd.log.v1.Extend
+	(*CancelOrder)(nil),           // 8: stockd.log.v1.CancelOrder
+	(*ReleaseAll)(nil),            // 9: stockd.log.v1.ReleaseAll
+	(*PutSku)(nil),                // 10: stockd.log.v1.PutSku
+	(*DeleteSku)(nil),             // 11: stockd.log.v1.DeleteSku
+	(*PutLocationGroup)(nil),      // 12: stockd.log.v1.PutLocationGroup
+	(*DeleteLocationGroup)(nil),   // 13: stockd.log.v1.DeleteLocationGroup
+	(*DeleteLocation)(nil),        // 14: stockd.log.v1.DeleteLocation
+	(*DeleteChannel)(nil),         // 15: stockd.log.v1.DeleteChannel
+	(*IncomingLine)(nil),          // 16: stockd.log.v1.IncomingLine
+	(*SetIncoming)(nil),           // 17: stockd.log.v1.SetIncoming
+	(*StockCount)(nil),            // 18: stockd.log.v1.StockCount
+	(*SetStock)(nil),              // 19: stockd.log.v1.SetStock
+	(*StockAdjustment)(nil),       // 20: stockd.log.v1.StockAdjustment
+	(*AdjustStock)(nil),           // 21: stockd.log.v1.AdjustStock
+	(*PutLocation)(nil),           // 22: stockd.log.v1.PutLocation
+	(*PutChannel)(nil),            // 23: stockd.log.v1.PutChannel
+	(*SetBuffer)(nil),             // 24: stockd.log.v1.SetBuffer
+	(*Tick)(nil),                  // 25: stockd.log.v1.Tick
+	(*PutNode)(nil),               // 26: stockd.log.v1.PutNode
+	(*RemoveNode)(nil),            // 27: stockd.log.v1.RemoveNode
+	(*CommandResult)(nil),         // 28: stockd.log.v1.CommandResult
+	(*RowResultRecord)(nil),       // 29: stockd.log.v1.RowResultRecord
+	(*Rejection)(nil),             // 30: stockd.log.v1.Rejection
+	(*SnapshotRecord)(nil),        // 31: stockd.log.v1.SnapshotRecord
+	(*SkuRecord)(nil),             // 32: stockd.log.v1.SkuRecord
+	(*LocationGroupRecord)(nil),   // 33: stockd.log.v1.LocationGroupRecord
+	(*IncomingRecord)(nil),        // 34: stockd.log.v1.IncomingRecord
+	(*ReleaseAllRecord)(nil),      // 35: stockd.log.v1.ReleaseAllRecord
+	(*SnapshotMeta)(nil),          // 36: stockd.log.v1.SnapshotMeta
+	(*NodeRecord)(nil),            // 37: stockd.log.v1.NodeRecord
+	(*LocationRecord)(nil),        // 38: stockd.log.v1.LocationRecord
+	(*ChannelRecord)(nil),         // 39: stockd.log.v1.ChannelRecord
+	(*BufferRecord)(nil),          // 40: stockd.log.v1.BufferRecord
+	(*CounterRecord)(nil),         // 41: stockd.log.v1.CounterRecord
+	(*AllocationRecord)(nil),      // 42: stockd.log.v1.AllocationRecord
+	(*ReservationLineRecord)(nil), // 43: stockd.log.v1.ReservationLineRecord
+	(*ReservationRecord)(nil),     // 44: stockd.log.v1.ReservationRecord
+	(*OpRecord)(nil),              // 45: stockd.log.v1.OpRecord
+	(*RefusalRecord)(nil),         // 46: stockd.log.v1.RefusalRecord
+	(*DeltaRecord)(nil),           // 47: stockd.log.v1.DeltaRecord
+	(*OrderLineRecord)(nil),       // 48: stockd.log.v1.OrderLineRecord
+	(*OrderRecord)(nil),           // 49: stockd.log.v1.OrderRecord
 }
 var file_stockd_log_v1_log_proto_depIdxs = []int32{
 	1,  // 0: stockd.log.v1.Entry.commands:type_name -> stockd.log.v1.Command
 	3,  // 1: stockd.log.v1.Command.reserve:type_name -> stockd.log.v1.Reserve
 	4,  // 2: stockd.log.v1.Command.confirm:type_name -> stockd.log.v1.Confirm
 	5,  // 3: stockd.log.v1.Command.release:type_name -> stockd.log.v1.Release
-	7,  // 4: stockd.log.v1.Command.set_stock:type_name -> stockd.log.v1.SetStock
-	9,  // 5: stockd.log.v1.Command.adjust_stock:type_name -> stockd.log.v1.AdjustStock
-	10, // 6: stockd.log.v1.Command.put_location:type_name -> stockd.log.v1.PutLocation
-	11, // 7: stockd.log.v1.Command.put_channel:type_name -> stockd.log.v1.PutChannel
-	12, // 8: stockd.log.v1.Command.set_buffer:type_name -> stockd.log.v1.SetBuffer
-	13, // 9: stockd.log.v1.Command.tick:type_name -> stockd.log.v1.Tick
-	14, // 10: stockd.log.v1.Command.put_node:type_name -> stockd.log.v1.PutNode
-	15, // 11: stockd.log.v1.Command.remove_node:type_name -> stockd.log.v1.RemoveNode
-	2,  // 12: stockd.log.v1.Reserve.lines:type_name -> stockd.log.v1.ReserveLine
-	6,  // 13: stockd.log.v1.SetStock.rows:type_name -> stockd.log.v1.StockCount
-	8,  // 14: stockd.log.v1.AdjustStock.rows:type_name -> stockd.log.v1.StockAdjustment
-	18, // 15: stockd.log.v1.CommandResult.rejection:type_name -> stockd.log.v1.Rejection
-	28, // 16: stockd.log.v1.CommandResult.reservation:type_name -> stockd.log.v1.ReservationRecord
-	17, // 17: stockd.log.v1.CommandResult.rows:type_name -> stockd.log.v1.RowResultRecord
-	20, // 18: stockd.log.v1.SnapshotRecord.meta:type_name -> stockd.log.v1.SnapshotMeta
-	22, // 19: stockd.log.v1.SnapshotRecord.location:type_name -> stockd.log.v1.LocationRecord
-	23, // 20: stockd.log.v1.SnapshotRecord.channel:type_name -> stockd.log.v1.ChannelRecord
-	24, // 21: stockd.log.v1.SnapshotRecord.buffer:type_name -> stockd.log.v1.BufferRecord
-	25, // 22: stockd.log.v1.SnapshotRecord.counter:type_name -> stockd.log.v1.CounterRecord
-	28, // 23: stockd.log.v1.SnapshotRecord.reservation:type_name -> stockd.log.v1.ReservationRecord
-	29, // 24: stockd.log.v1.SnapshotRecord.refusal:type_name -> stockd.log.v1.RefusalRecord
-	30, // 25: stockd.log.v1.SnapshotRecord.delta:type_name -> stockd.log.v1.DeltaRecord
-	32, // 26: stockd.log.v1.SnapshotRecord.order:type_name -> stockd.log.v1.OrderRecord
-	21, // 27: stockd.log.v1.SnapshotRecord.node:type_name -> stockd.log.v1.NodeRecord
-	26, // 28: stockd.log.v1.ReservationLineRecord.allocations:type_name -> stockd.log.v1.AllocationRecord
-	27, // 29: stockd.log.v1.ReservationRecord.lines:type_name -> stockd.log.v1.ReservationLineRecord
-	3,  // 30: stockd.log.v1.ReservationRecord.request:type_name -> stockd.log.v1.Reserve
-	3,  // 31: stockd.log.v1.RefusalRecord.request:type_name -> stockd.log.v1.Reserve
-	18, // 32: stockd.log.v1.RefusalRecord.rejection:type_name -> stockd.log.v1.Rejection
-	8,  // 33: stockd.log.v1.DeltaRecord.row:type_name -> stockd.log.v1.StockAdjustment
-	31, // 34: stockd.log.v1.OrderRecord.lines:type_name -> stockd.log.v1.OrderLineRecord
-	35, // [35:35] is the sub-list for method output_type
-	35, // [35:35] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	19, // 4: stockd.log.v1.Command.set_stock:type_name -> stockd.log.v1.SetStock
+	21, // 5: stockd.log.v1.Command.adjust_stock:type_name -> stockd.log.v1.AdjustStock
+	22, // 6: stockd.log.v1.Command.put_location:type_name -> stockd.log.v1.PutLocation
+	23, // 7: stockd.log.v1.Command.put_channel:type_name -> stockd.log.v1.PutChannel
+	24, // 8: stockd.log.v1.Command.set_buffer:type_name -> stockd.log.v1.SetBuffer
+	25, // 9: stockd.log.v1.Command.tick:type_name -> stockd.log.v1.Tick
+	26, // 10: stockd.log.v1.Command.put_node:type_name -> stockd.log.v1.PutNode
+	27, // 11: stockd.log.v1.Command.remove_node:type_name -> stockd.log.v1.RemoveNode
+	10, // 12: stockd.log.v1.Command.put_sku:type_name -> stockd.log.v1.PutSku
+	11, // 13: stockd.log.v1.Command.delete_sku:type_name -> stockd.log.v1.DeleteSku
+	12, // 14: stockd.log.v1.Command.put_location_group:type_name -> stockd.log.v1.PutLocationGroup
+	13, // 15: stockd.log.v1.Command.delete_location_group:type_name -> stockd.log.v1.DeleteLocationGroup
+	14, // 16: stockd.log.v1.Command.delete_location:type_name -> stockd.log.v1.DeleteLocation
+	15, // 17: stockd.log.v1.Command.delete_channel:type_name -> stockd.log.v1.DeleteChannel
+	7,  // 18: stockd.log.v1.Command.extend:type_name -> stockd.log.v1.Extend
+	8,  // 19: stockd.log.v1.Command.cancel_order:type_name -> stockd.log.v1.CancelOrder
+	9,  // 20: stockd.log.v1.Command.release_all:type_name -> stockd.log.v1.ReleaseAll
+	17, // 21: stockd.log.v1.Command.set_incoming:type_name -> stockd.log.v1.SetIncoming
+	2,  // 22: stockd.log.v1.Reserve.lines:type_name -> stockd.log.v1.ReserveLine
+	6,  // 23: stockd.log.v1.Release.lines:type_name -> stockd.log.v1.ReleaseLine
+	16, // 24: stockd.log.v1.SetIncoming.lines:type_name -> stockd.log.v1.IncomingLine
+	18, // 25: stockd.log.v1.SetStock.rows:type_name -> stockd.log.v1.StockCount
+	20, // 26: stockd.log.v1.AdjustStock.rows:type_name -> stockd.log.v1.StockAdjustment
+	30, // 27: stockd.log.v1.CommandResult.rejection:type_name -> stockd.log.v1.Rejection
+	44, // 28: stockd.log.v1.CommandResult.reservation:type_name -> stockd.log.v1.ReservationRecord
+	29, // 29: stockd.log.v1.CommandResult.rows:type_name -> stockd.log.v1.RowResultRecord
+	36, // 30: stockd.log.v1.SnapshotRecord.meta:type_name -> stockd.log.v1.SnapshotMeta
+	38, // 31: stockd.log.v1.SnapshotRecord.location:type_name -> stockd.log.v1.LocationRecord
+	39, // 32: stockd.log.v1.SnapshotRecord.channel:type_name -> stockd.log.v1.ChannelRecord
+	40, // 33: stockd.log.v1.SnapshotRecord.buffer:type_name -> stockd.log.v1.BufferRecord
+	41, // 34: stockd.log.v1.SnapshotRecord.counter:type_name -> stockd.log.v1.CounterRecord
+	44, // 35: stockd.log.v1.SnapshotRecord.reservation:type_name -> stockd.log.v1.ReservationRecord
+	46, // 36: stockd.log.v1.SnapshotRecord.refusal:type_name -> stockd.log.v1.RefusalRecord
+	47, // 37: stockd.log.v1.SnapshotRecord.delta:type_name -> stockd.log.v1.DeltaRecord
+	49, // 38: stockd.log.v1.SnapshotRecord.order:type_name -> stockd.log.v1.OrderRecord
+	37, // 39: stockd.log.v1.SnapshotRecord.node:type_name -> stockd.log.v1.NodeRecord
+	32, // 40: stockd.log.v1.SnapshotRecord.sku:type_name -> stockd.log.v1.SkuRecord
+	33, // 41: stockd.log.v1.SnapshotRecord.location_group:type_name -> stockd.log.v1.LocationGroupRecord
+	34, // 42: stockd.log.v1.SnapshotRecord.incoming:type_name -> stockd.log.v1.IncomingRecord
+	35, // 43: stockd.log.v1.SnapshotRecord.release_all:type_name -> stockd.log.v1.ReleaseAllRecord
+	16, // 44: stockd.log.v1.IncomingRecord.line:type_name -> stockd.log.v1.IncomingLine
+	42, // 45: stockd.log.v1.ReservationLineRecord.allocations:type_name -> stockd.log.v1.AllocationRecord
+	43, // 46: stockd.log.v1.ReservationRecord.lines:type_name -> stockd.log.v1.ReservationLineRecord
+	3,  // 47: stockd.log.v1.ReservationRecord.request:type_name -> stockd.log.v1.Reserve
+	45, // 48: stockd.log.v1.ReservationRecord.ops:type_name -> stockd.log.v1.OpRecord
+	6,  // 49: stockd.log.v1.OpRecord.lines:type_name -> stockd.log.v1.ReleaseLine
+	3,  // 50: stockd.log.v1.RefusalRecord.request:type_name -> stockd.log.v1.Reserve
+	30, // 51: stockd.log.v1.RefusalRecord.rejection:type_name -> stockd.log.v1.Rejection
+	20, // 52: stockd.log.v1.DeltaRecord.row:type_name -> stockd.log.v1.StockAdjustment
+	48, // 53: stockd.log.v1.OrderRecord.lines:type_name -> stockd.log.v1.OrderLineRecord
+	54, // [54:54] is the sub-list for method output_type
+	54, // [54:54] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_stockd_log_v1_log_proto_init() }
@@ -2845,8 +4340,18 @@ func file_stockd_log_v1_log_proto_init() {
 		(*Command_Tick)(nil),
 		(*Command_PutNode)(nil),
 		(*Command_RemoveNode)(nil),
+		(*Command_PutSku)(nil),
+		(*Command_DeleteSku)(nil),
+		(*Command_PutLocationGroup)(nil),
+		(*Command_DeleteLocationGroup)(nil),
+		(*Command_DeleteLocation)(nil),
+		(*Command_DeleteChannel)(nil),
+		(*Command_Extend)(nil),
+		(*Command_CancelOrder)(nil),
+		(*Command_ReleaseAll)(nil),
+		(*Command_SetIncoming)(nil),
 	}
-	file_stockd_log_v1_log_proto_msgTypes[19].OneofWrappers = []any{
+	file_stockd_log_v1_log_proto_msgTypes[31].OneofWrappers = []any{
 		(*SnapshotRecord_Meta)(nil),
 		(*SnapshotRecord_Location)(nil),
 		(*SnapshotRecord_Channel)(nil),
@@ -2857,6 +4362,10 @@ func file_stockd_log_v1_log_proto_init() {
 		(*SnapshotRecord_Delta)(nil),
 		(*SnapshotRecord_Order)(nil),
 		(*SnapshotRecord_Node)(nil),
+		(*SnapshotRecord_Sku)(nil),
+		(*SnapshotRecord_LocationGroup)(nil),
+		(*SnapshotRecord_Incoming)(nil),
+		(*SnapshotRecord_ReleaseAll)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2864,7 +4373,7 @@ func file_stockd_log_v1_log_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stockd_log_v1_log_proto_rawDesc), len(file_stockd_log_v1_log_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   33,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

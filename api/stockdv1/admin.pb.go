@@ -259,8 +259,13 @@ type Channel struct {
 	Locations []string `protobuf:"bytes,2,rep,name=locations,proto3" json:"locations,omitempty"`
 	// Units held back per item and location unless a SetBuffer rule says otherwise.
 	DefaultBufferBaseUnits int64 `protobuf:"varint,3,opt,name=default_buffer_base_units,json=defaultBufferBaseUnits,proto3" json:"default_buffer_base_units,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// Instead of locations: a location group's id; the channel follows the group.
+	LocationGroup string `protobuf:"bytes,4,opt,name=location_group,json=locationGroup,proto3" json:"location_group,omitempty"`
+	// A SKU without a PutSku mapping is NOT_FOUND for this channel, instead of
+	// being its own item with factor 1.
+	RequireSkuMapping bool `protobuf:"varint,5,opt,name=require_sku_mapping,json=requireSkuMapping,proto3" json:"require_sku_mapping,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Channel) Reset() {
@@ -312,6 +317,20 @@ func (x *Channel) GetDefaultBufferBaseUnits() int64 {
 		return x.DefaultBufferBaseUnits
 	}
 	return 0
+}
+
+func (x *Channel) GetLocationGroup() string {
+	if x != nil {
+		return x.LocationGroup
+	}
+	return ""
+}
+
+func (x *Channel) GetRequireSkuMapping() bool {
+	if x != nil {
+		return x.RequireSkuMapping
+	}
+	return false
 }
 
 type PutChannelRequest struct {
@@ -605,6 +624,1001 @@ func (x *SetBufferResponse) GetRevision() uint64 {
 	return 0
 }
 
+type ListBuffersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty: every item.
+	Item          string `protobuf:"bytes,1,opt,name=item,proto3" json:"item,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListBuffersRequest) Reset() {
+	*x = ListBuffersRequest{}
+	mi := &file_stockd_v1_admin_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListBuffersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListBuffersRequest) ProtoMessage() {}
+
+func (x *ListBuffersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_admin_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListBuffersRequest.ProtoReflect.Descriptor instead.
+func (*ListBuffersRequest) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_admin_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ListBuffersRequest) GetItem() string {
+	if x != nil {
+		return x.Item
+	}
+	return ""
+}
+
+type Buffer struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Item            string                 `protobuf:"bytes,1,opt,name=item,proto3" json:"item,omitempty"`
+	Channel         string                 `protobuf:"bytes,2,opt,name=channel,proto3" json:"channel,omitempty"`
+	Location        string                 `protobuf:"bytes,3,opt,name=location,proto3" json:"location,omitempty"`
+	BufferBaseUnits int64                  `protobuf:"varint,4,opt,name=buffer_base_units,json=bufferBaseUnits,proto3" json:"buffer_base_units,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Buffer) Reset() {
+	*x = Buffer{}
+	mi := &file_stockd_v1_admin_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Buffer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Buffer) ProtoMessage() {}
+
+func (x *Buffer) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_admin_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Buffer.ProtoReflect.Descriptor instead.
+func (*Buffer) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_admin_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *Buffer) GetItem() string {
+	if x != nil {
+		return x.Item
+	}
+	return ""
+}
+
+func (x *Buffer) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *Buffer) GetLocation() string {
+	if x != nil {
+		return x.Location
+	}
+	return ""
+}
+
+func (x *Buffer) GetBufferBaseUnits() int64 {
+	if x != nil {
+		return x.BufferBaseUnits
+	}
+	return 0
+}
+
+type ListBuffersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Buffers       []*Buffer              `protobuf:"bytes,1,rep,name=buffers,proto3" json:"buffers,omitempty"`
+	Revision      uint64                 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListBuffersResponse) Reset() {
+	*x = ListBuffersResponse{}
+	mi := &file_stockd_v1_admin_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListBuffersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListBuffersResponse) ProtoMessage() {}
+
+func (x *ListBuffersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_admin_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListBuffersResponse.ProtoReflect.Descriptor instead.
+func (*ListBuffersResponse) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_admin_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ListBuffersResponse) GetBuffers() []*Buffer {
+	if x != nil {
+		return x.Buffers
+	}
+	return nil
+}
+
+func (x *ListBuffersResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type DeleteLocationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteLocationRequest) Reset() {
+	*x = DeleteLocationRequest{}
+	mi := &file_stockd_v1_admin_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteLocationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteLocationRequest) ProtoMessage() {}
+
+func (x *DeleteLocationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_admin_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteLocationRequest.ProtoReflect.Descriptor instead.
+func (*DeleteLocationRequest) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_admin_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *DeleteLocationRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type DeleteLocationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revision      uint64                 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteLocationResponse) Reset() {
+	*x = DeleteLocationResponse{}
+	mi := &file_stockd_v1_admin_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteLocationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteLocationResponse) ProtoMessage() {}
+
+func (x *DeleteLocationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_admin_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteLocationResponse.ProtoReflect.Descriptor instead.
+func (*DeleteLocationResponse) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_admin_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *DeleteLocationResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type DeleteChannelRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteChannelRequest) Reset() {
+	*x = DeleteChannelRequest{}
+	mi := &file_stockd_v1_admin_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteChannelRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteChannelRequest) ProtoMessage() {}
+
+func (x *DeleteChannelRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_admin_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteChannelRequest.ProtoReflect.Descriptor instead.
+func (*DeleteChannelRequest) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_admin_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *DeleteChannelRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type DeleteChannelResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revision      uint64                 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteChannelResponse) Reset() {
+	*x = DeleteChannelResponse{}
+	mi := &file_stockd_v1_admin_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteChannelResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteChannelResponse) ProtoMessage() {}
+
+func (x *DeleteChannelResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_admin_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteChannelResponse.ProtoReflect.Descriptor instead.
+func (*DeleteChannelResponse) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_admin_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *DeleteChannelResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type LocationGroup struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1-256 bytes.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Declared locations, highest priority first; 1 to 64, no repeats.
+	Locations     []string `protobuf:"bytes,2,rep,name=locations,proto3" json:"locations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LocationGroup) Reset() {
+	*x = LocationGroup{}
+	mi := &file_stockd_v1_admin_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LocationGroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LocationGroup) ProtoMessage() {}
+
+func (x *LocationGroup) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_admin_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LocationGroup.ProtoReflect.Descriptor instead.
+func (*LocationGroup) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_admin_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *LocationGroup) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *LocationGroup) GetLocations() []string {
+	if x != nil {
+		return x.Locations
+	}
+	return nil
+}
+
+type PutLocationGroupRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         *LocationGroup         `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutLocationGroupRequest) Reset() {
+	*x = PutLocationGroupRequest{}
+	mi := &file_stockd_v1_admin_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutLocationGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutLocationGroupRequest) ProtoMessage() {}
+
+func (x *PutLocationGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_admin_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutLocationGroupRequest.ProtoReflect.Descriptor instead.
+func (*PutLocationGroupRequest) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_admin_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *PutLocationGroupRequest) GetGroup() *LocationGroup {
+	if x != nil {
+		return x.Group
+	}
+	return nil
+}
+
+type PutLocationGroupResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revision      uint64                 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutLocationGroupResponse) Reset() {
+	*x = PutLocationGroupResponse{}
+	mi := &file_stockd_v1_admin_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutLocationGroupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutLocationGroupResponse) ProtoMessage() {}
+
+func (x *PutLocationGroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_admin_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutLocationGroupResponse.ProtoReflect.Descriptor instead.
+func (*PutLocationGroupResponse) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_admin_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *PutLocationGroupResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type ListLocationGroupsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListLocationGroupsRequest) Reset() {
+	*x = ListLocationGroupsRequest{}
+	mi := &file_stockd_v1_admin_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListLocationGroupsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListLocationGroupsRequest) ProtoMessage() {}
+
+func (x *ListLocationGroupsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_admin_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListLocationGroupsRequest.ProtoReflect.Descriptor instead.
+func (*ListLocationGroupsRequest) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_admin_proto_rawDescGZIP(), []int{22}
+}
+
+type ListLocationGroupsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Groups        []*LocationGroup       `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
+	Revision      uint64                 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListLocationGroupsResponse) Reset() {
+	*x = ListLocationGroupsResponse{}
+	mi := &file_stockd_v1_admin_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListLocationGroupsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListLocationGroupsResponse) ProtoMessage() {}
+
+func (x *ListLocationGroupsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_admin_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListLocationGroupsResponse.ProtoReflect.Descriptor instead.
+func (*ListLocationGroupsResponse) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_admin_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ListLocationGroupsResponse) GetGroups() []*LocationGroup {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *ListLocationGroupsResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type DeleteLocationGroupRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteLocationGroupRequest) Reset() {
+	*x = DeleteLocationGroupRequest{}
+	mi := &file_stockd_v1_admin_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteLocationGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteLocationGroupRequest) ProtoMessage() {}
+
+func (x *DeleteLocationGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_admin_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteLocationGroupRequest.ProtoReflect.Descriptor instead.
+func (*DeleteLocationGroupRequest) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_admin_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *DeleteLocationGroupRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type DeleteLocationGroupResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revision      uint64                 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteLocationGroupResponse) Reset() {
+	*x = DeleteLocationGroupResponse{}
+	mi := &file_stockd_v1_admin_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteLocationGroupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteLocationGroupResponse) ProtoMessage() {}
+
+func (x *DeleteLocationGroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_admin_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteLocationGroupResponse.ProtoReflect.Descriptor instead.
+func (*DeleteLocationGroupResponse) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_admin_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *DeleteLocationGroupResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type Sku struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The channel's SKU, 1-256 bytes.
+	Sku string `protobuf:"bytes,1,opt,name=sku,proto3" json:"sku,omitempty"`
+	// The ERP item it draws from, 1-256 bytes.
+	Item string `protobuf:"bytes,2,opt,name=item,proto3" json:"item,omitempty"`
+	// Base units per SKU unit, 1 to 1,000,000.
+	Factor        int64 `protobuf:"varint,3,opt,name=factor,proto3" json:"factor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Sku) Reset() {
+	*x = Sku{}
+	mi := &file_stockd_v1_admin_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Sku) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Sku) ProtoMessage() {}
+
+func (x *Sku) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_admin_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Sku.ProtoReflect.Descriptor instead.
+func (*Sku) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_admin_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *Sku) GetSku() string {
+	if x != nil {
+		return x.Sku
+	}
+	return ""
+}
+
+func (x *Sku) GetItem() string {
+	if x != nil {
+		return x.Item
+	}
+	return ""
+}
+
+func (x *Sku) GetFactor() int64 {
+	if x != nil {
+		return x.Factor
+	}
+	return 0
+}
+
+type PutSkuRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sku           *Sku                   `protobuf:"bytes,1,opt,name=sku,proto3" json:"sku,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutSkuRequest) Reset() {
+	*x = PutSkuRequest{}
+	mi := &file_stockd_v1_admin_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutSkuRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutSkuRequest) ProtoMessage() {}
+
+func (x *PutSkuRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_admin_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutSkuRequest.ProtoReflect.Descriptor instead.
+func (*PutSkuRequest) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_admin_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *PutSkuRequest) GetSku() *Sku {
+	if x != nil {
+		return x.Sku
+	}
+	return nil
+}
+
+type PutSkuResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revision      uint64                 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutSkuResponse) Reset() {
+	*x = PutSkuResponse{}
+	mi := &file_stockd_v1_admin_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutSkuResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutSkuResponse) ProtoMessage() {}
+
+func (x *PutSkuResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_admin_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutSkuResponse.ProtoReflect.Descriptor instead.
+func (*PutSkuResponse) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_admin_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *PutSkuResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type ListSkusRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty: every item.
+	Item          string `protobuf:"bytes,1,opt,name=item,proto3" json:"item,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSkusRequest) Reset() {
+	*x = ListSkusRequest{}
+	mi := &file_stockd_v1_admin_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSkusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSkusRequest) ProtoMessage() {}
+
+func (x *ListSkusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_admin_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSkusRequest.ProtoReflect.Descriptor instead.
+func (*ListSkusRequest) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_admin_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ListSkusRequest) GetItem() string {
+	if x != nil {
+		return x.Item
+	}
+	return ""
+}
+
+type ListSkusResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Skus          []*Sku                 `protobuf:"bytes,1,rep,name=skus,proto3" json:"skus,omitempty"`
+	Revision      uint64                 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSkusResponse) Reset() {
+	*x = ListSkusResponse{}
+	mi := &file_stockd_v1_admin_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSkusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSkusResponse) ProtoMessage() {}
+
+func (x *ListSkusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_admin_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSkusResponse.ProtoReflect.Descriptor instead.
+func (*ListSkusResponse) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_admin_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ListSkusResponse) GetSkus() []*Sku {
+	if x != nil {
+		return x.Skus
+	}
+	return nil
+}
+
+func (x *ListSkusResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type DeleteSkuRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sku           string                 `protobuf:"bytes,1,opt,name=sku,proto3" json:"sku,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSkuRequest) Reset() {
+	*x = DeleteSkuRequest{}
+	mi := &file_stockd_v1_admin_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSkuRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSkuRequest) ProtoMessage() {}
+
+func (x *DeleteSkuRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_admin_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSkuRequest.ProtoReflect.Descriptor instead.
+func (*DeleteSkuRequest) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_admin_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *DeleteSkuRequest) GetSku() string {
+	if x != nil {
+		return x.Sku
+	}
+	return ""
+}
+
+type DeleteSkuResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revision      uint64                 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSkuResponse) Reset() {
+	*x = DeleteSkuResponse{}
+	mi := &file_stockd_v1_admin_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSkuResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSkuResponse) ProtoMessage() {}
+
+func (x *DeleteSkuResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_admin_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSkuResponse.ProtoReflect.Descriptor instead.
+func (*DeleteSkuResponse) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_admin_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *DeleteSkuResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 var File_stockd_v1_admin_proto protoreflect.FileDescriptor
 
 const file_stockd_v1_admin_proto_rawDesc = "" +
@@ -620,11 +1634,13 @@ const file_stockd_v1_admin_proto_rawDesc = "" +
 	"\x14ListLocationsRequest\"f\n" +
 	"\x15ListLocationsResponse\x121\n" +
 	"\tlocations\x18\x01 \x03(\v2\x13.stockd.v1.LocationR\tlocations\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x04R\brevision\"r\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\"\xc9\x01\n" +
 	"\aChannel\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
 	"\tlocations\x18\x02 \x03(\tR\tlocations\x129\n" +
-	"\x19default_buffer_base_units\x18\x03 \x01(\x03R\x16defaultBufferBaseUnits\"A\n" +
+	"\x19default_buffer_base_units\x18\x03 \x01(\x03R\x16defaultBufferBaseUnits\x12%\n" +
+	"\x0elocation_group\x18\x04 \x01(\tR\rlocationGroup\x12.\n" +
+	"\x13require_sku_mapping\x18\x05 \x01(\bR\x11requireSkuMapping\"A\n" +
 	"\x11PutChannelRequest\x12,\n" +
 	"\achannel\x18\x01 \x01(\v2\x12.stockd.v1.ChannelR\achannel\"0\n" +
 	"\x12PutChannelResponse\x12\x1a\n" +
@@ -639,14 +1655,73 @@ const file_stockd_v1_admin_proto_rawDesc = "" +
 	"\blocation\x18\x03 \x01(\tR\blocation\x12*\n" +
 	"\x11buffer_base_units\x18\x04 \x01(\x03R\x0fbufferBaseUnits\"/\n" +
 	"\x11SetBufferResponse\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x04R\brevision2\x8d\x03\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\"(\n" +
+	"\x12ListBuffersRequest\x12\x12\n" +
+	"\x04item\x18\x01 \x01(\tR\x04item\"~\n" +
+	"\x06Buffer\x12\x12\n" +
+	"\x04item\x18\x01 \x01(\tR\x04item\x12\x18\n" +
+	"\achannel\x18\x02 \x01(\tR\achannel\x12\x1a\n" +
+	"\blocation\x18\x03 \x01(\tR\blocation\x12*\n" +
+	"\x11buffer_base_units\x18\x04 \x01(\x03R\x0fbufferBaseUnits\"^\n" +
+	"\x13ListBuffersResponse\x12+\n" +
+	"\abuffers\x18\x01 \x03(\v2\x11.stockd.v1.BufferR\abuffers\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\"'\n" +
+	"\x15DeleteLocationRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"4\n" +
+	"\x16DeleteLocationResponse\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\"&\n" +
+	"\x14DeleteChannelRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"3\n" +
+	"\x15DeleteChannelResponse\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\"=\n" +
+	"\rLocationGroup\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
+	"\tlocations\x18\x02 \x03(\tR\tlocations\"I\n" +
+	"\x17PutLocationGroupRequest\x12.\n" +
+	"\x05group\x18\x01 \x01(\v2\x18.stockd.v1.LocationGroupR\x05group\"6\n" +
+	"\x18PutLocationGroupResponse\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\"\x1b\n" +
+	"\x19ListLocationGroupsRequest\"j\n" +
+	"\x1aListLocationGroupsResponse\x120\n" +
+	"\x06groups\x18\x01 \x03(\v2\x18.stockd.v1.LocationGroupR\x06groups\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\",\n" +
+	"\x1aDeleteLocationGroupRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"9\n" +
+	"\x1bDeleteLocationGroupResponse\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\"C\n" +
+	"\x03Sku\x12\x10\n" +
+	"\x03sku\x18\x01 \x01(\tR\x03sku\x12\x12\n" +
+	"\x04item\x18\x02 \x01(\tR\x04item\x12\x16\n" +
+	"\x06factor\x18\x03 \x01(\x03R\x06factor\"1\n" +
+	"\rPutSkuRequest\x12 \n" +
+	"\x03sku\x18\x01 \x01(\v2\x0e.stockd.v1.SkuR\x03sku\",\n" +
+	"\x0ePutSkuResponse\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\"%\n" +
+	"\x0fListSkusRequest\x12\x12\n" +
+	"\x04item\x18\x01 \x01(\tR\x04item\"R\n" +
+	"\x10ListSkusResponse\x12\"\n" +
+	"\x04skus\x18\x01 \x03(\v2\x0e.stockd.v1.SkuR\x04skus\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\"$\n" +
+	"\x10DeleteSkuRequest\x12\x10\n" +
+	"\x03sku\x18\x01 \x01(\tR\x03sku\"/\n" +
+	"\x11DeleteSkuResponse\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision2\xf8\b\n" +
 	"\x05Admin\x12L\n" +
 	"\vPutLocation\x12\x1d.stockd.v1.PutLocationRequest\x1a\x1e.stockd.v1.PutLocationResponse\x12R\n" +
 	"\rListLocations\x12\x1f.stockd.v1.ListLocationsRequest\x1a .stockd.v1.ListLocationsResponse\x12I\n" +
 	"\n" +
 	"PutChannel\x12\x1c.stockd.v1.PutChannelRequest\x1a\x1d.stockd.v1.PutChannelResponse\x12O\n" +
 	"\fListChannels\x12\x1e.stockd.v1.ListChannelsRequest\x1a\x1f.stockd.v1.ListChannelsResponse\x12F\n" +
-	"\tSetBuffer\x12\x1b.stockd.v1.SetBufferRequest\x1a\x1c.stockd.v1.SetBufferResponseB0Z.github.com/stockd/stockd/api/stockdv1;stockdv1b\x06proto3"
+	"\tSetBuffer\x12\x1b.stockd.v1.SetBufferRequest\x1a\x1c.stockd.v1.SetBufferResponse\x12L\n" +
+	"\vListBuffers\x12\x1d.stockd.v1.ListBuffersRequest\x1a\x1e.stockd.v1.ListBuffersResponse\x12U\n" +
+	"\x0eDeleteLocation\x12 .stockd.v1.DeleteLocationRequest\x1a!.stockd.v1.DeleteLocationResponse\x12R\n" +
+	"\rDeleteChannel\x12\x1f.stockd.v1.DeleteChannelRequest\x1a .stockd.v1.DeleteChannelResponse\x12[\n" +
+	"\x10PutLocationGroup\x12\".stockd.v1.PutLocationGroupRequest\x1a#.stockd.v1.PutLocationGroupResponse\x12a\n" +
+	"\x12ListLocationGroups\x12$.stockd.v1.ListLocationGroupsRequest\x1a%.stockd.v1.ListLocationGroupsResponse\x12d\n" +
+	"\x13DeleteLocationGroup\x12%.stockd.v1.DeleteLocationGroupRequest\x1a&.stockd.v1.DeleteLocationGroupResponse\x12=\n" +
+	"\x06PutSku\x12\x18.stockd.v1.PutSkuRequest\x1a\x19.stockd.v1.PutSkuResponse\x12C\n" +
+	"\bListSkus\x12\x1a.stockd.v1.ListSkusRequest\x1a\x1b.stockd.v1.ListSkusResponse\x12F\n" +
+	"\tDeleteSku\x12\x1b.stockd.v1.DeleteSkuRequest\x1a\x1c.stockd.v1.DeleteSkuResponseB0Z.github.com/stockd/stockd/api/stockdv1;stockdv1b\x06proto3"
 
 var (
 	file_stockd_v1_admin_proto_rawDescOnce sync.Once
@@ -660,41 +1735,85 @@ func file_stockd_v1_admin_proto_rawDescGZIP() []byte {
 	return file_stockd_v1_admin_proto_rawDescData
 }
 
-var file_stockd_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_stockd_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_stockd_v1_admin_proto_goTypes = []any{
-	(*Location)(nil),              // 0: stockd.v1.Location
-	(*PutLocationRequest)(nil),    // 1: stockd.v1.PutLocationRequest
-	(*PutLocationResponse)(nil),   // 2: stockd.v1.PutLocationResponse
-	(*ListLocationsRequest)(nil),  // 3: stockd.v1.ListLocationsRequest
-	(*ListLocationsResponse)(nil), // 4: stockd.v1.ListLocationsResponse
-	(*Channel)(nil),               // 5: stockd.v1.Channel
-	(*PutChannelRequest)(nil),     // 6: stockd.v1.PutChannelRequest
-	(*PutChannelResponse)(nil),    // 7: stockd.v1.PutChannelResponse
-	(*ListChannelsRequest)(nil),   // 8: stockd.v1.ListChannelsRequest
-	(*ListChannelsResponse)(nil),  // 9: stockd.v1.ListChannelsResponse
-	(*SetBufferRequest)(nil),      // 10: stockd.v1.SetBufferRequest
-	(*SetBufferResponse)(nil),     // 11: stockd.v1.SetBufferResponse
+	(*Location)(nil),                    // 0: stockd.v1.Location
+	(*PutLocationRequest)(nil),          // 1: stockd.v1.PutLocationRequest
+	(*PutLocationResponse)(nil),         // 2: stockd.v1.PutLocationResponse
+	(*ListLocationsRequest)(nil),        // 3: stockd.v1.ListLocationsRequest
+	(*ListLocationsResponse)(nil),       // 4: stockd.v1.ListLocationsResponse
+	(*Channel)(nil),                     // 5: stockd.v1.Channel
+	(*PutChannelRequest)(nil),           // 6: stockd.v1.PutChannelRequest
+	(*PutChannelResponse)(nil),          // 7: stockd.v1.PutChannelResponse
+	(*ListChannelsRequest)(nil),         // 8: stockd.v1.ListChannelsRequest
+	(*ListChannelsResponse)(nil),        // 9: stockd.v1.ListChannelsResponse
+	(*SetBufferRequest)(nil),            // 10: stockd.v1.SetBufferRequest
+	(*SetBufferResponse)(nil),           // 11: stockd.v1.SetBufferResponse
+	(*ListBuffersRequest)(nil),          // 12: stockd.v1.ListBuffersRequest
+	(*Buffer)(nil),                      // 13: stockd.v1.Buffer
+	(*ListBuffersResponse)(nil),         // 14: stockd.v1.ListBuffersResponse
+	(*DeleteLocationRequest)(nil),       // 15: stockd.v1.DeleteLocationRequest
+	(*DeleteLocationResponse)(nil),      // 16: stockd.v1.DeleteLocationResponse
+	(*DeleteChannelRequest)(nil),        // 17: stockd.v1.DeleteChannelRequest
+	(*DeleteChannelResponse)(nil),       // 18: stockd.v1.DeleteChannelResponse
+	(*LocationGroup)(nil),               // 19: stockd.v1.LocationGroup
+	(*PutLocationGroupRequest)(nil),     // 20: stockd.v1.PutLocationGroupRequest
+	(*PutLocationGroupResponse)(nil),    // 21: stockd.v1.PutLocationGroupResponse
+	(*ListLocationGroupsRequest)(nil),   // 22: stockd.v1.ListLocationGroupsRequest
+	(*ListLocationGroupsResponse)(nil),  // 23: stockd.v1.ListLocationGroupsResponse
+	(*DeleteLocationGroupRequest)(nil),  // 24: stockd.v1.DeleteLocationGroupRequest
+	(*DeleteLocationGroupResponse)(nil), // 25: stockd.v1.DeleteLocationGroupResponse
+	(*Sku)(nil),                         // 26: stockd.v1.Sku
+	(*PutSkuRequest)(nil),               // 27: stockd.v1.PutSkuRequest
+	(*PutSkuResponse)(nil),              // 28: stockd.v1.PutSkuResponse
+	(*ListSkusRequest)(nil),             // 29: stockd.v1.ListSkusRequest
+	(*ListSkusResponse)(nil),            // 30: stockd.v1.ListSkusResponse
+	(*DeleteSkuRequest)(nil),            // 31: stockd.v1.DeleteSkuRequest
+	(*DeleteSkuResponse)(nil),           // 32: stockd.v1.DeleteSkuResponse
 }
 var file_stockd_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: stockd.v1.PutLocationRequest.location:type_name -> stockd.v1.Location
 	0,  // 1: stockd.v1.ListLocationsResponse.locations:type_name -> stockd.v1.Location
 	5,  // 2: stockd.v1.PutChannelRequest.channel:type_name -> stockd.v1.Channel
 	5,  // 3: stockd.v1.ListChannelsResponse.channels:type_name -> stockd.v1.Channel
-	1,  // 4: stockd.v1.Admin.PutLocation:input_type -> stockd.v1.PutLocationRequest
-	3,  // 5: stockd.v1.Admin.ListLocations:input_type -> stockd.v1.ListLocationsRequest
-	6,  // 6: stockd.v1.Admin.PutChannel:input_type -> stockd.v1.PutChannelRequest
-	8,  // 7: stockd.v1.Admin.ListChannels:input_type -> stockd.v1.ListChannelsRequest
-	10, // 8: stockd.v1.Admin.SetBuffer:input_type -> stockd.v1.SetBufferRequest
-	2,  // 9: stockd.v1.Admin.PutLocation:output_type -> stockd.v1.PutLocationResponse
-	4,  // 10: stockd.v1.Admin.ListLocations:output_type -> stockd.v1.ListLocationsResponse
-	7,  // 11: stockd.v1.Admin.PutChannel:output_type -> stockd.v1.PutChannelResponse
-	9,  // 12: stockd.v1.Admin.ListChannels:output_type -> stockd.v1.ListChannelsResponse
-	11, // 13: stockd.v1.Admin.SetBuffer:output_type -> stockd.v1.SetBufferResponse
-	9,  // [9:14] is the sub-list for method output_type
-	4,  // [4:9] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	13, // 4: stockd.v1.ListBuffersResponse.buffers:type_name -> stockd.v1.Buffer
+	19, // 5: stockd.v1.PutLocationGroupRequest.group:type_name -> stockd.v1.LocationGroup
+	19, // 6: stockd.v1.ListLocationGroupsResponse.groups:type_name -> stockd.v1.LocationGroup
+	26, // 7: stockd.v1.PutSkuRequest.sku:type_name -> stockd.v1.Sku
+	26, // 8: stockd.v1.ListSkusResponse.skus:type_name -> stockd.v1.Sku
+	1,  // 9: stockd.v1.Admin.PutLocation:input_type -> stockd.v1.PutLocationRequest
+	3,  // 10: stockd.v1.Admin.ListLocations:input_type -> stockd.v1.ListLocationsRequest
+	6,  // 11: stockd.v1.Admin.PutChannel:input_type -> stockd.v1.PutChannelRequest
+	8,  // 12: stockd.v1.Admin.ListChannels:input_type -> stockd.v1.ListChannelsRequest
+	10, // 13: stockd.v1.Admin.SetBuffer:input_type -> stockd.v1.SetBufferRequest
+	12, // 14: stockd.v1.Admin.ListBuffers:input_type -> stockd.v1.ListBuffersRequest
+	15, // 15: stockd.v1.Admin.DeleteLocation:input_type -> stockd.v1.DeleteLocationRequest
+	17, // 16: stockd.v1.Admin.DeleteChannel:input_type -> stockd.v1.DeleteChannelRequest
+	20, // 17: stockd.v1.Admin.PutLocationGroup:input_type -> stockd.v1.PutLocationGroupRequest
+	22, // 18: stockd.v1.Admin.ListLocationGroups:input_type -> stockd.v1.ListLocationGroupsRequest
+	24, // 19: stockd.v1.Admin.DeleteLocationGroup:input_type -> stockd.v1.DeleteLocationGroupRequest
+	27, // 20: stockd.v1.Admin.PutSku:input_type -> stockd.v1.PutSkuRequest
+	29, // 21: stockd.v1.Admin.ListSkus:input_type -> stockd.v1.ListSkusRequest
+	31, // 22: stockd.v1.Admin.DeleteSku:input_type -> stockd.v1.DeleteSkuRequest
+	2,  // 23: stockd.v1.Admin.PutLocation:output_type -> stockd.v1.PutLocationResponse
+	4,  // 24: stockd.v1.Admin.ListLocations:output_type -> stockd.v1.ListLocationsResponse
+	7,  // 25: stockd.v1.Admin.PutChannel:output_type -> stockd.v1.PutChannelResponse
+	9,  // 26: stockd.v1.Admin.ListChannels:output_type -> stockd.v1.ListChannelsResponse
+	11, // 27: stockd.v1.Admin.SetBuffer:output_type -> stockd.v1.SetBufferResponse
+	14, // 28: stockd.v1.Admin.ListBuffers:output_type -> stockd.v1.ListBuffersResponse
+	16, // 29: stockd.v1.Admin.DeleteLocation:output_type -> stockd.v1.DeleteLocationResponse
+	18, // 30: stockd.v1.Admin.DeleteChannel:output_type -> stockd.v1.DeleteChannelResponse
+	21, // 31: stockd.v1.Admin.PutLocationGroup:output_type -> stockd.v1.PutLocationGroupResponse
+	23, // 32: stockd.v1.Admin.ListLocationGroups:output_type -> stockd.v1.ListLocationGroupsResponse
+	25, // 33: stockd.v1.Admin.DeleteLocationGroup:output_type -> stockd.v1.DeleteLocationGroupResponse
+	28, // 34: stockd.v1.Admin.PutSku:output_type -> stockd.v1.PutSkuResponse
+	30, // 35: stockd.v1.Admin.ListSkus:output_type -> stockd.v1.ListSkusResponse
+	32, // 36: stockd.v1.Admin.DeleteSku:output_type -> stockd.v1.DeleteSkuResponse
+	23, // [23:37] is the sub-list for method output_type
+	9,  // [9:23] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_stockd_v1_admin_proto_init() }
@@ -708,7 +1827,7 @@ func file_stockd_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stockd_v1_admin_proto_rawDesc), len(file_stockd_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

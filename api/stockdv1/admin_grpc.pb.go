@@ -19,11 +19,20 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Admin_PutLocation_FullMethodName   = "/stockd.v1.Admin/PutLocation"
-	Admin_ListLocations_FullMethodName = "/stockd.v1.Admin/ListLocations"
-	Admin_PutChannel_FullMethodName    = "/stockd.v1.Admin/PutChannel"
-	Admin_ListChannels_FullMethodName  = "/stockd.v1.Admin/ListChannels"
-	Admin_SetBuffer_FullMethodName     = "/stockd.v1.Admin/SetBuffer"
+	Admin_PutLocation_FullMethodName         = "/stockd.v1.Admin/PutLocation"
+	Admin_ListLocations_FullMethodName       = "/stockd.v1.Admin/ListLocations"
+	Admin_PutChannel_FullMethodName          = "/stockd.v1.Admin/PutChannel"
+	Admin_ListChannels_FullMethodName        = "/stockd.v1.Admin/ListChannels"
+	Admin_SetBuffer_FullMethodName           = "/stockd.v1.Admin/SetBuffer"
+	Admin_ListBuffers_FullMethodName         = "/stockd.v1.Admin/ListBuffers"
+	Admin_DeleteLocation_FullMethodName      = "/stockd.v1.Admin/DeleteLocation"
+	Admin_DeleteChannel_FullMethodName       = "/stockd.v1.Admin/DeleteChannel"
+	Admin_PutLocationGroup_FullMethodName    = "/stockd.v1.Admin/PutLocationGroup"
+	Admin_ListLocationGroups_FullMethodName  = "/stockd.v1.Admin/ListLocationGroups"
+	Admin_DeleteLocationGroup_FullMethodName = "/stockd.v1.Admin/DeleteLocationGroup"
+	Admin_PutSku_FullMethodName              = "/stockd.v1.Admin/PutSku"
+	Admin_ListSkus_FullMethodName            = "/stockd.v1.Admin/ListSkus"
+	Admin_DeleteSku_FullMethodName           = "/stockd.v1.Admin/DeleteSku"
 )
 
 // AdminClient is the client API for Admin service.
@@ -43,6 +52,24 @@ type AdminClient interface {
 	// SetBuffer holds units of an item back from one channel (or all), at one
 	// location (or all). 0 removes the rule.
 	SetBuffer(ctx context.Context, in *SetBufferRequest, opts ...grpc.CallOption) (*SetBufferResponse, error)
+	// ListBuffers lists buffer rules, of one item or all, sorted.
+	ListBuffers(ctx context.Context, in *ListBuffersRequest, opts ...grpc.CallOption) (*ListBuffersResponse, error)
+	// DeleteLocation retires a location: FAILED_PRECONDITION while a channel or
+	// group lists it or holds or unabsorbed orders sit there; its counters go.
+	DeleteLocation(ctx context.Context, in *DeleteLocationRequest, opts ...grpc.CallOption) (*DeleteLocationResponse, error)
+	// DeleteChannel retires a channel: FAILED_PRECONDITION while it has live holds.
+	DeleteChannel(ctx context.Context, in *DeleteChannelRequest, opts ...grpc.CallOption) (*DeleteChannelResponse, error)
+	// PutLocationGroup names an ordered set of locations channels may see.
+	PutLocationGroup(ctx context.Context, in *PutLocationGroupRequest, opts ...grpc.CallOption) (*PutLocationGroupResponse, error)
+	ListLocationGroups(ctx context.Context, in *ListLocationGroupsRequest, opts ...grpc.CallOption) (*ListLocationGroupsResponse, error)
+	// DeleteLocationGroup: FAILED_PRECONDITION while a channel uses it.
+	DeleteLocationGroup(ctx context.Context, in *DeleteLocationGroupRequest, opts ...grpc.CallOption) (*DeleteLocationGroupResponse, error)
+	// PutSku maps a channel SKU to an ERP item with a pack factor. Live holds
+	// keep the factor they were reserved with.
+	PutSku(ctx context.Context, in *PutSkuRequest, opts ...grpc.CallOption) (*PutSkuResponse, error)
+	ListSkus(ctx context.Context, in *ListSkusRequest, opts ...grpc.CallOption) (*ListSkusResponse, error)
+	// DeleteSku: FAILED_PRECONDITION while live holds use the SKU.
+	DeleteSku(ctx context.Context, in *DeleteSkuRequest, opts ...grpc.CallOption) (*DeleteSkuResponse, error)
 }
 
 type adminClient struct {
@@ -103,6 +130,96 @@ func (c *adminClient) SetBuffer(ctx context.Context, in *SetBufferRequest, opts 
 	return out, nil
 }
 
+func (c *adminClient) ListBuffers(ctx context.Context, in *ListBuffersRequest, opts ...grpc.CallOption) (*ListBuffersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListBuffersResponse)
+	err := c.cc.Invoke(ctx, Admin_ListBuffers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) DeleteLocation(ctx context.Context, in *DeleteLocationRequest, opts ...grpc.CallOption) (*DeleteLocationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteLocationResponse)
+	err := c.cc.Invoke(ctx, Admin_DeleteLocation_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) DeleteChannel(ctx context.Context, in *DeleteChannelRequest, opts ...grpc.CallOption) (*DeleteChannelResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteChannelResponse)
+	err := c.cc.Invoke(ctx, Admin_DeleteChannel_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) PutLocationGroup(ctx context.Context, in *PutLocationGroupRequest, opts ...grpc.CallOption) (*PutLocationGroupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PutLocationGroupResponse)
+	err := c.cc.Invoke(ctx, Admin_PutLocationGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) ListLocationGroups(ctx context.Context, in *ListLocationGroupsRequest, opts ...grpc.CallOption) (*ListLocationGroupsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListLocationGroupsResponse)
+	err := c.cc.Invoke(ctx, Admin_ListLocationGroups_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) DeleteLocationGroup(ctx context.Context, in *DeleteLocationGroupRequest, opts ...grpc.CallOption) (*DeleteLocationGroupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteLocationGroupResponse)
+	err := c.cc.Invoke(ctx, Admin_DeleteLocationGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) PutSku(ctx context.Context, in *PutSkuRequest, opts ...grpc.CallOption) (*PutSkuResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PutSkuResponse)
+	err := c.cc.Invoke(ctx, Admin_PutSku_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) ListSkus(ctx context.Context, in *ListSkusRequest, opts ...grpc.CallOption) (*ListSkusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSkusResponse)
+	err := c.cc.Invoke(ctx, Admin_ListSkus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) DeleteSku(ctx context.Context, in *DeleteSkuRequest, opts ...grpc.CallOption) (*DeleteSkuResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteSkuResponse)
+	err := c.cc.Invoke(ctx, Admin_DeleteSku_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -120,6 +237,24 @@ type AdminServer interface {
 	// SetBuffer holds units of an item back from one channel (or all), at one
 	// location (or all). 0 removes the rule.
 	SetBuffer(context.Context, *SetBufferRequest) (*SetBufferResponse, error)
+	// ListBuffers lists buffer rules, of one item or all, sorted.
+	ListBuffers(context.Context, *ListBuffersRequest) (*ListBuffersResponse, error)
+	// DeleteLocation retires a location: FAILED_PRECONDITION while a channel or
+	// group lists it or holds or unabsorbed orders sit there; its counters go.
+	DeleteLocation(context.Context, *DeleteLocationRequest) (*DeleteLocationResponse, error)
+	// DeleteChannel retires a channel: FAILED_PRECONDITION while it has live holds.
+	DeleteChannel(context.Context, *DeleteChannelRequest) (*DeleteChannelResponse, error)
+	// PutLocationGroup names an ordered set of locations channels may see.
+	PutLocationGroup(context.Context, *PutLocationGroupRequest) (*PutLocationGroupResponse, error)
+	ListLocationGroups(context.Context, *ListLocationGroupsRequest) (*ListLocationGroupsResponse, error)
+	// DeleteLocationGroup: FAILED_PRECONDITION while a channel uses it.
+	DeleteLocationGroup(context.Context, *DeleteLocationGroupRequest) (*DeleteLocationGroupResponse, error)
+	// PutSku maps a channel SKU to an ERP item with a pack factor. Live holds
+	// keep the factor they were reserved with.
+	PutSku(context.Context, *PutSkuRequest) (*PutSkuResponse, error)
+	ListSkus(context.Context, *ListSkusRequest) (*ListSkusResponse, error)
+	// DeleteSku: FAILED_PRECONDITION while live holds use the SKU.
+	DeleteSku(context.Context, *DeleteSkuRequest) (*DeleteSkuResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -144,6 +279,33 @@ func (UnimplementedAdminServer) ListChannels(context.Context, *ListChannelsReque
 }
 func (UnimplementedAdminServer) SetBuffer(context.Context, *SetBufferRequest) (*SetBufferResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetBuffer not implemented")
+}
+func (UnimplementedAdminServer) ListBuffers(context.Context, *ListBuffersRequest) (*ListBuffersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListBuffers not implemented")
+}
+func (UnimplementedAdminServer) DeleteLocation(context.Context, *DeleteLocationRequest) (*DeleteLocationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteLocation not implemented")
+}
+func (UnimplementedAdminServer) DeleteChannel(context.Context, *DeleteChannelRequest) (*DeleteChannelResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteChannel not implemented")
+}
+func (UnimplementedAdminServer) PutLocationGroup(context.Context, *PutLocationGroupRequest) (*PutLocationGroupResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PutLocationGroup not implemented")
+}
+func (UnimplementedAdminServer) ListLocationGroups(context.Context, *ListLocationGroupsRequest) (*ListLocationGroupsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListLocationGroups not implemented")
+}
+func (UnimplementedAdminServer) DeleteLocationGroup(context.Context, *DeleteLocationGroupRequest) (*DeleteLocationGroupResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteLocationGroup not implemented")
+}
+func (UnimplementedAdminServer) PutSku(context.Context, *PutSkuRequest) (*PutSkuResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PutSku not implemented")
+}
+func (UnimplementedAdminServer) ListSkus(context.Context, *ListSkusRequest) (*ListSkusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListSkus not implemented")
+}
+func (UnimplementedAdminServer) DeleteSku(context.Context, *DeleteSkuRequest) (*DeleteSkuResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteSku not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -256,6 +418,168 @@ func _Admin_SetBuffer_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_ListBuffers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListBuffersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ListBuffers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ListBuffers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ListBuffers(ctx, req.(*ListBuffersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_DeleteLocation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteLocationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).DeleteLocation(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_DeleteLocation_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).DeleteLocation(ctx, req.(*DeleteLocationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_DeleteChannel_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteChannelRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).DeleteChannel(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_DeleteChannel_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).DeleteChannel(ctx, req.(*DeleteChannelRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_PutLocationGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PutLocationGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).PutLocationGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_PutLocationGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).PutLocationGroup(ctx, req.(*PutLocationGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_ListLocationGroups_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListLocationGroupsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ListLocationGroups(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ListLocationGroups_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ListLocationGroups(ctx, req.(*ListLocationGroupsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_DeleteLocationGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteLocationGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).DeleteLocationGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_DeleteLocationGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).DeleteLocationGroup(ctx, req.(*DeleteLocationGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_PutSku_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PutSkuRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).PutSku(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_PutSku_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).PutSku(ctx, req.(*PutSkuRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_ListSkus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSkusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ListSkus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ListSkus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ListSkus(ctx, req.(*ListSkusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_DeleteSku_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteSkuRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).DeleteSku(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_DeleteSku_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).DeleteSku(ctx, req.(*DeleteSkuRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -282,6 +606,42 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetBuffer",
 			Handler:    _Admin_SetBuffer_Handler,
+		},
+		{
+			MethodName: "ListBuffers",
+			Handler:    _Admin_ListBuffers_Handler,
+		},
+		{
+			MethodName: "DeleteLocation",
+			Handler:    _Admin_DeleteLocation_Handler,
+		},
+		{
+			MethodName: "DeleteChannel",
+			Handler:    _Admin_DeleteChannel_Handler,
+		},
+		{
+			MethodName: "PutLocationGroup",
+			Handler:    _Admin_PutLocationGroup_Handler,
+		},
+		{
+			MethodName: "ListLocationGroups",
+			Handler:    _Admin_ListLocationGroups_Handler,
+		},
+		{
+			MethodName: "DeleteLocationGroup",
+			Handler:    _Admin_DeleteLocationGroup_Handler,
+		},
+		{
+			MethodName: "PutSku",
+			Handler:    _Admin_PutSku_Handler,
+		},
+		{
+			MethodName: "ListSkus",
+			Handler:    _Admin_ListSkus_Handler,
+		},
+		{
+			MethodName: "DeleteSku",
+			Handler:    _Admin_DeleteSku_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -9,6 +9,7 @@ package stockdv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -433,11 +434,379 @@ func (x *AdjustStockResponse) GetRejected() uint32 {
 	return 0
 }
 
+type IncomingLine struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The purchase-order line's id, 1-256 bytes.
+	PoLineId string `protobuf:"bytes,1,opt,name=po_line_id,json=poLineId,proto3" json:"po_line_id,omitempty"`
+	Item     string `protobuf:"bytes,2,opt,name=item,proto3" json:"item,omitempty"`
+	Location string `protobuf:"bytes,3,opt,name=location,proto3" json:"location,omitempty"`
+	// Units ordered, >= 0. Lowering it below received + backordered is rejected.
+	QuantityBaseUnits int64 `protobuf:"varint,4,opt,name=quantity_base_units,json=quantityBaseUnits,proto3" json:"quantity_base_units,omitempty"`
+	// Units received so far (cumulative), 0..quantity.
+	ReceivedBaseUnits int64                  `protobuf:"varint,5,opt,name=received_base_units,json=receivedBaseUnits,proto3" json:"received_base_units,omitempty"`
+	Eta               *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=eta,proto3" json:"eta,omitempty"`
+	// The ERP's version of this line, > 0, increasing.
+	Version       uint64 `protobuf:"varint,7,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IncomingLine) Reset() {
+	*x = IncomingLine{}
+	mi := &file_stockd_v1_erp_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IncomingLine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IncomingLine) ProtoMessage() {}
+
+func (x *IncomingLine) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_erp_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IncomingLine.ProtoReflect.Descriptor instead.
+func (*IncomingLine) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_erp_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *IncomingLine) GetPoLineId() string {
+	if x != nil {
+		return x.PoLineId
+	}
+	return ""
+}
+
+func (x *IncomingLine) GetItem() string {
+	if x != nil {
+		return x.Item
+	}
+	return ""
+}
+
+func (x *IncomingLine) GetLocation() string {
+	if x != nil {
+		return x.Location
+	}
+	return ""
+}
+
+func (x *IncomingLine) GetQuantityBaseUnits() int64 {
+	if x != nil {
+		return x.QuantityBaseUnits
+	}
+	return 0
+}
+
+func (x *IncomingLine) GetReceivedBaseUnits() int64 {
+	if x != nil {
+		return x.ReceivedBaseUnits
+	}
+	return 0
+}
+
+func (x *IncomingLine) GetEta() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Eta
+	}
+	return nil
+}
+
+func (x *IncomingLine) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+type SetIncomingRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1 to 10,000 rows.
+	Lines         []*IncomingLine `protobuf:"bytes,1,rep,name=lines,proto3" json:"lines,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetIncomingRequest) Reset() {
+	*x = SetIncomingRequest{}
+	mi := &file_stockd_v1_erp_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetIncomingRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetIncomingRequest) ProtoMessage() {}
+
+func (x *SetIncomingRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_erp_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetIncomingRequest.ProtoReflect.Descriptor instead.
+func (*SetIncomingRequest) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_erp_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *SetIncomingRequest) GetLines() []*IncomingLine {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
+type SetIncomingResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per row, in request order; on_hand_base_units is unused.
+	Rows          []*RowResult `protobuf:"bytes,1,rep,name=rows,proto3" json:"rows,omitempty"`
+	Revision      uint64       `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	Applied       uint32       `protobuf:"varint,3,opt,name=applied,proto3" json:"applied,omitempty"`
+	IgnoredStale  uint32       `protobuf:"varint,4,opt,name=ignored_stale,json=ignoredStale,proto3" json:"ignored_stale,omitempty"`
+	Rejected      uint32       `protobuf:"varint,5,opt,name=rejected,proto3" json:"rejected,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetIncomingResponse) Reset() {
+	*x = SetIncomingResponse{}
+	mi := &file_stockd_v1_erp_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetIncomingResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetIncomingResponse) ProtoMessage() {}
+
+func (x *SetIncomingResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_erp_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetIncomingResponse.ProtoReflect.Descriptor instead.
+func (*SetIncomingResponse) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_erp_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SetIncomingResponse) GetRows() []*RowResult {
+	if x != nil {
+		return x.Rows
+	}
+	return nil
+}
+
+func (x *SetIncomingResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *SetIncomingResponse) GetApplied() uint32 {
+	if x != nil {
+		return x.Applied
+	}
+	return 0
+}
+
+func (x *SetIncomingResponse) GetIgnoredStale() uint32 {
+	if x != nil {
+		return x.IgnoredStale
+	}
+	return 0
+}
+
+func (x *SetIncomingResponse) GetRejected() uint32 {
+	if x != nil {
+		return x.Rejected
+	}
+	return 0
+}
+
+type ListIncomingRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty: every item.
+	Item          string `protobuf:"bytes,1,opt,name=item,proto3" json:"item,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListIncomingRequest) Reset() {
+	*x = ListIncomingRequest{}
+	mi := &file_stockd_v1_erp_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListIncomingRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListIncomingRequest) ProtoMessage() {}
+
+func (x *ListIncomingRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_erp_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListIncomingRequest.ProtoReflect.Descriptor instead.
+func (*ListIncomingRequest) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_erp_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ListIncomingRequest) GetItem() string {
+	if x != nil {
+		return x.Item
+	}
+	return ""
+}
+
+type IncomingStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Line  *IncomingLine          `protobuf:"bytes,1,opt,name=line,proto3" json:"line,omitempty"`
+	// Units held by backorders waiting on this line.
+	BackorderedBaseUnits int64 `protobuf:"varint,2,opt,name=backordered_base_units,json=backorderedBaseUnits,proto3" json:"backordered_base_units,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *IncomingStatus) Reset() {
+	*x = IncomingStatus{}
+	mi := &file_stockd_v1_erp_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IncomingStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IncomingStatus) ProtoMessage() {}
+
+func (x *IncomingStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_erp_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IncomingStatus.ProtoReflect.Descriptor instead.
+func (*IncomingStatus) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_erp_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *IncomingStatus) GetLine() *IncomingLine {
+	if x != nil {
+		return x.Line
+	}
+	return nil
+}
+
+func (x *IncomingStatus) GetBackorderedBaseUnits() int64 {
+	if x != nil {
+		return x.BackorderedBaseUnits
+	}
+	return 0
+}
+
+type ListIncomingResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Lines         []*IncomingStatus      `protobuf:"bytes,1,rep,name=lines,proto3" json:"lines,omitempty"`
+	Revision      uint64                 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListIncomingResponse) Reset() {
+	*x = ListIncomingResponse{}
+	mi := &file_stockd_v1_erp_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListIncomingResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListIncomingResponse) ProtoMessage() {}
+
+func (x *ListIncomingResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_erp_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListIncomingResponse.ProtoReflect.Descriptor instead.
+func (*ListIncomingResponse) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_erp_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ListIncomingResponse) GetLines() []*IncomingStatus {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
+func (x *ListIncomingResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 var File_stockd_v1_erp_proto protoreflect.FileDescriptor
 
 const file_stockd_v1_erp_proto_rawDesc = "" +
 	"\n" +
-	"\x13stockd/v1/erp.proto\x12\tstockd.v1\x1a\x16stockd/v1/common.proto\"\x83\x01\n" +
+	"\x13stockd/v1/erp.proto\x12\tstockd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16stockd/v1/common.proto\"\x83\x01\n" +
 	"\n" +
 	"StockCount\x12\x12\n" +
 	"\x04item\x18\x01 \x01(\tR\x04item\x12\x1a\n" +
@@ -467,10 +836,37 @@ const file_stockd_v1_erp_proto_rawDesc = "" +
 	"\brevision\x18\x02 \x01(\x04R\brevision\x12\x18\n" +
 	"\aapplied\x18\x03 \x01(\rR\aapplied\x12#\n" +
 	"\rignored_stale\x18\x04 \x01(\rR\fignoredStale\x12\x1a\n" +
-	"\brejected\x18\x05 \x01(\rR\brejected2\x98\x01\n" +
+	"\brejected\x18\x05 \x01(\rR\brejected\"\x84\x02\n" +
+	"\fIncomingLine\x12\x1c\n" +
+	"\n" +
+	"po_line_id\x18\x01 \x01(\tR\bpoLineId\x12\x12\n" +
+	"\x04item\x18\x02 \x01(\tR\x04item\x12\x1a\n" +
+	"\blocation\x18\x03 \x01(\tR\blocation\x12.\n" +
+	"\x13quantity_base_units\x18\x04 \x01(\x03R\x11quantityBaseUnits\x12.\n" +
+	"\x13received_base_units\x18\x05 \x01(\x03R\x11receivedBaseUnits\x12,\n" +
+	"\x03eta\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x03eta\x12\x18\n" +
+	"\aversion\x18\a \x01(\x04R\aversion\"C\n" +
+	"\x12SetIncomingRequest\x12-\n" +
+	"\x05lines\x18\x01 \x03(\v2\x17.stockd.v1.IncomingLineR\x05lines\"\xb6\x01\n" +
+	"\x13SetIncomingResponse\x12(\n" +
+	"\x04rows\x18\x01 \x03(\v2\x14.stockd.v1.RowResultR\x04rows\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\x12\x18\n" +
+	"\aapplied\x18\x03 \x01(\rR\aapplied\x12#\n" +
+	"\rignored_stale\x18\x04 \x01(\rR\fignoredStale\x12\x1a\n" +
+	"\brejected\x18\x05 \x01(\rR\brejected\")\n" +
+	"\x13ListIncomingRequest\x12\x12\n" +
+	"\x04item\x18\x01 \x01(\tR\x04item\"s\n" +
+	"\x0eIncomingStatus\x12+\n" +
+	"\x04line\x18\x01 \x01(\v2\x17.stockd.v1.IncomingLineR\x04line\x124\n" +
+	"\x16backordered_base_units\x18\x02 \x01(\x03R\x14backorderedBaseUnits\"c\n" +
+	"\x14ListIncomingResponse\x12/\n" +
+	"\x05lines\x18\x01 \x03(\v2\x19.stockd.v1.IncomingStatusR\x05lines\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision2\xb7\x02\n" +
 	"\x03Erp\x12C\n" +
 	"\bSetStock\x12\x1a.stockd.v1.SetStockRequest\x1a\x1b.stockd.v1.SetStockResponse\x12L\n" +
-	"\vAdjustStock\x12\x1d.stockd.v1.AdjustStockRequest\x1a\x1e.stockd.v1.AdjustStockResponseB0Z.github.com/stockd/stockd/api/stockdv1;stockdv1b\x06proto3"
+	"\vAdjustStock\x12\x1d.stockd.v1.AdjustStockRequest\x1a\x1e.stockd.v1.AdjustStockResponse\x12L\n" +
+	"\vSetIncoming\x12\x1d.stockd.v1.SetIncomingRequest\x1a\x1e.stockd.v1.SetIncomingResponse\x12O\n" +
+	"\fListIncoming\x12\x1e.stockd.v1.ListIncomingRequest\x1a\x1f.stockd.v1.ListIncomingResponseB0Z.github.com/stockd/stockd/api/stockdv1;stockdv1b\x06proto3"
 
 var (
 	file_stockd_v1_erp_proto_rawDescOnce sync.Once
@@ -484,30 +880,46 @@ func file_stockd_v1_erp_proto_rawDescGZIP() []byte {
 	return file_stockd_v1_erp_proto_rawDescData
 }
 
-var file_stockd_v1_erp_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_stockd_v1_erp_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_stockd_v1_erp_proto_goTypes = []any{
-	(*StockCount)(nil),          // 0: stockd.v1.StockCount
-	(*SetStockRequest)(nil),     // 1: stockd.v1.SetStockRequest
-	(*SetStockResponse)(nil),    // 2: stockd.v1.SetStockResponse
-	(*StockAdjustment)(nil),     // 3: stockd.v1.StockAdjustment
-	(*AdjustStockRequest)(nil),  // 4: stockd.v1.AdjustStockRequest
-	(*AdjustStockResponse)(nil), // 5: stockd.v1.AdjustStockResponse
-	(*RowResult)(nil),           // 6: stockd.v1.RowResult
+	(*StockCount)(nil),            // 0: stockd.v1.StockCount
+	(*SetStockRequest)(nil),       // 1: stockd.v1.SetStockRequest
+	(*SetStockResponse)(nil),      // 2: stockd.v1.SetStockResponse
+	(*StockAdjustment)(nil),       // 3: stockd.v1.StockAdjustment
+	(*AdjustStockRequest)(nil),    // 4: stockd.v1.AdjustStockRequest
+	(*AdjustStockResponse)(nil),   // 5: stockd.v1.AdjustStockResponse
+	(*IncomingLine)(nil),          // 6: stockd.v1.IncomingLine
+	(*SetIncomingRequest)(nil),    // 7: stockd.v1.SetIncomingRequest
+	(*SetIncomingResponse)(nil),   // 8: stockd.v1.SetIncomingResponse
+	(*ListIncomingRequest)(nil),   // 9: stockd.v1.ListIncomingRequest
+	(*IncomingStatus)(nil),        // 10: stockd.v1.IncomingStatus
+	(*ListIncomingResponse)(nil),  // 11: stockd.v1.ListIncomingResponse
+	(*RowResult)(nil),             // 12: stockd.v1.RowResult
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
 }
 var file_stockd_v1_erp_proto_depIdxs = []int32{
-	0, // 0: stockd.v1.SetStockRequest.rows:type_name -> stockd.v1.StockCount
-	6, // 1: stockd.v1.SetStockResponse.rows:type_name -> stockd.v1.RowResult
-	3, // 2: stockd.v1.AdjustStockRequest.rows:type_name -> stockd.v1.StockAdjustment
-	6, // 3: stockd.v1.AdjustStockResponse.rows:type_name -> stockd.v1.RowResult
-	1, // 4: stockd.v1.Erp.SetStock:input_type -> stockd.v1.SetStockRequest
-	4, // 5: stockd.v1.Erp.AdjustStock:input_type -> stockd.v1.AdjustStockRequest
-	2, // 6: stockd.v1.Erp.SetStock:output_type -> stockd.v1.SetStockResponse
-	5, // 7: stockd.v1.Erp.AdjustStock:output_type -> stockd.v1.AdjustStockResponse
-	6, // [6:8] is the sub-list for method output_type
-	4, // [4:6] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	0,  // 0: stockd.v1.SetStockRequest.rows:type_name -> stockd.v1.StockCount
+	12, // 1: stockd.v1.SetStockResponse.rows:type_name -> stockd.v1.RowResult
+	3,  // 2: stockd.v1.AdjustStockRequest.rows:type_name -> stockd.v1.StockAdjustment
+	12, // 3: stockd.v1.AdjustStockResponse.rows:type_name -> stockd.v1.RowResult
+	13, // 4: stockd.v1.IncomingLine.eta:type_name -> google.protobuf.Timestamp
+	6,  // 5: stockd.v1.SetIncomingRequest.lines:type_name -> stockd.v1.IncomingLine
+	12, // 6: stockd.v1.SetIncomingResponse.rows:type_name -> stockd.v1.RowResult
+	6,  // 7: stockd.v1.IncomingStatus.line:type_name -> stockd.v1.IncomingLine
+	10, // 8: stockd.v1.ListIncomingResponse.lines:type_name -> stockd.v1.IncomingStatus
+	1,  // 9: stockd.v1.Erp.SetStock:input_type -> stockd.v1.SetStockRequest
+	4,  // 10: stockd.v1.Erp.AdjustStock:input_type -> stockd.v1.AdjustStockRequest
+	7,  // 11: stockd.v1.Erp.SetIncoming:input_type -> stockd.v1.SetIncomingRequest
+	9,  // 12: stockd.v1.Erp.ListIncoming:input_type -> stockd.v1.ListIncomingRequest
+	2,  // 13: stockd.v1.Erp.SetStock:output_type -> stockd.v1.SetStockResponse
+	5,  // 14: stockd.v1.Erp.AdjustStock:output_type -> stockd.v1.AdjustStockResponse
+	8,  // 15: stockd.v1.Erp.SetIncoming:output_type -> stockd.v1.SetIncomingResponse
+	11, // 16: stockd.v1.Erp.ListIncoming:output_type -> stockd.v1.ListIncomingResponse
+	13, // [13:17] is the sub-list for method output_type
+	9,  // [9:13] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_stockd_v1_erp_proto_init() }
@@ -522,7 +934,7 @@ func file_stockd_v1_erp_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stockd_v1_erp_proto_rawDesc), len(file_stockd_v1_erp_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

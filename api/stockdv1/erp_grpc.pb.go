@@ -19,8 +19,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Erp_SetStock_FullMethodName    = "/stockd.v1.Erp/SetStock"
-	Erp_AdjustStock_FullMethodName = "/stockd.v1.Erp/AdjustStock"
+	Erp_SetStock_FullMethodName     = "/stockd.v1.Erp/SetStock"
+	Erp_AdjustStock_FullMethodName  = "/stockd.v1.Erp/AdjustStock"
+	Erp_SetIncoming_FullMethodName  = "/stockd.v1.Erp/SetIncoming"
+	Erp_ListIncoming_FullMethodName = "/stockd.v1.Erp/ListIncoming"
 )
 
 // ErpClient is the client API for Erp service.
@@ -34,6 +36,13 @@ type ErpClient interface {
 	SetStock(ctx context.Context, in *SetStockRequest, opts ...grpc.CallOption) (*SetStockResponse, error)
 	// AdjustStock applies signed deltas, each exactly once by its delta id.
 	AdjustStock(ctx context.Context, in *AdjustStockRequest, opts ...grpc.CallOption) (*AdjustStockResponse, error)
+	// SetIncoming records purchase-order lines on their way: quantity ordered,
+	// quantity received so far, ETA. Each row carries the ERP's version of its
+	// line; an older one is ignored. A rise in received moves the backorder
+	// holds waiting on the line onto on_hand at its location (send the stock
+	// count that includes the receipt in the same or an earlier batch).
+	SetIncoming(ctx context.Context, in *SetIncomingRequest, opts ...grpc.CallOption) (*SetIncomingResponse, error)
+	ListIncoming(ctx context.Context, in *ListIncomingRequest, opts ...grpc.CallOption) (*ListIncomingResponse, error)
 }
 
 type erpClient struct {
@@ -64,6 +73,26 @@ func (c *erpClient) AdjustStock(ctx context.Context, in *AdjustStockRequest, opt
 	return out, nil
 }
 
+func (c *erpClient) SetIncoming(ctx context.Context, in *SetIncomingRequest, opts ...grpc.CallOption) (*SetIncomingResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetIncomingResponse)
+	err := c.cc.Invoke(ctx, Erp_SetIncoming_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *erpClient) ListIncoming(ctx context.Context, in *ListIncomingRequest, opts ...grpc.CallOption) (*ListIncomingResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListIncomingResponse)
+	err := c.cc.Invoke(ctx, Erp_ListIncoming_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ErpServer is the server API for Erp service.
 // All implementations must embed UnimplementedErpServer
 // for forward compatibility.
@@ -75,6 +104,13 @@ type ErpServer interface {
 	SetStock(context.Context, *SetStockRequest) (*SetStockResponse, error)
 	// AdjustStock applies signed deltas, each exactly once by its delta id.
 	AdjustStock(context.Context, *AdjustStockRequest) (*AdjustStockResponse, error)
+	// SetIncoming records purchase-order lines on their way: quantity ordered,
+	// quantity received so far, ETA. Each row carries the ERP's version of its
+	// line; an older one is ignored. A rise in received moves the backorder
+	// holds waiting on the line onto on_hand at its location (send the stock
+	// count that includes the receipt in the same or an earlier batch).
+	SetIncoming(context.Context, *SetIncomingRequest) (*SetIncomingResponse, error)
+	ListIncoming(context.Context, *ListIncomingRequest) (*ListIncomingResponse, error)
 	mustEmbedUnimplementedErpServer()
 }
 
@@ -90,6 +126,12 @@ func (UnimplementedErpServer) SetStock(context.Context, *SetStockRequest) (*SetS
 }
 func (UnimplementedErpServer) AdjustStock(context.Context, *AdjustStockRequest) (*AdjustStockResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AdjustStock not implemented")
+}
+func (UnimplementedErpServer) SetIncoming(context.Context, *SetIncomingRequest) (*SetIncomingResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetIncoming not implemented")
+}
+func (UnimplementedErpServer) ListIncoming(context.Context, *ListIncomingRequest) (*ListIncomingResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListIncoming not implemented")
 }
 func (UnimplementedErpServer) mustEmbedUnimplementedErpServer() {}
 func (UnimplementedErpServer) testEmbeddedByValue()             {}
@@ -148,6 +190,42 @@ func _Erp_AdjustStock_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Erp_SetIncoming_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetIncomingRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ErpServer).SetIncoming(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Erp_SetIncoming_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ErpServer).SetIncoming(ctx, req.(*SetIncomingRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Erp_ListIncoming_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListIncomingRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ErpServer).ListIncoming(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Erp_ListIncoming_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ErpServer).ListIncoming(ctx, req.(*ListIncomingRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Erp_ServiceDesc is the grpc.ServiceDesc for Erp service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -162,6 +240,14 @@ var Erp_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AdjustStock",
 			Handler:    _Erp_AdjustStock_Handler,
+		},
+		{
+			MethodName: "SetIncoming",
+			Handler:    _Erp_SetIncoming_Handler,
+		},
+		{
+			MethodName: "ListIncoming",
+			Handler:    _Erp_ListIncoming_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

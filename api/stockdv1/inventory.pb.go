@@ -35,6 +35,8 @@ const (
 	ReservationState_RESERVATION_STATE_RELEASED ReservationState = 3
 	// The hold's TTL passed before it was confirmed.
 	ReservationState_RESERVATION_STATE_EXPIRED ReservationState = 4
+	// A confirmed order taken back before the ERP absorbed it.
+	ReservationState_RESERVATION_STATE_CANCELLED ReservationState = 5
 )
 
 // Enum value maps for ReservationState.
@@ -45,6 +47,7 @@ var (
 		2: "RESERVATION_STATE_CONFIRMED",
 		3: "RESERVATION_STATE_RELEASED",
 		4: "RESERVATION_STATE_EXPIRED",
+		5: "RESERVATION_STATE_CANCELLED",
 	}
 	ReservationState_value = map[string]int32{
 		"RESERVATION_STATE_UNSPECIFIED": 0,
@@ -52,6 +55,7 @@ var (
 		"RESERVATION_STATE_CONFIRMED":   2,
 		"RESERVATION_STATE_RELEASED":    3,
 		"RESERVATION_STATE_EXPIRED":     4,
+		"RESERVATION_STATE_CANCELLED":   5,
 	}
 )
 
@@ -219,7 +223,16 @@ type SkuAvailability struct {
 	// One per location the channel sees, in its priority order.
 	Locations []*LocationAvailability `protobuf:"bytes,4,rep,name=locations,proto3" json:"locations,omitempty"`
 	// False when the ERP has never sent a count for the item at any location.
-	Known         bool `protobuf:"varint,5,opt,name=known,proto3" json:"known,omitempty"`
+	Known bool `protobuf:"varint,5,opt,name=known,proto3" json:"known,omitempty"`
+	// The last revision that changed any input of this figure for this channel
+	// (counters at its locations, buffers, the channel, the SKU mapping). Send
+	// it back as ReserveLine.expected_mod_revision to reserve only if unchanged.
+	ModRevision uint64 `protobuf:"varint,6,opt,name=mod_revision,json=modRevision,proto3" json:"mod_revision,omitempty"`
+	// The pack factor: base units per SKU unit.
+	Factor int64 `protobuf:"varint,7,opt,name=factor,proto3" json:"factor,omitempty"`
+	// Supply on its way to the channel's locations, earliest first: what a
+	// backorder may still take.
+	Incoming      []*IncomingAvailability `protobuf:"bytes,8,rep,name=incoming,proto3" json:"incoming,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -289,6 +302,96 @@ func (x *SkuAvailability) GetKnown() bool {
 	return false
 }
 
+func (x *SkuAvailability) GetModRevision() uint64 {
+	if x != nil {
+		return x.ModRevision
+	}
+	return 0
+}
+
+func (x *SkuAvailability) GetFactor() int64 {
+	if x != nil {
+		return x.Factor
+	}
+	return 0
+}
+
+func (x *SkuAvailability) GetIncoming() []*IncomingAvailability {
+	if x != nil {
+		return x.Incoming
+	}
+	return nil
+}
+
+type IncomingAvailability struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	PoLineId string                 `protobuf:"bytes,1,opt,name=po_line_id,json=poLineId,proto3" json:"po_line_id,omitempty"`
+	Location string                 `protobuf:"bytes,2,opt,name=location,proto3" json:"location,omitempty"`
+	Eta      *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=eta,proto3" json:"eta,omitempty"`
+	// Whole SKU units not yet received nor taken by backorders.
+	AvailableSkuUnits int64 `protobuf:"varint,4,opt,name=available_sku_units,json=availableSkuUnits,proto3" json:"available_sku_units,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *IncomingAvailability) Reset() {
+	*x = IncomingAvailability{}
+	mi := &file_stockd_v1_inventory_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IncomingAvailability) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IncomingAvailability) ProtoMessage() {}
+
+func (x *IncomingAvailability) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_inventory_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IncomingAvailability.ProtoReflect.Descriptor instead.
+func (*IncomingAvailability) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *IncomingAvailability) GetPoLineId() string {
+	if x != nil {
+		return x.PoLineId
+	}
+	return ""
+}
+
+func (x *IncomingAvailability) GetLocation() string {
+	if x != nil {
+		return x.Location
+	}
+	return ""
+}
+
+func (x *IncomingAvailability) GetEta() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Eta
+	}
+	return nil
+}
+
+func (x *IncomingAvailability) GetAvailableSkuUnits() int64 {
+	if x != nil {
+		return x.AvailableSkuUnits
+	}
+	return 0
+}
+
 type LocationAvailability struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Location string                 `protobuf:"bytes,1,opt,name=location,proto3" json:"location,omitempty"`
@@ -307,7 +410,7 @@ type LocationAvailability struct {
 
 func (x *LocationAvailability) Reset() {
 	*x = LocationAvailability{}
-	mi := &file_stockd_v1_inventory_proto_msgTypes[3]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -319,7 +422,7 @@ func (x *LocationAvailability) String() string {
 func (*LocationAvailability) ProtoMessage() {}
 
 func (x *LocationAvailability) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_v1_inventory_proto_msgTypes[3]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -332,7 +435,7 @@ func (x *LocationAvailability) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocationAvailability.ProtoReflect.Descriptor instead.
 func (*LocationAvailability) Descriptor() ([]byte, []int) {
-	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{3}
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *LocationAvailability) GetLocation() string {
@@ -390,14 +493,20 @@ type ReserveLine struct {
 	// How many SKU units to hold, > 0.
 	Quantity int64 `protobuf:"varint,2,opt,name=quantity,proto3" json:"quantity,omitempty"`
 	// Hold at this location, or leave empty to let stockd allocate.
-	Location      string `protobuf:"bytes,3,opt,name=location,proto3" json:"location,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Location string `protobuf:"bytes,3,opt,name=location,proto3" json:"location,omitempty"`
+	// If non-zero, the SKU's mod_revision the caller showed the buyer: when the
+	// figure has moved since, Reserve fails with ABORTED and the current figure.
+	ExpectedModRevision uint64 `protobuf:"varint,4,opt,name=expected_mod_revision,json=expectedModRevision,proto3" json:"expected_mod_revision,omitempty"`
+	// Take what on-hand cannot fill from incoming supply (earliest ETA first);
+	// the line then carries the promised date.
+	AllowBackorder bool `protobuf:"varint,5,opt,name=allow_backorder,json=allowBackorder,proto3" json:"allow_backorder,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ReserveLine) Reset() {
 	*x = ReserveLine{}
-	mi := &file_stockd_v1_inventory_proto_msgTypes[4]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -409,7 +518,7 @@ func (x *ReserveLine) String() string {
 func (*ReserveLine) ProtoMessage() {}
 
 func (x *ReserveLine) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_v1_inventory_proto_msgTypes[4]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -422,7 +531,7 @@ func (x *ReserveLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReserveLine.ProtoReflect.Descriptor instead.
 func (*ReserveLine) Descriptor() ([]byte, []int) {
-	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{4}
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ReserveLine) GetSku() string {
@@ -446,6 +555,20 @@ func (x *ReserveLine) GetLocation() string {
 	return ""
 }
 
+func (x *ReserveLine) GetExpectedModRevision() uint64 {
+	if x != nil {
+		return x.ExpectedModRevision
+	}
+	return 0
+}
+
+func (x *ReserveLine) GetAllowBackorder() bool {
+	if x != nil {
+		return x.AllowBackorder
+	}
+	return false
+}
+
 type ReserveRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Channel string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
@@ -461,7 +584,7 @@ type ReserveRequest struct {
 
 func (x *ReserveRequest) Reset() {
 	*x = ReserveRequest{}
-	mi := &file_stockd_v1_inventory_proto_msgTypes[5]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -473,7 +596,7 @@ func (x *ReserveRequest) String() string {
 func (*ReserveRequest) ProtoMessage() {}
 
 func (x *ReserveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_v1_inventory_proto_msgTypes[5]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -486,7 +609,7 @@ func (x *ReserveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReserveRequest.ProtoReflect.Descriptor instead.
 func (*ReserveRequest) Descriptor() ([]byte, []int) {
-	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{5}
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ReserveRequest) GetChannel() string {
@@ -527,7 +650,7 @@ type ReserveResponse struct {
 
 func (x *ReserveResponse) Reset() {
 	*x = ReserveResponse{}
-	mi := &file_stockd_v1_inventory_proto_msgTypes[6]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -539,7 +662,7 @@ func (x *ReserveResponse) String() string {
 func (*ReserveResponse) ProtoMessage() {}
 
 func (x *ReserveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_v1_inventory_proto_msgTypes[6]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -552,7 +675,7 @@ func (x *ReserveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReserveResponse.ProtoReflect.Descriptor instead.
 func (*ReserveResponse) Descriptor() ([]byte, []int) {
-	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{6}
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ReserveResponse) GetReservation() *Reservation {
@@ -581,7 +704,7 @@ type ConfirmRequest struct {
 
 func (x *ConfirmRequest) Reset() {
 	*x = ConfirmRequest{}
-	mi := &file_stockd_v1_inventory_proto_msgTypes[7]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -593,7 +716,7 @@ func (x *ConfirmRequest) String() string {
 func (*ConfirmRequest) ProtoMessage() {}
 
 func (x *ConfirmRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_v1_inventory_proto_msgTypes[7]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -606,7 +729,7 @@ func (x *ConfirmRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmRequest.ProtoReflect.Descriptor instead.
 func (*ConfirmRequest) Descriptor() ([]byte, []int) {
-	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{7}
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ConfirmRequest) GetChannel() string {
@@ -640,7 +763,7 @@ type ConfirmResponse struct {
 
 func (x *ConfirmResponse) Reset() {
 	*x = ConfirmResponse{}
-	mi := &file_stockd_v1_inventory_proto_msgTypes[8]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -652,7 +775,7 @@ func (x *ConfirmResponse) String() string {
 func (*ConfirmResponse) ProtoMessage() {}
 
 func (x *ConfirmResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_v1_inventory_proto_msgTypes[8]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -665,7 +788,7 @@ func (x *ConfirmResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmResponse.ProtoReflect.Descriptor instead.
 func (*ConfirmResponse) Descriptor() ([]byte, []int) {
-	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{8}
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ConfirmResponse) GetReservation() *Reservation {
@@ -686,13 +809,18 @@ type ReleaseRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Channel       string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
 	ReservationId string                 `protobuf:"bytes,2,opt,name=reservation_id,json=reservationId,proto3" json:"reservation_id,omitempty"`
+	// Empty: release the whole hold. Otherwise release only these quantities,
+	// idempotently by release_id.
+	Lines []*ReleaseLine `protobuf:"bytes,3,rep,name=lines,proto3" json:"lines,omitempty"`
+	// Required with lines, 1-256 bytes, unique within the reservation.
+	ReleaseId     string `protobuf:"bytes,4,opt,name=release_id,json=releaseId,proto3" json:"release_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReleaseRequest) Reset() {
 	*x = ReleaseRequest{}
-	mi := &file_stockd_v1_inventory_proto_msgTypes[9]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -704,7 +832,7 @@ func (x *ReleaseRequest) String() string {
 func (*ReleaseRequest) ProtoMessage() {}
 
 func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_v1_inventory_proto_msgTypes[9]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -717,7 +845,7 @@ func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{9}
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReleaseRequest) GetChannel() string {
@@ -734,6 +862,847 @@ func (x *ReleaseRequest) GetReservationId() string {
 	return ""
 }
 
+func (x *ReleaseRequest) GetLines() []*ReleaseLine {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
+func (x *ReleaseRequest) GetReleaseId() string {
+	if x != nil {
+		return x.ReleaseId
+	}
+	return ""
+}
+
+type ReleaseLine struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Index of the reservation line.
+	Line uint32 `protobuf:"varint,1,opt,name=line,proto3" json:"line,omitempty"`
+	// SKU units to give back, > 0 and at most what the line still holds.
+	Quantity      int64 `protobuf:"varint,2,opt,name=quantity,proto3" json:"quantity,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseLine) Reset() {
+	*x = ReleaseLine{}
+	mi := &file_stockd_v1_inventory_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseLine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseLine) ProtoMessage() {}
+
+func (x *ReleaseLine) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_inventory_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseLine.ProtoReflect.Descriptor instead.
+func (*ReleaseLine) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ReleaseLine) GetLine() uint32 {
+	if x != nil {
+		return x.Line
+	}
+	return 0
+}
+
+func (x *ReleaseLine) GetQuantity() int64 {
+	if x != nil {
+		return x.Quantity
+	}
+	return 0
+}
+
+type ExtendRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Channel       string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	ReservationId string                 `protobuf:"bytes,2,opt,name=reservation_id,json=reservationId,proto3" json:"reservation_id,omitempty"`
+	// 1-256 bytes, unique within the reservation.
+	ExtendId string `protobuf:"bytes,3,opt,name=extend_id,json=extendId,proto3" json:"extend_id,omitempty"`
+	// The new deadline is now + ttl, ttl in [1s, 24h].
+	Ttl           *durationpb.Duration `protobuf:"bytes,4,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExtendRequest) Reset() {
+	*x = ExtendRequest{}
+	mi := &file_stockd_v1_inventory_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExtendRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExtendRequest) ProtoMessage() {}
+
+func (x *ExtendRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_inventory_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExtendRequest.ProtoReflect.Descriptor instead.
+func (*ExtendRequest) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ExtendRequest) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *ExtendRequest) GetReservationId() string {
+	if x != nil {
+		return x.ReservationId
+	}
+	return ""
+}
+
+func (x *ExtendRequest) GetExtendId() string {
+	if x != nil {
+		return x.ExtendId
+	}
+	return ""
+}
+
+func (x *ExtendRequest) GetTtl() *durationpb.Duration {
+	if x != nil {
+		return x.Ttl
+	}
+	return nil
+}
+
+type ExtendResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reservation   *Reservation           `protobuf:"bytes,1,opt,name=reservation,proto3" json:"reservation,omitempty"`
+	Revision      uint64                 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExtendResponse) Reset() {
+	*x = ExtendResponse{}
+	mi := &file_stockd_v1_inventory_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExtendResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExtendResponse) ProtoMessage() {}
+
+func (x *ExtendResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_inventory_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExtendResponse.ProtoReflect.Descriptor instead.
+func (*ExtendResponse) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ExtendResponse) GetReservation() *Reservation {
+	if x != nil {
+		return x.Reservation
+	}
+	return nil
+}
+
+func (x *ExtendResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type CancelOrderRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Channel       string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	ReservationId string                 `protobuf:"bytes,2,opt,name=reservation_id,json=reservationId,proto3" json:"reservation_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelOrderRequest) Reset() {
+	*x = CancelOrderRequest{}
+	mi := &file_stockd_v1_inventory_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelOrderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelOrderRequest) ProtoMessage() {}
+
+func (x *CancelOrderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_inventory_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelOrderRequest.ProtoReflect.Descriptor instead.
+func (*CancelOrderRequest) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *CancelOrderRequest) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *CancelOrderRequest) GetReservationId() string {
+	if x != nil {
+		return x.ReservationId
+	}
+	return ""
+}
+
+type CancelOrderResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reservation   *Reservation           `protobuf:"bytes,1,opt,name=reservation,proto3" json:"reservation,omitempty"`
+	Revision      uint64                 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelOrderResponse) Reset() {
+	*x = CancelOrderResponse{}
+	mi := &file_stockd_v1_inventory_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelOrderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelOrderResponse) ProtoMessage() {}
+
+func (x *CancelOrderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_inventory_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelOrderResponse.ProtoReflect.Descriptor instead.
+func (*CancelOrderResponse) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *CancelOrderResponse) GetReservation() *Reservation {
+	if x != nil {
+		return x.Reservation
+	}
+	return nil
+}
+
+func (x *CancelOrderResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type ListReservationsRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Channel string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	// UNSPECIFIED: every state.
+	State ReservationState `protobuf:"varint,2,opt,name=state,proto3,enum=stockd.v1.ReservationState" json:"state,omitempty"`
+	// If set, only live holds whose deadline is within this window from the
+	// node's log time.
+	ExpiringWithin *durationpb.Duration `protobuf:"bytes,3,opt,name=expiring_within,json=expiringWithin,proto3" json:"expiring_within,omitempty"`
+	// 1-1,000; 0 means 100.
+	PageSize uint32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From the previous answer's next_page_token.
+	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	MinRevision   uint64 `protobuf:"varint,6,opt,name=min_revision,json=minRevision,proto3" json:"min_revision,omitempty"`
+	Linearizable  bool   `protobuf:"varint,7,opt,name=linearizable,proto3" json:"linearizable,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListReservationsRequest) Reset() {
+	*x = ListReservationsRequest{}
+	mi := &file_stockd_v1_inventory_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListReservationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListReservationsRequest) ProtoMessage() {}
+
+func (x *ListReservationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_inventory_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListReservationsRequest.ProtoReflect.Descriptor instead.
+func (*ListReservationsRequest) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ListReservationsRequest) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *ListReservationsRequest) GetState() ReservationState {
+	if x != nil {
+		return x.State
+	}
+	return ReservationState_RESERVATION_STATE_UNSPECIFIED
+}
+
+func (x *ListReservationsRequest) GetExpiringWithin() *durationpb.Duration {
+	if x != nil {
+		return x.ExpiringWithin
+	}
+	return nil
+}
+
+func (x *ListReservationsRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListReservationsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListReservationsRequest) GetMinRevision() uint64 {
+	if x != nil {
+		return x.MinRevision
+	}
+	return 0
+}
+
+func (x *ListReservationsRequest) GetLinearizable() bool {
+	if x != nil {
+		return x.Linearizable
+	}
+	return false
+}
+
+type ListReservationsResponse struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Reservations []*Reservation         `protobuf:"bytes,1,rep,name=reservations,proto3" json:"reservations,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	Revision      uint64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListReservationsResponse) Reset() {
+	*x = ListReservationsResponse{}
+	mi := &file_stockd_v1_inventory_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListReservationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListReservationsResponse) ProtoMessage() {}
+
+func (x *ListReservationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_inventory_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListReservationsResponse.ProtoReflect.Descriptor instead.
+func (*ListReservationsResponse) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ListReservationsResponse) GetReservations() []*Reservation {
+	if x != nil {
+		return x.Reservations
+	}
+	return nil
+}
+
+func (x *ListReservationsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListReservationsResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type ReleaseAllRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Channel string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	// 1-256 bytes; a retry with the same id answers the first count.
+	ReleaseAllId  string `protobuf:"bytes,2,opt,name=release_all_id,json=releaseAllId,proto3" json:"release_all_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseAllRequest) Reset() {
+	*x = ReleaseAllRequest{}
+	mi := &file_stockd_v1_inventory_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseAllRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseAllRequest) ProtoMessage() {}
+
+func (x *ReleaseAllRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_inventory_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseAllRequest.ProtoReflect.Descriptor instead.
+func (*ReleaseAllRequest) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ReleaseAllRequest) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *ReleaseAllRequest) GetReleaseAllId() string {
+	if x != nil {
+		return x.ReleaseAllId
+	}
+	return ""
+}
+
+type ReleaseAllResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many live holds were released.
+	Released      uint32 `protobuf:"varint,1,opt,name=released,proto3" json:"released,omitempty"`
+	Revision      uint64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseAllResponse) Reset() {
+	*x = ReleaseAllResponse{}
+	mi := &file_stockd_v1_inventory_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseAllResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseAllResponse) ProtoMessage() {}
+
+func (x *ReleaseAllResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_inventory_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseAllResponse.ProtoReflect.Descriptor instead.
+func (*ReleaseAllResponse) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ReleaseAllResponse) GetReleased() uint32 {
+	if x != nil {
+		return x.Released
+	}
+	return 0
+}
+
+func (x *ReleaseAllResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type ReserveStreamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The caller's tag, echoed on the answer, 1-256 bytes.
+	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Types that are valid to be assigned to Op:
+	//
+	//	*ReserveStreamRequest_Reserve
+	//	*ReserveStreamRequest_Confirm
+	//	*ReserveStreamRequest_Release
+	Op            isReserveStreamRequest_Op `protobuf_oneof:"op"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReserveStreamRequest) Reset() {
+	*x = ReserveStreamRequest{}
+	mi := &file_stockd_v1_inventory_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReserveStreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReserveStreamRequest) ProtoMessage() {}
+
+func (x *ReserveStreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_inventory_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReserveStreamRequest.ProtoReflect.Descriptor instead.
+func (*ReserveStreamRequest) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ReserveStreamRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *ReserveStreamRequest) GetOp() isReserveStreamRequest_Op {
+	if x != nil {
+		return x.Op
+	}
+	return nil
+}
+
+func (x *ReserveStreamRequest) GetReserve() *ReserveRequest {
+	if x != nil {
+		if x, ok := x.Op.(*ReserveStreamRequest_Reserve); ok {
+			return x.Reserve
+		}
+	}
+	return nil
+}
+
+func (x *ReserveStreamRequest) GetConfirm() *ConfirmRequest {
+	if x != nil {
+		if x, ok := x.Op.(*ReserveStreamRequest_Confirm); ok {
+			return x.Confirm
+		}
+	}
+	return nil
+}
+
+func (x *ReserveStreamRequest) GetRelease() *ReleaseRequest {
+	if x != nil {
+		if x, ok := x.Op.(*ReserveStreamRequest_Release); ok {
+			return x.Release
+		}
+	}
+	return nil
+}
+
+type isReserveStreamRequest_Op interface {
+	isReserveStreamRequest_Op()
+}
+
+type ReserveStreamRequest_Reserve struct {
+	Reserve *ReserveRequest `protobuf:"bytes,2,opt,name=reserve,proto3,oneof"`
+}
+
+type ReserveStreamRequest_Confirm struct {
+	Confirm *ConfirmRequest `protobuf:"bytes,3,opt,name=confirm,proto3,oneof"`
+}
+
+type ReserveStreamRequest_Release struct {
+	Release *ReleaseRequest `protobuf:"bytes,4,opt,name=release,proto3,oneof"`
+}
+
+func (*ReserveStreamRequest_Reserve) isReserveStreamRequest_Op() {}
+
+func (*ReserveStreamRequest_Confirm) isReserveStreamRequest_Op() {}
+
+func (*ReserveStreamRequest_Release) isReserveStreamRequest_Op() {}
+
+type ReserveStreamResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Types that are valid to be assigned to Result:
+	//
+	//	*ReserveStreamResponse_Reserve
+	//	*ReserveStreamResponse_Confirm
+	//	*ReserveStreamResponse_Release
+	//	*ReserveStreamResponse_Error
+	Result        isReserveStreamResponse_Result `protobuf_oneof:"result"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReserveStreamResponse) Reset() {
+	*x = ReserveStreamResponse{}
+	mi := &file_stockd_v1_inventory_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReserveStreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReserveStreamResponse) ProtoMessage() {}
+
+func (x *ReserveStreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_inventory_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReserveStreamResponse.ProtoReflect.Descriptor instead.
+func (*ReserveStreamResponse) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ReserveStreamResponse) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *ReserveStreamResponse) GetResult() isReserveStreamResponse_Result {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *ReserveStreamResponse) GetReserve() *ReserveResponse {
+	if x != nil {
+		if x, ok := x.Result.(*ReserveStreamResponse_Reserve); ok {
+			return x.Reserve
+		}
+	}
+	return nil
+}
+
+func (x *ReserveStreamResponse) GetConfirm() *ConfirmResponse {
+	if x != nil {
+		if x, ok := x.Result.(*ReserveStreamResponse_Confirm); ok {
+			return x.Confirm
+		}
+	}
+	return nil
+}
+
+func (x *ReserveStreamResponse) GetRelease() *ReleaseResponse {
+	if x != nil {
+		if x, ok := x.Result.(*ReserveStreamResponse_Release); ok {
+			return x.Release
+		}
+	}
+	return nil
+}
+
+func (x *ReserveStreamResponse) GetError() *StreamError {
+	if x != nil {
+		if x, ok := x.Result.(*ReserveStreamResponse_Error); ok {
+			return x.Error
+		}
+	}
+	return nil
+}
+
+type isReserveStreamResponse_Result interface {
+	isReserveStreamResponse_Result()
+}
+
+type ReserveStreamResponse_Reserve struct {
+	Reserve *ReserveResponse `protobuf:"bytes,2,opt,name=reserve,proto3,oneof"`
+}
+
+type ReserveStreamResponse_Confirm struct {
+	Confirm *ConfirmResponse `protobuf:"bytes,3,opt,name=confirm,proto3,oneof"`
+}
+
+type ReserveStreamResponse_Release struct {
+	Release *ReleaseResponse `protobuf:"bytes,4,opt,name=release,proto3,oneof"`
+}
+
+type ReserveStreamResponse_Error struct {
+	// The request failed with this gRPC status; the stream goes on.
+	Error *StreamError `protobuf:"bytes,5,opt,name=error,proto3,oneof"`
+}
+
+func (*ReserveStreamResponse_Reserve) isReserveStreamResponse_Result() {}
+
+func (*ReserveStreamResponse_Confirm) isReserveStreamResponse_Result() {}
+
+func (*ReserveStreamResponse_Release) isReserveStreamResponse_Result() {}
+
+func (*ReserveStreamResponse_Error) isReserveStreamResponse_Result() {}
+
+type StreamError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A google.golang.org/grpc/codes value.
+	Code          uint32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamError) Reset() {
+	*x = StreamError{}
+	mi := &file_stockd_v1_inventory_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamError) ProtoMessage() {}
+
+func (x *StreamError) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_inventory_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamError.ProtoReflect.Descriptor instead.
+func (*StreamError) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *StreamError) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *StreamError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 type ReleaseResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Reservation   *Reservation           `protobuf:"bytes,1,opt,name=reservation,proto3" json:"reservation,omitempty"`
@@ -744,7 +1713,7 @@ type ReleaseResponse struct {
 
 func (x *ReleaseResponse) Reset() {
 	*x = ReleaseResponse{}
-	mi := &file_stockd_v1_inventory_proto_msgTypes[10]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -756,7 +1725,7 @@ func (x *ReleaseResponse) String() string {
 func (*ReleaseResponse) ProtoMessage() {}
 
 func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_v1_inventory_proto_msgTypes[10]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -769,7 +1738,7 @@ func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{10}
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ReleaseResponse) GetReservation() *Reservation {
@@ -799,7 +1768,7 @@ type GetReservationRequest struct {
 
 func (x *GetReservationRequest) Reset() {
 	*x = GetReservationRequest{}
-	mi := &file_stockd_v1_inventory_proto_msgTypes[11]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -811,7 +1780,7 @@ func (x *GetReservationRequest) String() string {
 func (*GetReservationRequest) ProtoMessage() {}
 
 func (x *GetReservationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_v1_inventory_proto_msgTypes[11]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -824,7 +1793,7 @@ func (x *GetReservationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReservationRequest.ProtoReflect.Descriptor instead.
 func (*GetReservationRequest) Descriptor() ([]byte, []int) {
-	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{11}
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetReservationRequest) GetChannel() string {
@@ -865,7 +1834,7 @@ type GetReservationResponse struct {
 
 func (x *GetReservationResponse) Reset() {
 	*x = GetReservationResponse{}
-	mi := &file_stockd_v1_inventory_proto_msgTypes[12]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -877,7 +1846,7 @@ func (x *GetReservationResponse) String() string {
 func (*GetReservationResponse) ProtoMessage() {}
 
 func (x *GetReservationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_v1_inventory_proto_msgTypes[12]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -890,7 +1859,7 @@ func (x *GetReservationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReservationResponse.ProtoReflect.Descriptor instead.
 func (*GetReservationResponse) Descriptor() ([]byte, []int) {
-	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{12}
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetReservationResponse) GetReservation() *Reservation {
@@ -925,7 +1894,7 @@ type Reservation struct {
 
 func (x *Reservation) Reset() {
 	*x = Reservation{}
-	mi := &file_stockd_v1_inventory_proto_msgTypes[13]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -937,7 +1906,7 @@ func (x *Reservation) String() string {
 func (*Reservation) ProtoMessage() {}
 
 func (x *Reservation) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_v1_inventory_proto_msgTypes[13]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -950,7 +1919,7 @@ func (x *Reservation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reservation.ProtoReflect.Descriptor instead.
 func (*Reservation) Descriptor() ([]byte, []int) {
-	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{13}
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Reservation) GetChannel() string {
@@ -1015,14 +1984,18 @@ type ReservationLine struct {
 	Item             string                 `protobuf:"bytes,2,opt,name=item,proto3" json:"item,omitempty"`
 	QuantitySkuUnits int64                  `protobuf:"varint,3,opt,name=quantity_sku_units,json=quantitySkuUnits,proto3" json:"quantity_sku_units,omitempty"`
 	// Where the units are held.
-	Allocations   []*Allocation `protobuf:"bytes,4,rep,name=allocations,proto3" json:"allocations,omitempty"`
+	Allocations []*Allocation `protobuf:"bytes,4,rep,name=allocations,proto3" json:"allocations,omitempty"`
+	// Base units per SKU unit, fixed at reserve time.
+	Factor int64 `protobuf:"varint,5,opt,name=factor,proto3" json:"factor,omitempty"`
+	// Set when part of the line waits for incoming supply: the latest ETA of it.
+	PromisedAt    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=promised_at,json=promisedAt,proto3" json:"promised_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReservationLine) Reset() {
 	*x = ReservationLine{}
-	mi := &file_stockd_v1_inventory_proto_msgTypes[14]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1034,7 +2007,7 @@ func (x *ReservationLine) String() string {
 func (*ReservationLine) ProtoMessage() {}
 
 func (x *ReservationLine) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_v1_inventory_proto_msgTypes[14]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1047,7 +2020,7 @@ func (x *ReservationLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReservationLine.ProtoReflect.Descriptor instead.
 func (*ReservationLine) Descriptor() ([]byte, []int) {
-	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{14}
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ReservationLine) GetSku() string {
@@ -1078,18 +2051,36 @@ func (x *ReservationLine) GetAllocations() []*Allocation {
 	return nil
 }
 
+func (x *ReservationLine) GetFactor() int64 {
+	if x != nil {
+		return x.Factor
+	}
+	return 0
+}
+
+func (x *ReservationLine) GetPromisedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PromisedAt
+	}
+	return nil
+}
+
 type Allocation struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	Location          string                 `protobuf:"bytes,1,opt,name=location,proto3" json:"location,omitempty"`
 	QuantitySkuUnits  int64                  `protobuf:"varint,2,opt,name=quantity_sku_units,json=quantitySkuUnits,proto3" json:"quantity_sku_units,omitempty"`
 	QuantityBaseUnits int64                  `protobuf:"varint,3,opt,name=quantity_base_units,json=quantityBaseUnits,proto3" json:"quantity_base_units,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Set for a backorder: the incoming line these units wait for.
+	PoLineId string `protobuf:"bytes,4,opt,name=po_line_id,json=poLineId,proto3" json:"po_line_id,omitempty"`
+	// The incoming line's current ETA, for a backorder.
+	PromisedAt    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=promised_at,json=promisedAt,proto3" json:"promised_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Allocation) Reset() {
 	*x = Allocation{}
-	mi := &file_stockd_v1_inventory_proto_msgTypes[15]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1101,7 +2092,7 @@ func (x *Allocation) String() string {
 func (*Allocation) ProtoMessage() {}
 
 func (x *Allocation) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_v1_inventory_proto_msgTypes[15]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1114,7 +2105,7 @@ func (x *Allocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Allocation.ProtoReflect.Descriptor instead.
 func (*Allocation) Descriptor() ([]byte, []int) {
-	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{15}
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Allocation) GetLocation() string {
@@ -1138,6 +2129,20 @@ func (x *Allocation) GetQuantityBaseUnits() int64 {
 	return 0
 }
 
+func (x *Allocation) GetPoLineId() string {
+	if x != nil {
+		return x.PoLineId
+	}
+	return ""
+}
+
+func (x *Allocation) GetPromisedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PromisedAt
+	}
+	return nil
+}
+
 var File_stockd_v1_inventory_proto protoreflect.FileDescriptor
 
 const file_stockd_v1_inventory_proto_rawDesc = "" +
@@ -1150,13 +2155,22 @@ const file_stockd_v1_inventory_proto_rawDesc = "" +
 	"\flinearizable\x18\x04 \x01(\bR\flinearizable\"e\n" +
 	"\x17GetAvailabilityResponse\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\x12.\n" +
-	"\x04skus\x18\x02 \x03(\v2\x1a.stockd.v1.SkuAvailabilityR\x04skus\"\xbc\x01\n" +
+	"\x04skus\x18\x02 \x03(\v2\x1a.stockd.v1.SkuAvailabilityR\x04skus\"\xb4\x02\n" +
 	"\x0fSkuAvailability\x12\x10\n" +
 	"\x03sku\x18\x01 \x01(\tR\x03sku\x12\x12\n" +
 	"\x04item\x18\x02 \x01(\tR\x04item\x12.\n" +
 	"\x13available_sku_units\x18\x03 \x01(\x03R\x11availableSkuUnits\x12=\n" +
 	"\tlocations\x18\x04 \x03(\v2\x1f.stockd.v1.LocationAvailabilityR\tlocations\x12\x14\n" +
-	"\x05known\x18\x05 \x01(\bR\x05known\"\xcd\x02\n" +
+	"\x05known\x18\x05 \x01(\bR\x05known\x12!\n" +
+	"\fmod_revision\x18\x06 \x01(\x04R\vmodRevision\x12\x16\n" +
+	"\x06factor\x18\a \x01(\x03R\x06factor\x12;\n" +
+	"\bincoming\x18\b \x03(\v2\x1f.stockd.v1.IncomingAvailabilityR\bincoming\"\xae\x01\n" +
+	"\x14IncomingAvailability\x12\x1c\n" +
+	"\n" +
+	"po_line_id\x18\x01 \x01(\tR\bpoLineId\x12\x1a\n" +
+	"\blocation\x18\x02 \x01(\tR\blocation\x12,\n" +
+	"\x03eta\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x03eta\x12.\n" +
+	"\x13available_sku_units\x18\x04 \x01(\x03R\x11availableSkuUnits\"\xcd\x02\n" +
 	"\x14LocationAvailability\x12\x1a\n" +
 	"\blocation\x18\x01 \x01(\tR\blocation\x12.\n" +
 	"\x13available_sku_units\x18\x02 \x01(\x03R\x11availableSkuUnits\x12+\n" +
@@ -1164,11 +2178,13 @@ const file_stockd_v1_inventory_proto_rawDesc = "" +
 	"\x13reserved_base_units\x18\x04 \x01(\x03R\x11reservedBaseUnits\x120\n" +
 	"\x14committed_base_units\x18\x05 \x01(\x03R\x12committedBaseUnits\x12*\n" +
 	"\x11buffer_base_units\x18\x06 \x01(\x03R\x0fbufferBaseUnits\x12.\n" +
-	"\x13oversold_base_units\x18\a \x01(\x03R\x11oversoldBaseUnits\"W\n" +
+	"\x13oversold_base_units\x18\a \x01(\x03R\x11oversoldBaseUnits\"\xb4\x01\n" +
 	"\vReserveLine\x12\x10\n" +
 	"\x03sku\x18\x01 \x01(\tR\x03sku\x12\x1a\n" +
 	"\bquantity\x18\x02 \x01(\x03R\bquantity\x12\x1a\n" +
-	"\blocation\x18\x03 \x01(\tR\blocation\"\xac\x01\n" +
+	"\blocation\x18\x03 \x01(\tR\blocation\x122\n" +
+	"\x15expected_mod_revision\x18\x04 \x01(\x04R\x13expectedModRevision\x12'\n" +
+	"\x0fallow_backorder\x18\x05 \x01(\bR\x0eallowBackorder\"\xac\x01\n" +
 	"\x0eReserveRequest\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12%\n" +
 	"\x0ereservation_id\x18\x02 \x01(\tR\rreservationId\x12,\n" +
@@ -1183,10 +2199,67 @@ const file_stockd_v1_inventory_proto_rawDesc = "" +
 	"\torder_ref\x18\x03 \x01(\tR\borderRef\"g\n" +
 	"\x0fConfirmResponse\x128\n" +
 	"\vreservation\x18\x01 \x01(\v2\x16.stockd.v1.ReservationR\vreservation\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x04R\brevision\"Q\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\"\x9e\x01\n" +
 	"\x0eReleaseRequest\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12%\n" +
-	"\x0ereservation_id\x18\x02 \x01(\tR\rreservationId\"g\n" +
+	"\x0ereservation_id\x18\x02 \x01(\tR\rreservationId\x12,\n" +
+	"\x05lines\x18\x03 \x03(\v2\x16.stockd.v1.ReleaseLineR\x05lines\x12\x1d\n" +
+	"\n" +
+	"release_id\x18\x04 \x01(\tR\treleaseId\"=\n" +
+	"\vReleaseLine\x12\x12\n" +
+	"\x04line\x18\x01 \x01(\rR\x04line\x12\x1a\n" +
+	"\bquantity\x18\x02 \x01(\x03R\bquantity\"\x9a\x01\n" +
+	"\rExtendRequest\x12\x18\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\x12%\n" +
+	"\x0ereservation_id\x18\x02 \x01(\tR\rreservationId\x12\x1b\n" +
+	"\textend_id\x18\x03 \x01(\tR\bextendId\x12+\n" +
+	"\x03ttl\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"f\n" +
+	"\x0eExtendResponse\x128\n" +
+	"\vreservation\x18\x01 \x01(\v2\x16.stockd.v1.ReservationR\vreservation\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\"U\n" +
+	"\x12CancelOrderRequest\x12\x18\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\x12%\n" +
+	"\x0ereservation_id\x18\x02 \x01(\tR\rreservationId\"k\n" +
+	"\x13CancelOrderResponse\x128\n" +
+	"\vreservation\x18\x01 \x01(\v2\x16.stockd.v1.ReservationR\vreservation\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\"\xad\x02\n" +
+	"\x17ListReservationsRequest\x12\x18\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\x121\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x1b.stockd.v1.ReservationStateR\x05state\x12B\n" +
+	"\x0fexpiring_within\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x0eexpiringWithin\x12\x1b\n" +
+	"\tpage_size\x18\x04 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\x12!\n" +
+	"\fmin_revision\x18\x06 \x01(\x04R\vminRevision\x12\"\n" +
+	"\flinearizable\x18\a \x01(\bR\flinearizable\"\x9a\x01\n" +
+	"\x18ListReservationsResponse\x12:\n" +
+	"\freservations\x18\x01 \x03(\v2\x16.stockd.v1.ReservationR\freservations\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x04R\brevision\"S\n" +
+	"\x11ReleaseAllRequest\x12\x18\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\x12$\n" +
+	"\x0erelease_all_id\x18\x02 \x01(\tR\freleaseAllId\"L\n" +
+	"\x12ReleaseAllResponse\x12\x1a\n" +
+	"\breleased\x18\x01 \x01(\rR\breleased\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\"\xe0\x01\n" +
+	"\x14ReserveStreamRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x125\n" +
+	"\areserve\x18\x02 \x01(\v2\x19.stockd.v1.ReserveRequestH\x00R\areserve\x125\n" +
+	"\aconfirm\x18\x03 \x01(\v2\x19.stockd.v1.ConfirmRequestH\x00R\aconfirm\x125\n" +
+	"\arelease\x18\x04 \x01(\v2\x19.stockd.v1.ReleaseRequestH\x00R\areleaseB\x04\n" +
+	"\x02op\"\x98\x02\n" +
+	"\x15ReserveStreamResponse\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x126\n" +
+	"\areserve\x18\x02 \x01(\v2\x1a.stockd.v1.ReserveResponseH\x00R\areserve\x126\n" +
+	"\aconfirm\x18\x03 \x01(\v2\x1a.stockd.v1.ConfirmResponseH\x00R\aconfirm\x126\n" +
+	"\arelease\x18\x04 \x01(\v2\x1a.stockd.v1.ReleaseResponseH\x00R\arelease\x12.\n" +
+	"\x05error\x18\x05 \x01(\v2\x16.stockd.v1.StreamErrorH\x00R\x05errorB\b\n" +
+	"\x06result\";\n" +
+	"\vStreamError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"g\n" +
 	"\x0fReleaseResponse\x128\n" +
 	"\vreservation\x18\x01 \x01(\v2\x16.stockd.v1.ReservationR\vreservation\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x04R\brevision\"\x9f\x01\n" +
@@ -1208,29 +2281,43 @@ const file_stockd_v1_inventory_proto_rawDesc = "" +
 	"\n" +
 	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x1b\n" +
 	"\torder_ref\x18\a \x01(\tR\borderRef\x12\x1b\n" +
-	"\torder_seq\x18\b \x01(\x04R\borderSeq\"\x9e\x01\n" +
+	"\torder_seq\x18\b \x01(\x04R\borderSeq\"\xf3\x01\n" +
 	"\x0fReservationLine\x12\x10\n" +
 	"\x03sku\x18\x01 \x01(\tR\x03sku\x12\x12\n" +
 	"\x04item\x18\x02 \x01(\tR\x04item\x12,\n" +
 	"\x12quantity_sku_units\x18\x03 \x01(\x03R\x10quantitySkuUnits\x127\n" +
-	"\vallocations\x18\x04 \x03(\v2\x15.stockd.v1.AllocationR\vallocations\"\x86\x01\n" +
+	"\vallocations\x18\x04 \x03(\v2\x15.stockd.v1.AllocationR\vallocations\x12\x16\n" +
+	"\x06factor\x18\x05 \x01(\x03R\x06factor\x12;\n" +
+	"\vpromised_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"promisedAt\"\xe1\x01\n" +
 	"\n" +
 	"Allocation\x12\x1a\n" +
 	"\blocation\x18\x01 \x01(\tR\blocation\x12,\n" +
 	"\x12quantity_sku_units\x18\x02 \x01(\x03R\x10quantitySkuUnits\x12.\n" +
-	"\x13quantity_base_units\x18\x03 \x01(\x03R\x11quantityBaseUnits*\xb1\x01\n" +
+	"\x13quantity_base_units\x18\x03 \x01(\x03R\x11quantityBaseUnits\x12\x1c\n" +
+	"\n" +
+	"po_line_id\x18\x04 \x01(\tR\bpoLineId\x12;\n" +
+	"\vpromised_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"promisedAt*\xd2\x01\n" +
 	"\x10ReservationState\x12!\n" +
 	"\x1dRESERVATION_STATE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16RESERVATION_STATE_HELD\x10\x01\x12\x1f\n" +
 	"\x1bRESERVATION_STATE_CONFIRMED\x10\x02\x12\x1e\n" +
 	"\x1aRESERVATION_STATE_RELEASED\x10\x03\x12\x1d\n" +
-	"\x19RESERVATION_STATE_EXPIRED\x10\x042\x82\x03\n" +
+	"\x19RESERVATION_STATE_EXPIRED\x10\x04\x12\x1f\n" +
+	"\x1bRESERVATION_STATE_CANCELLED\x10\x052\x8f\x06\n" +
 	"\tInventory\x12X\n" +
 	"\x0fGetAvailability\x12!.stockd.v1.GetAvailabilityRequest\x1a\".stockd.v1.GetAvailabilityResponse\x12@\n" +
 	"\aReserve\x12\x19.stockd.v1.ReserveRequest\x1a\x1a.stockd.v1.ReserveResponse\x12@\n" +
 	"\aConfirm\x12\x19.stockd.v1.ConfirmRequest\x1a\x1a.stockd.v1.ConfirmResponse\x12@\n" +
 	"\aRelease\x12\x19.stockd.v1.ReleaseRequest\x1a\x1a.stockd.v1.ReleaseResponse\x12U\n" +
-	"\x0eGetReservation\x12 .stockd.v1.GetReservationRequest\x1a!.stockd.v1.GetReservationResponseB0Z.github.com/stockd/stockd/api/stockdv1;stockdv1b\x06proto3"
+	"\x0eGetReservation\x12 .stockd.v1.GetReservationRequest\x1a!.stockd.v1.GetReservationResponse\x12=\n" +
+	"\x06Extend\x12\x18.stockd.v1.ExtendRequest\x1a\x19.stockd.v1.ExtendResponse\x12L\n" +
+	"\vCancelOrder\x12\x1d.stockd.v1.CancelOrderRequest\x1a\x1e.stockd.v1.CancelOrderResponse\x12[\n" +
+	"\x10ListReservations\x12\".stockd.v1.ListReservationsRequest\x1a#.stockd.v1.ListReservationsResponse\x12I\n" +
+	"\n" +
+	"ReleaseAll\x12\x1c.stockd.v1.ReleaseAllRequest\x1a\x1d.stockd.v1.ReleaseAllResponse\x12V\n" +
+	"\rReserveStream\x12\x1f.stockd.v1.ReserveStreamRequest\x1a .stockd.v1.ReserveStreamResponse(\x010\x01B0Z.github.com/stockd/stockd/api/stockdv1;stockdv1b\x06proto3"
 
 var (
 	file_stockd_v1_inventory_proto_rawDescOnce sync.Once
@@ -1245,57 +2332,98 @@ func file_stockd_v1_inventory_proto_rawDescGZIP() []byte {
 }
 
 var file_stockd_v1_inventory_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_stockd_v1_inventory_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_stockd_v1_inventory_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_stockd_v1_inventory_proto_goTypes = []any{
-	(ReservationState)(0),           // 0: stockd.v1.ReservationState
-	(*GetAvailabilityRequest)(nil),  // 1: stockd.v1.GetAvailabilityRequest
-	(*GetAvailabilityResponse)(nil), // 2: stockd.v1.GetAvailabilityResponse
-	(*SkuAvailability)(nil),         // 3: stockd.v1.SkuAvailability
-	(*LocationAvailability)(nil),    // 4: stockd.v1.LocationAvailability
-	(*ReserveLine)(nil),             // 5: stockd.v1.ReserveLine
-	(*ReserveRequest)(nil),          // 6: stockd.v1.ReserveRequest
-	(*ReserveResponse)(nil),         // 7: stockd.v1.ReserveResponse
-	(*ConfirmRequest)(nil),          // 8: stockd.v1.ConfirmRequest
-	(*ConfirmResponse)(nil),         // 9: stockd.v1.ConfirmResponse
-	(*ReleaseRequest)(nil),          // 10: stockd.v1.ReleaseRequest
-	(*ReleaseResponse)(nil),         // 11: stockd.v1.ReleaseResponse
-	(*GetReservationRequest)(nil),   // 12: stockd.v1.GetReservationRequest
-	(*GetReservationResponse)(nil),  // 13: stockd.v1.GetReservationResponse
-	(*Reservation)(nil),             // 14: stockd.v1.Reservation
-	(*ReservationLine)(nil),         // 15: stockd.v1.ReservationLine
-	(*Allocation)(nil),              // 16: stockd.v1.Allocation
-	(*durationpb.Duration)(nil),     // 17: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 18: google.protobuf.Timestamp
+	(ReservationState)(0),            // 0: stockd.v1.ReservationState
+	(*GetAvailabilityRequest)(nil),   // 1: stockd.v1.GetAvailabilityRequest
+	(*GetAvailabilityResponse)(nil),  // 2: stockd.v1.GetAvailabilityResponse
+	(*SkuAvailability)(nil),          // 3: stockd.v1.SkuAvailability
+	(*IncomingAvailability)(nil),     // 4: stockd.v1.IncomingAvailability
+	(*LocationAvailability)(nil),     // 5: stockd.v1.LocationAvailability
+	(*ReserveLine)(nil),              // 6: stockd.v1.ReserveLine
+	(*ReserveRequest)(nil),           // 7: stockd.v1.ReserveRequest
+	(*ReserveResponse)(nil),          // 8: stockd.v1.ReserveResponse
+	(*ConfirmRequest)(nil),           // 9: stockd.v1.ConfirmRequest
+	(*ConfirmResponse)(nil),          // 10: stockd.v1.ConfirmResponse
+	(*ReleaseRequest)(nil),           // 11: stockd.v1.ReleaseRequest
+	(*ReleaseLine)(nil),              // 12: stockd.v1.ReleaseLine
+	(*ExtendRequest)(nil),            // 13: stockd.v1.ExtendRequest
+	(*ExtendResponse)(nil),           // 14: stockd.v1.ExtendResponse
+	(*CancelOrderRequest)(nil),       // 15: stockd.v1.CancelOrderRequest
+	(*CancelOrderResponse)(nil),      // 16: stockd.v1.CancelOrderResponse
+	(*ListReservationsRequest)(nil),  // 17: stockd.v1.ListReservationsRequest
+	(*ListReservationsResponse)(nil), // 18: stockd.v1.ListReservationsResponse
+	(*ReleaseAllRequest)(nil),        // 19: stockd.v1.ReleaseAllRequest
+	(*ReleaseAllResponse)(nil),       // 20: stockd.v1.ReleaseAllResponse
+	(*ReserveStreamRequest)(nil),     // 21: stockd.v1.ReserveStreamRequest
+	(*ReserveStreamResponse)(nil),    // 22: stockd.v1.ReserveStreamResponse
+	(*StreamError)(nil),              // 23: stockd.v1.StreamError
+	(*ReleaseResponse)(nil),          // 24: stockd.v1.ReleaseResponse
+	(*GetReservationRequest)(nil),    // 25: stockd.v1.GetReservationRequest
+	(*GetReservationResponse)(nil),   // 26: stockd.v1.GetReservationResponse
+	(*Reservation)(nil),              // 27: stockd.v1.Reservation
+	(*ReservationLine)(nil),          // 28: stockd.v1.ReservationLine
+	(*Allocation)(nil),               // 29: stockd.v1.Allocation
+	(*timestamppb.Timestamp)(nil),    // 30: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 31: google.protobuf.Duration
 }
 var file_stockd_v1_inventory_proto_depIdxs = []int32{
 	3,  // 0: stockd.v1.GetAvailabilityResponse.skus:type_name -> stockd.v1.SkuAvailability
-	4,  // 1: stockd.v1.SkuAvailability.locations:type_name -> stockd.v1.LocationAvailability
-	5,  // 2: stockd.v1.ReserveRequest.lines:type_name -> stockd.v1.ReserveLine
-	17, // 3: stockd.v1.ReserveRequest.ttl:type_name -> google.protobuf.Duration
-	14, // 4: stockd.v1.ReserveResponse.reservation:type_name -> stockd.v1.Reservation
-	14, // 5: stockd.v1.ConfirmResponse.reservation:type_name -> stockd.v1.Reservation
-	14, // 6: stockd.v1.ReleaseResponse.reservation:type_name -> stockd.v1.Reservation
-	14, // 7: stockd.v1.GetReservationResponse.reservation:type_name -> stockd.v1.Reservation
-	0,  // 8: stockd.v1.Reservation.state:type_name -> stockd.v1.ReservationState
-	15, // 9: stockd.v1.Reservation.lines:type_name -> stockd.v1.ReservationLine
-	18, // 10: stockd.v1.Reservation.created_at:type_name -> google.protobuf.Timestamp
-	18, // 11: stockd.v1.Reservation.expires_at:type_name -> google.protobuf.Timestamp
-	16, // 12: stockd.v1.ReservationLine.allocations:type_name -> stockd.v1.Allocation
-	1,  // 13: stockd.v1.Inventory.GetAvailability:input_type -> stockd.v1.GetAvailabilityRequest
-	6,  // 14: stockd.v1.Inventory.Reserve:input_type -> stockd.v1.ReserveRequest
-	8,  // 15: stockd.v1.Inventory.Confirm:input_type -> stockd.v1.ConfirmRequest
-	10, // 16: stockd.v1.Inventory.Release:input_type -> stockd.v1.ReleaseRequest
-	12, // 17: stockd.v1.Inventory.GetReservation:input_type -> stockd.v1.GetReservationRequest
-	2,  // 18: stockd.v1.Inventory.GetAvailability:output_type -> stockd.v1.GetAvailabilityResponse
-	7,  // 19: stockd.v1.Inventory.Reserve:output_type -> stockd.v1.ReserveResponse
-	9,  // 20: stockd.v1.Inventory.Confirm:output_type -> stockd.v1.ConfirmResponse
-	11, // 21: stockd.v1.Inventory.Release:output_type -> stockd.v1.ReleaseResponse
-	13, // 22: stockd.v1.Inventory.GetReservation:output_type -> stockd.v1.GetReservationResponse
-	18, // [18:23] is the sub-list for method output_type
-	13, // [13:18] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	5,  // 1: stockd.v1.SkuAvailability.locations:type_name -> stockd.v1.LocationAvailability
+	4,  // 2: stockd.v1.SkuAvailability.incoming:type_name -> stockd.v1.IncomingAvailability
+	30, // 3: stockd.v1.IncomingAvailability.eta:type_name -> google.protobuf.Timestamp
+	6,  // 4: stockd.v1.ReserveRequest.lines:type_name -> stockd.v1.ReserveLine
+	31, // 5: stockd.v1.ReserveRequest.ttl:type_name -> google.protobuf.Duration
+	27, // 6: stockd.v1.ReserveResponse.reservation:type_name -> stockd.v1.Reservation
+	27, // 7: stockd.v1.ConfirmResponse.reservation:type_name -> stockd.v1.Reservation
+	12, // 8: stockd.v1.ReleaseRequest.lines:type_name -> stockd.v1.ReleaseLine
+	31, // 9: stockd.v1.ExtendRequest.ttl:type_name -> google.protobuf.Duration
+	27, // 10: stockd.v1.ExtendResponse.reservation:type_name -> stockd.v1.Reservation
+	27, // 11: stockd.v1.CancelOrderResponse.reservation:type_name -> stockd.v1.Reservation
+	0,  // 12: stockd.v1.ListReservationsRequest.state:type_name -> stockd.v1.ReservationState
+	31, // 13: stockd.v1.ListReservationsRequest.expiring_within:type_name -> google.protobuf.Duration
+	27, // 14: stockd.v1.ListReservationsResponse.reservations:type_name -> stockd.v1.Reservation
+	7,  // 15: stockd.v1.ReserveStreamRequest.reserve:type_name -> stockd.v1.ReserveRequest
+	9,  // 16: stockd.v1.ReserveStreamRequest.confirm:type_name -> stockd.v1.ConfirmRequest
+	11, // 17: stockd.v1.ReserveStreamRequest.release:type_name -> stockd.v1.ReleaseRequest
+	8,  // 18: stockd.v1.ReserveStreamResponse.reserve:type_name -> stockd.v1.ReserveResponse
+	10, // 19: stockd.v1.ReserveStreamResponse.confirm:type_name -> stockd.v1.ConfirmResponse
+	24, // 20: stockd.v1.ReserveStreamResponse.release:type_name -> stockd.v1.ReleaseResponse
+	23, // 21: stockd.v1.ReserveStreamResponse.error:type_name -> stockd.v1.StreamError
+	27, // 22: stockd.v1.ReleaseResponse.reservation:type_name -> stockd.v1.Reservation
+	27, // 23: stockd.v1.GetReservationResponse.reservation:type_name -> stockd.v1.Reservation
+	0,  // 24: stockd.v1.Reservation.state:type_name -> stockd.v1.ReservationState
+	28, // 25: stockd.v1.Reservation.lines:type_name -> stockd.v1.ReservationLine
+	30, // 26: stockd.v1.Reservation.created_at:type_name -> google.protobuf.Timestamp
+	30, // 27: stockd.v1.Reservation.expires_at:type_name -> google.protobuf.Timestamp
+	29, // 28: stockd.v1.ReservationLine.allocations:type_name -> stockd.v1.Allocation
+	30, // 29: stockd.v1.ReservationLine.promised_at:type_name -> google.protobuf.Timestamp
+	30, // 30: stockd.v1.Allocation.promised_at:type_name -> google.protobuf.Timestamp
+	1,  // 31: stockd.v1.Inventory.GetAvailability:input_type -> stockd.v1.GetAvailabilityRequest
+	7,  // 32: stockd.v1.Inventory.Reserve:input_type -> stockd.v1.ReserveRequest
+	9,  // 33: stockd.v1.Inventory.Confirm:input_type -> stockd.v1.ConfirmRequest
+	11, // 34: stockd.v1.Inventory.Release:input_type -> stockd.v1.ReleaseRequest
+	25, // 35: stockd.v1.Inventory.GetReservation:input_type -> stockd.v1.GetReservationRequest
+	13, // 36: stockd.v1.Inventory.Extend:input_type -> stockd.v1.ExtendRequest
+	15, // 37: stockd.v1.Inventory.CancelOrder:input_type -> stockd.v1.CancelOrderRequest
+	17, // 38: stockd.v1.Inventory.ListReservations:input_type -> stockd.v1.ListReservationsRequest
+	19, // 39: stockd.v1.Inventory.ReleaseAll:input_type -> stockd.v1.ReleaseAllRequest
+	21, // 40: stockd.v1.Inventory.ReserveStream:input_type -> stockd.v1.ReserveStreamRequest
+	2,  // 41: stockd.v1.Inventory.GetAvailability:output_type -> stockd.v1.GetAvailabilityResponse
+	8,  // 42: stockd.v1.Inventory.Reserve:output_type -> stockd.v1.ReserveResponse
+	10, // 43: stockd.v1.Inventory.Confirm:output_type -> stockd.v1.ConfirmResponse
+	24, // 44: stockd.v1.Inventory.Release:output_type -> stockd.v1.ReleaseResponse
+	26, // 45: stockd.v1.Inventory.GetReservation:output_type -> stockd.v1.GetReservationResponse
+	14, // 46: stockd.v1.Inventory.Extend:output_type -> stockd.v1.ExtendResponse
+	16, // 47: stockd.v1.Inventory.CancelOrder:output_type -> stockd.v1.CancelOrderResponse
+	18, // 48: stockd.v1.Inventory.ListReservations:output_type -> stockd.v1.ListReservationsResponse
+	20, // 49: stockd.v1.Inventory.ReleaseAll:output_type -> stockd.v1.ReleaseAllResponse
+	22, // 50: stockd.v1.Inventory.ReserveStream:output_type -> stockd.v1.ReserveStreamResponse
+	41, // [41:51] is the sub-list for method output_type
+	31, // [31:41] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_stockd_v1_inventory_proto_init() }
@@ -1303,13 +2431,24 @@ func file_stockd_v1_inventory_proto_init() {
 	if File_stockd_v1_inventory_proto != nil {
 		return
 	}
+	file_stockd_v1_inventory_proto_msgTypes[20].OneofWrappers = []any{
+		(*ReserveStreamRequest_Reserve)(nil),
+		(*ReserveStreamRequest_Confirm)(nil),
+		(*ReserveStreamRequest_Release)(nil),
+	}
+	file_stockd_v1_inventory_proto_msgTypes[21].OneofWrappers = []any{
+		(*ReserveStreamResponse_Reserve)(nil),
+		(*ReserveStreamResponse_Confirm)(nil),
+		(*ReserveStreamResponse_Release)(nil),
+		(*ReserveStreamResponse_Error)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stockd_v1_inventory_proto_rawDesc), len(file_stockd_v1_inventory_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,11 +19,16 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Inventory_GetAvailability_FullMethodName = "/stockd.v1.Inventory/GetAvailability"
-	Inventory_Reserve_FullMethodName         = "/stockd.v1.Inventory/Reserve"
-	Inventory_Confirm_FullMethodName         = "/stockd.v1.Inventory/Confirm"
-	Inventory_Release_FullMethodName         = "/stockd.v1.Inventory/Release"
-	Inventory_GetReservation_FullMethodName  = "/stockd.v1.Inventory/GetReservation"
+	Inventory_GetAvailability_FullMethodName  = "/stockd.v1.Inventory/GetAvailability"
+	Inventory_Reserve_FullMethodName          = "/stockd.v1.Inventory/Reserve"
+	Inventory_Confirm_FullMethodName          = "/stockd.v1.Inventory/Confirm"
+	Inventory_Release_FullMethodName          = "/stockd.v1.Inventory/Release"
+	Inventory_GetReservation_FullMethodName   = "/stockd.v1.Inventory/GetReservation"
+	Inventory_Extend_FullMethodName           = "/stockd.v1.Inventory/Extend"
+	Inventory_CancelOrder_FullMethodName      = "/stockd.v1.Inventory/CancelOrder"
+	Inventory_ListReservations_FullMethodName = "/stockd.v1.Inventory/ListReservations"
+	Inventory_ReleaseAll_FullMethodName       = "/stockd.v1.Inventory/ReleaseAll"
+	Inventory_ReserveStream_FullMethodName    = "/stockd.v1.Inventory/ReserveStream"
 )
 
 // InventoryClient is the client API for Inventory service.
@@ -46,6 +51,23 @@ type InventoryClient interface {
 	Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*ReleaseResponse, error)
 	// GetReservation shows one reservation and its state.
 	GetReservation(ctx context.Context, in *GetReservationRequest, opts ...grpc.CallOption) (*GetReservationResponse, error)
+	// Extend pushes a live hold's deadline to now + ttl. Idempotent by extend_id.
+	Extend(ctx context.Context, in *ExtendRequest, opts ...grpc.CallOption) (*ExtendResponse, error)
+	// CancelOrder takes back a confirmed order the ERP has not yet absorbed:
+	// its committed units return to availability. Idempotent.
+	CancelOrder(ctx context.Context, in *CancelOrderRequest, opts ...grpc.CallOption) (*CancelOrderResponse, error)
+	// ListReservations pages through one channel's reservations in id order,
+	// optionally only those in one state or expiring within a window.
+	ListReservations(ctx context.Context, in *ListReservationsRequest, opts ...grpc.CallOption) (*ListReservationsResponse, error)
+	// ReleaseAll releases every live hold of one channel (a marketplace
+	// incident). Idempotent by release_all_id: a retry answers the first count.
+	ReleaseAll(ctx context.Context, in *ReleaseAllRequest, opts ...grpc.CallOption) (*ReleaseAllResponse, error)
+	// ReserveStream carries pipelined reserve, confirm and release requests,
+	// each tagged with the caller's request_id; answers come back tagged, in
+	// any order. At most 1,024 requests per stream are in flight: past that the
+	// server stops reading until answers are taken. A broken stream loses
+	// nothing acknowledged; resend unanswered requests (same ids) on a new one.
+	ReserveStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ReserveStreamRequest, ReserveStreamResponse], error)
 }
 
 type inventoryClient struct {
@@ -106,6 +128,59 @@ func (c *inventoryClient) GetReservation(ctx context.Context, in *GetReservation
 	return out, nil
 }
 
+func (c *inventoryClient) Extend(ctx context.Context, in *ExtendRequest, opts ...grpc.CallOption) (*ExtendResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExtendResponse)
+	err := c.cc.Invoke(ctx, Inventory_Extend_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *inventoryClient) CancelOrder(ctx context.Context, in *CancelOrderRequest, opts ...grpc.CallOption) (*CancelOrderResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelOrderResponse)
+	err := c.cc.Invoke(ctx, Inventory_CancelOrder_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *inventoryClient) ListReservations(ctx context.Context, in *ListReservationsRequest, opts ...grpc.CallOption) (*ListReservationsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListReservationsResponse)
+	err := c.cc.Invoke(ctx, Inventory_ListReservations_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *inventoryClient) ReleaseAll(ctx context.Context, in *ReleaseAllRequest, opts ...grpc.CallOption) (*ReleaseAllResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReleaseAllResponse)
+	err := c.cc.Invoke(ctx, Inventory_ReleaseAll_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *inventoryClient) ReserveStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ReserveStreamRequest, ReserveStreamResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Inventory_ServiceDesc.Streams[0], Inventory_ReserveStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ReserveStreamRequest, ReserveStreamResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Inventory_ReserveStreamClient = grpc.BidiStreamingClient[ReserveStreamRequest, ReserveStreamResponse]
+
 // InventoryServer is the server API for Inventory service.
 // All implementations must embed UnimplementedInventoryServer
 // for forward compatibility.
@@ -126,6 +201,23 @@ type InventoryServer interface {
 	Release(context.Context, *ReleaseRequest) (*ReleaseResponse, error)
 	// GetReservation shows one reservation and its state.
 	GetReservation(context.Context, *GetReservationRequest) (*GetReservationResponse, error)
+	// Extend pushes a live hold's deadline to now + ttl. Idempotent by extend_id.
+	Extend(context.Context, *ExtendRequest) (*ExtendResponse, error)
+	// CancelOrder takes back a confirmed order the ERP has not yet absorbed:
+	// its committed units return to availability. Idempotent.
+	CancelOrder(context.Context, *CancelOrderRequest) (*CancelOrderResponse, error)
+	// ListReservations pages through one channel's reservations in id order,
+	// optionally only those in one state or expiring within a window.
+	ListReservations(context.Context, *ListReservationsRequest) (*ListReservationsResponse, error)
+	// ReleaseAll releases every live hold of one channel (a marketplace
+	// incident). Idempotent by release_all_id: a retry answers the first count.
+	ReleaseAll(context.Context, *ReleaseAllRequest) (*ReleaseAllResponse, error)
+	// ReserveStream carries pipelined reserve, confirm and release requests,
+	// each tagged with the caller's request_id; answers come back tagged, in
+	// any order. At most 1,024 requests per stream are in flight: past that the
+	// server stops reading until answers are taken. A broken stream loses
+	// nothing acknowledged; resend unanswered requests (same ids) on a new one.
+	ReserveStream(grpc.BidiStreamingServer[ReserveStreamRequest, ReserveStreamResponse]) error
 	mustEmbedUnimplementedInventoryServer()
 }
 
@@ -150,6 +242,21 @@ func (UnimplementedInventoryServer) Release(context.Context, *ReleaseRequest) (*
 }
 func (UnimplementedInventoryServer) GetReservation(context.Context, *GetReservationRequest) (*GetReservationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetReservation not implemented")
+}
+func (UnimplementedInventoryServer) Extend(context.Context, *ExtendRequest) (*ExtendResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Extend not implemented")
+}
+func (UnimplementedInventoryServer) CancelOrder(context.Context, *CancelOrderRequest) (*CancelOrderResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelOrder not implemented")
+}
+func (UnimplementedInventoryServer) ListReservations(context.Context, *ListReservationsRequest) (*ListReservationsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListReservations not implemented")
+}
+func (UnimplementedInventoryServer) ReleaseAll(context.Context, *ReleaseAllRequest) (*ReleaseAllResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReleaseAll not implemented")
+}
+func (UnimplementedInventoryServer) ReserveStream(grpc.BidiStreamingServer[ReserveStreamRequest, ReserveStreamResponse]) error {
+	return status.Error(codes.Unimplemented, "method ReserveStream not implemented")
 }
 func (UnimplementedInventoryServer) mustEmbedUnimplementedInventoryServer() {}
 func (UnimplementedInventoryServer) testEmbeddedByValue()                   {}
@@ -262,6 +369,85 @@ func _Inventory_GetReservation_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Inventory_Extend_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExtendRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InventoryServer).Extend(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Inventory_Extend_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InventoryServer).Extend(ctx, req.(*ExtendRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Inventory_CancelOrder_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelOrderRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InventoryServer).CancelOrder(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Inventory_CancelOrder_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InventoryServer).CancelOrder(ctx, req.(*CancelOrderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Inventory_ListReservations_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListReservationsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InventoryServer).ListReservations(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Inventory_ListReservations_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InventoryServer).ListReservations(ctx, req.(*ListReservationsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Inventory_ReleaseAll_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReleaseAllRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InventoryServer).ReleaseAll(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Inventory_ReleaseAll_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InventoryServer).ReleaseAll(ctx, req.(*ReleaseAllRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Inventory_ReserveStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(InventoryServer).ReserveStream(&grpc.GenericServerStream[ReserveStreamRequest, ReserveStreamResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Inventory_ReserveStreamServer = grpc.BidiStreamingServer[ReserveStreamRequest, ReserveStreamResponse]
+
 // Inventory_ServiceDesc is the grpc.ServiceDesc for Inventory service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -289,7 +475,30 @@ var Inventory_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "GetReservation",
 			Handler:    _Inventory_GetReservation_Handler,
 		},
+		{
+			MethodName: "Extend",
+			Handler:    _Inventory_Extend_Handler,
+		},
+		{
+			MethodName: "CancelOrder",
+			Handler:    _Inventory_CancelOrder_Handler,
+		},
+		{
+			MethodName: "ListReservations",
+			Handler:    _Inventory_ListReservations_Handler,
+		},
+		{
+			MethodName: "ReleaseAll",
+			Handler:    _Inventory_ReleaseAll_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "ReserveStream",
+			Handler:       _Inventory_ReserveStream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "stockd/v1/inventory.proto",
 }

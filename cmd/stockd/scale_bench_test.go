@@ -85,7 +85,8 @@ func BenchmarkScale(b *testing.B) {
 	}
 	loadHolds := time.Since(start)
 
-	rss := residentBytes(b, p.cmd.Process.Pid)
+	rss := residentBytes(b, p.cmd.Process.Pid, "VmRSS")
+	anon := residentBytes(b, p.cmd.Process.Pid, "RssAnon")
 	snapIndex, snapBytes := waitSnapshotCovering(b, dir, lastRev-4096)
 	p.kill()
 
@@ -105,20 +106,22 @@ func BenchmarkScale(b *testing.B) {
 
 	b.ReportMetric(float64(rss)/counters, "RSS-B/counter")
 	b.ReportMetric(float64(rss)/(1<<20), "RSS-MiB")
+	b.ReportMetric(float64(anon)/(1<<20), "anon-MiB")
 	b.ReportMetric(float64(snapBytes)/(1<<20), "snapshot-MiB")
 	b.ReportMetric(restart.Seconds(), "restart-s")
 	fmt.Printf("scale: %d counters loaded in %v, %d holds in %v, snapshot at index %d of %d: %d bytes\n",
 		counters, loadCounters.Round(time.Millisecond), holds, loadHolds.Round(time.Millisecond), snapIndex, lastRev, snapBytes)
 }
 
-// residentBytes reads a process's resident set size from /proc.
-func residentBytes(b *testing.B, pid int) int64 {
+// residentBytes reads one of a process's memory figures (VmRSS, RssAnon,
+// RssFile) from /proc.
+func residentBytes(b *testing.B, pid int, field string) int64 {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		b.Skipf("no /proc here: %v", err)
 	}
 	for _, line := range strings.Split(string(raw), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
 			if err != nil {
 				b.Fatal(err)
@@ -126,7 +129,7 @@ func residentBytes(b *testing.B, pid int) int64 {
 			return kb << 10
 		}
 	}
-	b.Fatal("no VmRSS line")
+	b.Fatalf("no %s line", field)
 	return 0
 }
 
