@@ -25,6 +25,23 @@ var (
 	ErrIdempotencyConflict = errors.New("id reused with a different payload")
 	// ErrOverflow: a quantity would leave the int64 range.
 	ErrOverflow = errors.New("quantity overflow")
+	// ErrUnknownSKU: the channel requires SKU mappings and the SKU has none,
+	// or a SKU mapping to delete does not exist.
+	ErrUnknownSKU = errors.New("unknown sku")
+	// ErrRevisionChanged: compare-and-reserve lost, the SKU's figure moved
+	// since the expected mod_revision; the Rejection carries the current one.
+	ErrRevisionChanged = errors.New("revision changed")
+	// ErrInUse: retiring a location, channel, group or SKU that live holds,
+	// unabsorbed orders, channels or backorders still use.
+	ErrInUse = errors.New("in use")
+	// ErrUnknownLocationGroup: the location group was never declared.
+	ErrUnknownLocationGroup = errors.New("unknown location group")
+	// ErrNotConfirmed: CancelOrder of a reservation that is not a confirmed order.
+	ErrNotConfirmed = errors.New("reservation not confirmed")
+	// ErrAbsorbed: CancelOrder of an order the ERP has already absorbed.
+	ErrAbsorbed = errors.New("order already absorbed by the ERP")
+	// ErrUnknownIncoming: no such incoming (purchase-order) line.
+	ErrUnknownIncoming = errors.New("unknown incoming line")
 )
 
 // sentinels lists the sentinels in the order their kind numbers are
@@ -40,6 +57,13 @@ var sentinels = []error{
 	ErrLocationNotVisible,
 	ErrIdempotencyConflict,
 	ErrOverflow,
+	ErrUnknownSKU,
+	ErrRevisionChanged,
+	ErrInUse,
+	ErrUnknownLocationGroup,
+	ErrNotConfirmed,
+	ErrAbsorbed,
+	ErrUnknownIncoming,
 }
 
 func kindOf(err error) uint32 {
@@ -67,6 +91,10 @@ type Rejection struct {
 	Reason    string
 	Requested Units
 	Available Units
+	// For ErrRevisionChanged: the SKU's current mod_revision and available
+	// SKU units for the channel.
+	ModRevision  Revision
+	AvailableSKU Units
 }
 
 // Error reads "field: reason".

@@ -282,5 +282,6 @@ func reservationFromRecord(rec *logv1.ReservationRecord) *reservation {
 
 func rejectionFromRecord(rec *logv1.Rejection) *Rejection {
 	return &Rejection{Kind: sentinelOf(rec.GetKind()), Field: rec.GetField(), Reason: rec.GetReason(),
-		Requested: Units(rec.GetRequestedBaseUnits()), Available: Units(rec.GetAvailableBaseUnits())}
+		Requested: Units(rec.GetRequestedBaseUnits()), Available: Units(rec.GetAvailableBaseUnits()),
+		ModRevision: Revision(rec.GetModRevision()), AvailableSKU: Units(rec.GetAvailableSkuUnits())}
 }

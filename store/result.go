@@ -6,7 +6,7 @@ import "github.com/stockd/stockd/api/logv1"
 // send to the follower that forwarded the command. Only refusals (*Rejection)
 // can be encoded as Err.
 func EncodeResult(r Result) *logv1.CommandResult {
-	out := &logv1.CommandResult{Revision: uint64(r.Revision)}
+	out := &logv1.CommandResult{Revision: uint64(r.Revision), Count: r.Count}
 	if rej, ok := r.Err.(*Rejection); ok {
 		out.Rejection = rejectionRecord(rej)
 	}
@@ -22,7 +22,7 @@ func EncodeResult(r Result) *logv1.CommandResult {
 
 // DecodeResult is the inverse of EncodeResult.
 func DecodeResult(c *logv1.CommandResult) Result {
-	out := Result{Revision: Revision(c.GetRevision())}
+	out := Result{Revision: Revision(c.GetRevision()), Count: c.GetCount()}
 	if c.GetRejection() != nil {
 		out.Err = rejectionFromRecord(c.GetRejection())
 	}

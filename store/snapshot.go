@@ -319,4 +319,5 @@ func rejectionRecord(r *Rejection) *logv1.Rejection {
 func fillRejection(rec *logv1.Rejection, r *Rejection) {
 	rec.Kind, rec.Field, rec.Reason = kindOf(r), r.Field, r.Reason
 	rec.RequestedBaseUnits, rec.AvailableBaseUnits = int64(r.Requested), int64(r.Available)
+	rec.ModRevision, rec.AvailableSkuUnits = uint64(r.ModRevision), int64(r.AvailableSKU)
 }

@@ -54,6 +54,7 @@ const (
 	StateConfirmed ReservationState = 2
 	StateReleased  ReservationState = 3
 	StateExpired   ReservationState = 4
+	StateCancelled ReservationState = 5
 )
 
 // String names the state in lower case.
@@ -67,6 +68,8 @@ func (s ReservationState) String() string {
 		return "released"
 	case StateExpired:
 		return "expired"
+	case StateCancelled:
+		return "cancelled"
 	}
 	return "unknown"
 }
@@ -75,6 +78,11 @@ func (s ReservationState) String() string {
 type Allocation struct {
 	Location LocationID
 	Quantity Units
+	// POLine is set for a backorder: the incoming line the units wait for.
+	POLine string
+	// PromisedAt is the incoming line's current ETA for a backorder (filled
+	// in answers and reads; 0 otherwise).
+	PromisedAt Timestamp
 }
 
 // ReservationLine is one line of a reservation. Quantity is in SKU units;
@@ -85,6 +93,9 @@ type ReservationLine struct {
 	Quantity    Units
 	Factor      Units
 	Allocations []Allocation
+	// PromisedAt is the latest ETA of the line's backorder allocations, 0 when
+	// everything is held from on-hand (filled in answers and reads).
+	PromisedAt Timestamp
 }
 
 // Reservation is a hold and its fate. Values returned by Machine are copies.
@@ -126,6 +137,8 @@ type Result struct {
 	Err         error
 	Reservation *Reservation
 	Rows        []RowResult
+	// Count is ReleaseAll's number of holds released.
+	Count uint32
 }
 
 // LocationAvailability is one location's figure for one channel, in base
@@ -150,6 +163,72 @@ type SKUAvailability struct {
 	// Known is false when the ERP never sent a count for the item.
 	Known     bool
 	Locations []LocationAvailability
+	// Factor is the SKU's pack factor (base units per SKU unit).
+	Factor Units
+	// ModRevision is the last revision that changed any input of this figure
+	// for this channel: counters at its locations, buffer rules of the item,
+	// the channel (or its location group), the SKU mapping.
+	ModRevision Revision
+	// Incoming is supply on its way to the channel's locations, ETA then
+	// po line order, only lines with something left to take.
+	Incoming []IncomingAvailability
+}
+
+// IncomingAvailability is what a backorder may still take from one incoming
+// line, in whole SKU units.
+type IncomingAvailability struct {
+	POLine    string
+	Location  LocationID
+	ETA       Timestamp
+	Available Units
+}
+
+// SKUMapping maps a channel SKU to an ERP item with a pack factor.
+type SKUMapping struct {
+	SKU    SKU
+	Item   ItemID
+	Factor Units
+}
+
+// LocationGroup is a named, ordered set of locations channels may see.
+type LocationGroup struct {
+	ID        string
+	Locations []LocationID
+}
+
+// BufferRule is one SetBuffer rule; an empty Channel or Location is a wildcard.
+type BufferRule struct {
+	Item     ItemID
+	Channel  ChannelID
+	Location LocationID
+	Units    Units
+}
+
+// IncomingLine is a purchase-order line on its way, as the ERP last sent it,
+// plus the units backorders hold on it. Quantities in base units.
+type IncomingLine struct {
+	POLine      string
+	Item        ItemID
+	Location    LocationID
+	Quantity    Units
+	Received    Units
+	ETA         Timestamp
+	Version     uint64
+	Backordered Units
+}
+
+// ReservationQuery selects reservations for Machine.Reservations.
+type ReservationQuery struct {
+	Channel ChannelID
+	// State 0 means every state.
+	State ReservationState
+	// ExpiringWithinNanos > 0 keeps only live holds whose deadline is within
+	// this span of the machine's log time.
+	ExpiringWithinNanos int64
+	// After: only ids sorted after this one (paging).
+	After ReservationID
+	// Limit caps the page, 1 to 1,000.
+	Limit int
 }
 
 // Location is a declared stock location.
@@ -164,6 +243,11 @@ type Channel struct {
 	ID            ChannelID
 	Locations     []LocationID
 	DefaultBuffer Units
+	// LocationGroup, when set, names the group whose locations the channel
+	// sees (Locations then holds the group's current locations in reads).
+	LocationGroup string
+	// RequireSKUMapping makes an unmapped SKU ErrUnknownSKU for this channel.
+	RequireSKUMapping bool
 }
 
 // Node is a cluster member's record: its addresses and the highest log

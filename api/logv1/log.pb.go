@@ -3232,9 +3232,11 @@ type AllocationRecord struct {
 	Location          string                 `protobuf:"bytes,1,opt,name=location,proto3" json:"location,omitempty"`
 	QuantityBaseUnits int64                  `protobuf:"varint,2,opt,name=quantity_base_units,json=quantityBaseUnits,proto3" json:"quantity_base_units,omitempty"`
 	// A backorder: the incoming line the units wait for.
-	PoLineId      string `protobuf:"bytes,3,opt,name=po_line_id,json=poLineId,proto3" json:"po_line_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PoLineId string `protobuf:"bytes,3,opt,name=po_line_id,json=poLineId,proto3" json:"po_line_id,omitempty"`
+	// In a CommandResult only: the line's ETA when answered. 0 in snapshots.
+	PromisedUnixNanos int64 `protobuf:"varint,4,opt,name=promised_unix_nanos,json=promisedUnixNanos,proto3" json:"promised_unix_nanos,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *AllocationRecord) Reset() {
@@ -3286,6 +3288,13 @@ func (x *AllocationRecord) GetPoLineId() string {
 		return x.PoLineId
 	}
 	return ""
+}
+
+func (x *AllocationRecord) GetPromisedUnixNanos() int64 {
+	if x != nil {
+		return x.PromisedUnixNanos
+	}
+	return 0
 }
 
 type ReservationLineRecord struct {
@@ -4136,12 +4145,13 @@ const file_stockd_log_v1_log_proto_rawDesc = "" +
 	"\x13reserved_base_units\x18\x04 \x01(\x03R\x11reservedBaseUnits\x120\n" +
 	"\x14committed_base_units\x18\x05 \x01(\x03R\x12committedBaseUnits\x12\x18\n" +
 	"\aversion\x18\x06 \x01(\x04R\aversion\x12!\n" +
-	"\fmod_revision\x18\a \x01(\x04R\vmodRevision\"|\n" +
+	"\fmod_revision\x18\a \x01(\x04R\vmodRevision\"\xac\x01\n" +
 	"\x10AllocationRecord\x12\x1a\n" +
 	"\blocation\x18\x01 \x01(\tR\blocation\x12.\n" +
 	"\x13quantity_base_units\x18\x02 \x01(\x03R\x11quantityBaseUnits\x12\x1c\n" +
 	"\n" +
-	"po_line_id\x18\x03 \x01(\tR\bpoLineId\"\xc6\x01\n" +
+	"po_line_id\x18\x03 \x01(\tR\bpoLineId\x12.\n" +
+	"\x13promised_unix_nanos\x18\x04 \x01(\x03R\x11promisedUnixNanos\"\xc6\x01\n" +
 	"\x15ReservationLineRecord\x12\x10\n" +
 	"\x03sku\x18\x01 \x01(\tR\x03sku\x12\x12\n" +
 	"\x04item\x18\x02 \x01(\tR\x04item\x12,\n" +
