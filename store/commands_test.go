@@ -207,5 +207,6 @@ func sentinelName(err error) string {
 var allSentinels = []error{
 	store.ErrInvalid, store.ErrUnknownChannel, store.ErrUnknownLocation, store.ErrUnknownReservation,
 	store.ErrInsufficientStock, store.ErrNotHeld, store.ErrLocationNotVisible, store.ErrIdempotencyConflict,
-	store.ErrOverflow,
+	store.ErrOverflow, store.ErrUnknownSKU, store.ErrRevisionChanged, store.ErrInUse, store.ErrUnknownLocationGroup,
+	store.ErrNotConfirmed, store.ErrAbsorbed, store.ErrUnknownIncoming,
 }

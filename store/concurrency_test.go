@@ -53,13 +53,38 @@ func TestI5ReadsDuringApply(t *testing.T) {
 					errs <- fmt.Errorf("reader %d: reservation %s/%s: got %+v, %v, want it or unknown", r, ch, id, res, err)
 					return
 				}
-				if got := len(m.Locations()); got != len(genLocations) {
-					errs <- fmt.Errorf("reader %d: got %d locations, want %d", r, got, len(genLocations))
+				page, _ := m.Reservations(store.ReservationQuery{Channel: ch, Limit: 5, After: id})
+				for i, res := range page {
+					if res.Channel != ch || res.ID <= id || i > 0 && res.ID <= page[i-1].ID {
+						errs <- fmt.Errorf("reader %d: reservations of %s after %s: got %+v, want that channel's in id order", r, ch, id, page)
+						return
+					}
+				}
+				// The generator declares and retires one spare location and channel (catalog_test.go).
+				if got := len(m.Locations()); got < len(genLocations) || got > len(genLocations)+1 {
+					errs <- fmt.Errorf("reader %d: got %d locations, want %d or one more", r, got, len(genLocations))
 					return
 				}
-				if got := len(m.Channels()); got != len(genChannels) {
-					errs <- fmt.Errorf("reader %d: got %d channels, want %d", r, got, len(genChannels))
+				if got := len(m.Channels()); got < len(genChannels) || got > len(genChannels)+1 {
+					errs <- fmt.Errorf("reader %d: got %d channels, want %d or one more", r, got, len(genChannels))
 					return
+				}
+				for _, k := range m.SKUs("") {
+					if k.Factor < 1 || k.Factor > store.MaxPackFactor {
+						errs <- fmt.Errorf("reader %d: got sku mapping %+v, want a factor in [1, %d]", r, k, store.MaxPackFactor)
+						return
+					}
+				}
+				if gs := m.LocationGroups(); len(gs) > 1 {
+					errs <- fmt.Errorf("reader %d: got groups %+v, want at most one", r, gs)
+					return
+				}
+				bs := m.Buffers("")
+				for i, b := range bs {
+					if b.Units <= 0 || i > 0 && b.Item < bs[i-1].Item {
+						errs <- fmt.Errorf("reader %d: got buffer rules %+v, want positive ones sorted by item", r, bs)
+						return
+					}
 				}
 				if d, live := m.NextDeadline(); live && d <= 0 {
 					errs <- fmt.Errorf("reader %d: got next deadline %d, want a positive time", r, d)

@@ -16,19 +16,32 @@ func (st *state) putLocation(c *logv1.PutLocation) Result {
 		return Result{Err: r}
 	}
 	old := st.catalog.Load()
-	next := &catalog{locations: maps.Clone(old.locations), channels: old.channels, nodes: old.nodes}
+	next := old.clone()
+	next.locations = maps.Clone(old.locations)
 	next.locations[LocationID(c.GetId())] = Location{ID: LocationID(c.GetId()), Name: c.GetName()}
 	st.catalog.Store(next)
 	return Result{}
 }
 
-// putChannel creates or replaces a channel; every location must be declared.
+// putChannel creates or replaces a channel; every location must be
+// declared, or the location group must exist (the channel then sees the
+// group's locations, and follows it). Putting the same channel again keeps
+// its mod revision.
 func (st *state) putChannel(c *logv1.PutChannel) Result {
 	if r := validatePutChannel(c); r != nil {
 		return Result{Err: r}
 	}
 	old := st.catalog.Load()
-	ch := &Channel{ID: ChannelID(c.GetId()), DefaultBuffer: Units(c.GetDefaultBufferBaseUnits())}
+	ch := &Channel{ID: ChannelID(c.GetId()), DefaultBuffer: Units(c.GetDefaultBufferBaseUnits()),
+		LocationGroup: c.GetLocationGroup(), RequireSKUMapping: c.GetRequireSkuMapping()}
+	if ch.LocationGroup != "" {
+		g := old.groups[ch.LocationGroup]
+		if g == nil {
+			return Result{Err: reject(ErrUnknownLocationGroup, "channel.location_group",
+				"unknown location group "+strconv.Quote(ch.LocationGroup))}
+		}
+		ch.Locations = g.Locations
+	}
 	for i, l := range c.GetLocations() {
 		if _, ok := old.locations[LocationID(l)]; !ok {
 			return Result{Err: reject(ErrUnknownLocation, "channel.locations["+strconv.Itoa(i)+"]",
@@ -36,8 +49,15 @@ func (st *state) putChannel(c *logv1.PutChannel) Result {
 		}
 		ch.Locations = append(ch.Locations, LocationID(l))
 	}
-	next := &catalog{locations: old.locations, channels: maps.Clone(old.channels), nodes: old.nodes}
+	if prev := old.channels[ch.ID]; prev != nil && prev.DefaultBuffer == ch.DefaultBuffer && prev.LocationGroup == ch.LocationGroup &&
+		prev.RequireSKUMapping == ch.RequireSKUMapping && slices.Equal(prev.Locations, ch.Locations) {
+		return Result{}
+	}
+	next := old.clone()
+	next.channels = maps.Clone(old.channels)
+	next.channelRevs = maps.Clone(old.channelRevs)
 	next.channels[ch.ID] = ch
+	next.channelRevs[ch.ID] = st.index
 	st.catalog.Store(next)
 	return Result{}
 }
@@ -71,13 +91,18 @@ func (st *state) setBuffer(c *logv1.SetBuffer) Result {
 	}
 	i, found := slices.BinarySearchFunc(is.buffers, rule, cmpRule)
 	switch {
+	case found && is.buffers[i].units == rule.units:
+		return Result{} // no change: mod revisions stay
 	case found && rule.units == 0:
 		is.buffers = slices.Delete(is.buffers, i, i+1)
 	case found:
 		is.buffers[i] = rule
 	case rule.units != 0:
 		is.buffers = slices.Insert(is.buffers, i, rule)
+	default:
+		return Result{}
 	}
+	st.touchItem(is)
 	return Result{}
 }
 
@@ -91,7 +116,8 @@ func (st *state) putNode(c *logv1.PutNode) Result {
 		return Result{Err: r}
 	}
 	old := st.catalog.Load()
-	next := &catalog{locations: old.locations, channels: old.channels, nodes: maps.Clone(old.nodes)}
+	next := old.clone()
+	next.nodes = maps.Clone(old.nodes)
 	next.nodes[c.GetId()] = Node{ID: c.GetId(), RaftAddr: c.GetRaftAddr(), GRPCAddr: c.GetGrpcAddr(), FeatureVersion: c.GetFeatureVersion()}
 	st.catalog.Store(next)
 	return Result{}
@@ -106,7 +132,8 @@ func (st *state) removeNode(c *logv1.RemoveNode) Result {
 	if _, ok := old.nodes[c.GetId()]; !ok {
 		return Result{}
 	}
-	next := &catalog{locations: old.locations, channels: old.channels, nodes: maps.Clone(old.nodes)}
+	next := old.clone()
+	next.nodes = maps.Clone(old.nodes)
 	delete(next.nodes, c.GetId())
 	st.catalog.Store(next)
 	return Result{}

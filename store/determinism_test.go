@@ -22,9 +22,11 @@ import (
 // (a new leader), holds that expire, retries, conflicts, ERP batches with
 // absorbed marks, config changes and some malformed input.
 type logGen struct {
-	r      *rand.Rand
-	clock  int64
-	orders uint64
+	r             *rand.Rand
+	clock         int64
+	orders        uint64
+	recent        [][2]string // (channel, id) of the last few reserves, for lifecycle commands
+	lastConfirmed [2]string   // the last hold lifecycleCommand confirmed
 }
 
 var (
@@ -73,7 +75,11 @@ func genLog(seed uint64, n int) []*logv1.Entry {
 
 func (g *logGen) command() *logv1.Command {
 	ttls := []time.Duration{0, time.Second, 5 * time.Second, 30 * time.Second, 2 * time.Minute}
-	switch p := g.r.IntN(100); {
+	switch p := g.r.IntN(122); {
+	case p >= 112:
+		return g.catalogCommand(ttls) // catalog_test.go
+	case p >= 100:
+		return g.lifecycleCommand(ttls)
 	case p < 35:
 		var lines []*logv1.ReserveLine
 		for range 1 + g.r.IntN(3) {
@@ -86,7 +92,9 @@ func (g *logGen) command() *logv1.Command {
 			}
 			lines = append(lines, l)
 		}
-		return reserve(g.pick(append(genChannels, "cx")), g.resID(), ttls[g.r.IntN(len(ttls))], lines...)
+		ch, id := g.pick(append(genChannels, "cx")), g.resID()
+		g.recent = append(g.recent[max(0, len(g.recent)-7):], [2]string{ch, id})
+		return reserve(ch, id, ttls[g.r.IntN(len(ttls))], lines...)
 	case p < 47:
 		return confirm(g.pick(genChannels), g.resID(), "o"+strconv.Itoa(g.r.IntN(3)))
 	case p < 59:
@@ -189,7 +197,8 @@ func assertLogWasRich(t *testing.T, input string, m *store.Machine, log []*logv1
 			}
 		}
 	}
-	for _, k := range []string{"ok", "held", "confirmed", "released", "expired", "insufficient stock", "reservation not held",
+	for _, k := range []string{"ok", "held", "confirmed", "released", "expired", "cancelled", "insufficient stock", "reservation not held",
+		"reservation not confirmed", "order already absorbed by the ERP",
 		"invalid argument", "unknown reservation", "id reused with a different payload"} {
 		if seen[k] == 0 {
 			t.Errorf("%s: got outcomes %v, want at least one %q", input, seen, k)

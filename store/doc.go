@@ -12,7 +12,10 @@
 // Guarantees, by DESIGN.md name:
 //   - I1 no oversell at admission: a Reserve line is admitted only while
 //     promised + q <= on_hand - buffer at its location; a cart is checked
-//     whole before any counter moves.
+//     whole before any counter moves. A backorder takes at most what an
+//     incoming line has open (quantity - received - backordered), and when
+//     the line is received its holds move onto reserved (orders onto
+//     committed) at that location, so the receipt is not sold twice.
 //   - I3 safe retries: a Reserve answer (a refusal included) is remembered by
 //     (channel, reservation id) and replayed for a retry with the same
 //     payload; another payload is refused with ErrIdempotencyConflict.

@@ -109,7 +109,7 @@ func checkEntry(t *testing.T, data []byte) {
 		case invalid[i] != nil && (r.Err == nil || r.Err.Error() != invalid[i].Error()):
 			// Apply repeats Validate: what Validate refuses, Apply refuses the same way.
 			t.Fatalf("input %v: result %d: got %v, want Validate's %v", &e, i, r.Err, invalid[i])
-		case invalid[i] == nil && errors.Is(r.Err, store.ErrInvalid):
+		case invalid[i] == nil && errors.Is(r.Err, store.ErrInvalid) && !reservationShaped(e.GetCommands()[i]):
 			t.Fatalf("input %v: result %d: got %v after Validate passed, want no ErrInvalid", &e, i, r.Err)
 		}
 	}
@@ -130,6 +130,13 @@ func checkEntry(t *testing.T, data []byte) {
 	if digest(back) != digest(m) {
 		t.Fatalf("input %v (I4): restored digest %s, want %s", &e, digest(back), digest(m))
 	}
+}
+
+// reservationShaped reports a command whose input Apply may still find
+// malformed against the reservation it names: a partial release's line index
+// or quantity, or an op beyond the ops one reservation keeps.
+func reservationShaped(c *logv1.Command) bool {
+	return len(c.GetRelease().GetLines()) > 0 || c.GetExtend() != nil
 }
 
 func FuzzDecodeEntry(f *testing.F) {
@@ -312,6 +319,9 @@ func entrySeeds() []seed {
 		seed{"valid-retries-and-refusals", marshal(entry(t0+1, reserve("c", "r", time.Minute, line("x", 2)), reserve("c", "r", 0, line("x", 2)),
 			reserve("c", "n", 0, line("x", 99)), confirm("c", "r", "o"), confirm("c", "s", "o2"), release("c", "s"),
 			adjust(delta("q", "x", "a", -20, 0), delta("q", "x", "a", 1, 0)), setStockMark(7, row("x", "a", -3, 2))))},
+		seed{"valid-lifecycle", marshal(entry(t0+2, extendCmd("c", "r", "e", time.Hour), extendCmd("c", "r", "e", time.Minute),
+			releasePart("c", "r", "p", give(0, 1)), releasePart("c", "r", "q", give(3, 1)), releasePart("c", "r", "p", give(0, 1)),
+			cancelOrder("c", "s"), cancelOrder("c", "s"), cancelOrder("c", "r"), releaseAll("c", "a"), releaseAll("c", "a"), releaseAll("zz", "a")))},
 		seed{"valid-empty-entry", marshal(entry(t0 + int64(time.Hour)))},
 		seed{"invalid-commands", marshal(entry(-1, reserve("", "", -5), &logv1.Command{Kind: &logv1.Command_SetStock{SetStock: &logv1.SetStock{}}},
 			buffer("", "zz", "zz", -1), channel("c", -1, "a", "a")))},

@@ -23,7 +23,9 @@ const goldenPath = "testdata/snapshot.golden"
 // goldenLog builds a small state with one of everything a snapshot holds:
 // locations, channels, buffer rules of each shape, counters (one negative),
 // held, confirmed, released and expired reservations, a refusal, an applied
-// and a stale delta, an absorbed order and a committed one.
+// and a stale delta, an absorbed order and a committed one; an extended and a
+// partly released hold, a cancelled order and a remembered ReleaseAll;
+// incoming lines, a backorder hold and an order line waiting on one.
 func goldenLog() []*logv1.Entry {
 	s := int64(time.Second)
 	return []*logv1.Entry{
@@ -42,6 +44,22 @@ func goldenLog() []*logv1.Entry {
 			reserve("web", "r-refused", 0, line("rose", 500))),
 		entry(t0+5*s, confirm("web", "r-absorbed", "o-1"), confirm("rep", "r-conf", "o-2"), release("web", "r-rel")),
 		entry(t0+6*s, setStockMark(1, row("rose", "ams", 16, 4))),
+		entry(t0+7*s, extendCmd("web", "r-held", "e-1", 2*time.Hour),
+			reserve("web", "r-part", time.Hour, line("tulip", 3), line("tulip", 1)), releasePart("web", "r-part", "p-1", give(0, 1)),
+			reserve("web", "r-cancel", 0, line("tulip", 1)), confirm("web", "r-cancel", "o-3"), cancelOrder("web", "r-cancel"),
+			releaseAll("rep", "a-1")),
+		// A group, a channel on it that requires mappings, a mapping, a
+		// deleted one (a tombstone) and a hold of a mapped SKU.
+		entry(t0+8*s, putGroup("west", "fra", "ams"), strict(groupChannel("mkt", 0, "west")),
+			putSku("rose-case4", "rose", 4), putSku("old", "tulip", 2), deleteSku("old"),
+			reserve("mkt", "r-case", time.Hour, line("rose-case4", 1))),
+		// Incoming lines; a backorder hold and a confirmed backorder waiting
+		// on one, then a receipt that serves part of the order.
+		entry(t0+9*s, setStock(row("iris", "ber", 3, 1)),
+			setIncomingCmd(incLine("PO-1", "iris", "ber", 10, 0, 5*day, 1), incLine("PO-2", "rose", "fra", 20, 4, 9*day, 3)),
+			reserve("rep", "r-back", time.Hour, boLine("iris", 8)),
+			reserve("rep", "r-waits", 0, boLineAt("iris", 2, "ber")), confirm("rep", "r-waits", "o-4"),
+			setIncomingCmd(incLine("PO-1", "iris", "ber", 10, 1, 6*day, 2))),
 		entry(t0+10*s, tickCmd()),
 	}
 }
@@ -152,6 +170,7 @@ func TestGoldenStateHoldsOneOfEverything(t *testing.T) {
 	m := goldenMachine(t)
 	for id, want := range map[string]store.ReservationState{
 		"r-held": store.StateHeld, "r-rel": store.StateReleased, "r-exp": store.StateExpired, "r-absorbed": store.StateConfirmed,
+		"r-part": store.StateHeld, "r-cancel": store.StateCancelled,
 	} {
 		if r, err := m.Reservation("web", store.ReservationID(id)); err != nil || r.State != want {
 			t.Errorf("input golden web/%s: got %+v, %v, want state %v", id, r, err, want)
@@ -185,8 +204,35 @@ func TestGoldenStateHoldsOneOfEverything(t *testing.T) {
 			t.Fatal(err)
 		}
 		kinds[fmt.Sprintf("%T", rec.GetKind())]++
+		for _, op := range rec.GetReservation().GetOps() {
+			kinds[fmt.Sprintf("op %d", op.GetKind())]++
+		}
+		if rec.GetOrder().GetCancelled() {
+			kinds["cancelled order"]++
+		}
+		for _, l := range rec.GetOrder().GetLines() {
+			if l.GetPoLineId() != "" {
+				kinds["waiting order line"]++
+			}
+		}
+		for _, l := range rec.GetReservation().GetLines() {
+			for _, a := range l.GetAllocations() {
+				if a.GetPoLineId() != "" {
+					kinds["backorder allocation"]++
+				}
+			}
+		}
+		if rec.GetIncoming().GetBackorderedBaseUnits() > 0 {
+			kinds["backordered incoming"]++
+		}
 	}
-	for _, k := range []string{"Meta", "Location", "Channel", "Buffer", "Counter", "Reservation", "Refusal", "Delta", "Order"} {
+	for _, k := range []string{"op 1", "op 2", "cancelled order", "waiting order line", "backorder allocation", "backordered incoming"} {
+		if kinds[k] == 0 {
+			t.Errorf("input golden state: got %v, want at least one %s", kinds, k)
+		}
+	}
+	for _, k := range []string{"Meta", "Location", "Channel", "Buffer", "Counter", "Reservation", "Refusal", "Delta", "Order", "ReleaseAll",
+		"Sku", "LocationGroup", "Incoming"} {
 		if kinds["*logv1.SnapshotRecord_"+k] == 0 {
 			t.Errorf("input golden state: got record kinds %v, want at least one %s", kinds, k)
 		}

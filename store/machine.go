@@ -85,6 +85,7 @@ func (m *Machine) Apply(index Revision, ts Timestamp, cmd *logv1.Command) Result
 
 func (m *Machine) apply(index Revision, ts Timestamp, cmd *logv1.Command) Result {
 	st := m.st.Load()
+	st.index = index
 	if Timestamp(st.now.Load()) < ts {
 		st.now.Store(int64(ts))
 	}
@@ -114,6 +115,26 @@ func (m *Machine) apply(index Revision, ts Timestamp, cmd *logv1.Command) Result
 		res = st.putNode(k.PutNode)
 	case *logv1.Command_RemoveNode:
 		res = st.removeNode(k.RemoveNode)
+	case *logv1.Command_Extend:
+		res = st.extend(now, k.Extend)
+	case *logv1.Command_CancelOrder:
+		res = st.cancelOrder(k.CancelOrder)
+	case *logv1.Command_ReleaseAll:
+		res = st.releaseAllHolds(now, k.ReleaseAll)
+	case *logv1.Command_SetIncoming:
+		res = st.setIncoming(k.SetIncoming)
+	case *logv1.Command_PutSku:
+		res = st.putSku(k.PutSku)
+	case *logv1.Command_DeleteSku:
+		res = st.deleteSku(k.DeleteSku)
+	case *logv1.Command_PutLocationGroup:
+		res = st.putLocationGroup(k.PutLocationGroup)
+	case *logv1.Command_DeleteLocationGroup:
+		res = st.deleteLocationGroup(k.DeleteLocationGroup)
+	case *logv1.Command_DeleteLocation:
+		res = st.deleteLocation(k.DeleteLocation)
+	case *logv1.Command_DeleteChannel:
+		res = st.deleteChannel(k.DeleteChannel)
 	case *logv1.Command_Tick:
 	default:
 		panic(fmt.Sprintf("store: entry %d holds an unknown command %T", index, cmd.GetKind()))
@@ -127,7 +148,11 @@ func (m *Machine) apply(index Revision, ts Timestamp, cmd *logv1.Command) Result
 }
 
 // expire ends every hold whose deadline is at or before now, in (deadline,
-// channel, id) order so the result does not depend on the heap's layout.
+// channel, id) order so the result does not depend on the heap's layout. A
+// heap item whose time is not the hold's current deadline is stale (the hold
+// ended or an Extend moved it) and skipped; an Extend back to a deadline the
+// hold had before leaves two live-looking items for one hold, so due holds
+// are taken once each.
 func (st *state) expire(now Timestamp) {
 	var due []*reservation
 	for len(st.deadlines) > 0 && st.deadlines[0].at <= now {
@@ -146,6 +171,7 @@ func (st *state) expire(now Timestamp) {
 		}
 		return cmpKey(resKey{a.Channel, a.ID}, resKey{b.Channel, b.ID})
 	})
+	due = slices.Compact(due)
 	for _, r := range due {
 		st.unhold(r)
 		st.finish(r, StateExpired, now)
@@ -184,6 +210,8 @@ func (st *state) prune(now Timestamp, cfg Config) {
 			delete(st.refusals, it.key)
 		case pruneDelta:
 			delete(st.deltas, it.deltaID)
+		case pruneReleaseAll:
+			delete(st.releaseAlls, it.key)
 		}
 		st.pruneQueue[st.pruneHead] = pruneItem{}
 		st.pruneHead++

@@ -22,12 +22,17 @@ type bkey struct{ item, ch, loc string }
 type mcounter struct {
 	onHand, reserved, committed int64
 	version                     uint64
+	rev                         int64 // the last entry that changed it or a buffer rule of its item
 }
 
 type mline struct {
 	sku, loc string
 	qty      int64
 	allocs   []store.Allocation
+	expect   uint64 // expected_mod_revision
+	// item and factor are the SKU's mapping when the hold was made (model_catalog_test.go).
+	item   string
+	factor int64
 }
 
 type mres struct {
@@ -38,6 +43,8 @@ type mres struct {
 	created, expires int64
 	orderRef         string
 	orderSeq         uint64
+	ops              []mop   // extends and partial releases (model_lifecycle_test.go)
+	request          []mline // the lines as first asked, to judge retries (partial releases shrink lines)
 }
 
 type mrefusal struct {
@@ -45,6 +52,8 @@ type mrefusal struct {
 	ttl   int64
 	err   error
 	field string
+	// For ErrRevisionChanged: the figure when refused.
+	rev, availSKU int64
 }
 
 type mdelta struct {
@@ -53,9 +62,10 @@ type mdelta struct {
 }
 
 type morder struct {
-	seq      uint64
-	lines    []morderLine
-	absorbed bool
+	seq       uint64
+	lines     []morderLine
+	absorbed  bool
+	cancelled bool
 }
 
 type morderLine struct {
@@ -65,7 +75,7 @@ type morderLine struct {
 
 type mprune struct {
 	at    int64
-	kind  int // 1 reservation, 2 refusal, 3 delta
+	kind  int // 1 reservation, 2 refusal, 3 delta, 4 release-all (key: channel, release_all_id)
 	key   rkey
 	delta string
 }
@@ -73,6 +83,8 @@ type mprune struct {
 type mchannel struct {
 	locs   []string
 	buffer int64
+	strict bool  // requires SKU mappings
+	rev    int64 // the last entry that changed the channel
 }
 
 type model struct {
@@ -87,6 +99,10 @@ type model struct {
 	refusals   map[rkey]*mrefusal
 	deltas     map[string]*mdelta
 	orders     []*morder
+	releaseAll map[rkey]uint32
+	skus       map[string]*msku // SKU mappings and tombstones (model_catalog_test.go)
+	index      int64            // the entry being applied
+	casFigure  [2]int64         // (mod_revision, SKU units) of the last compare-and-reserve refusal
 	nextSeq    uint64
 	mark       uint64
 	queue      []mprune
@@ -97,7 +113,7 @@ func newModel(cfg store.Config) *model {
 		window: cfg.RetryWindowNanos, maxRecords: cfg.MaxRecords,
 		locs: map[string]bool{}, channels: map[string]mchannel{}, counters: map[mkey]*mcounter{},
 		buffers: map[bkey]int64{}, res: map[rkey]*mres{}, refusals: map[rkey]*mrefusal{},
-		deltas: map[string]*mdelta{}, nextSeq: 1,
+		deltas: map[string]*mdelta{}, releaseAll: map[rkey]uint32{}, skus: map[string]*msku{}, nextSeq: 1,
 	}
 }
 
@@ -158,6 +174,8 @@ func (md *model) begin(ts int64) {
 			delete(md.refusals, p.key)
 		case 3:
 			delete(md.deltas, p.delta)
+		case 4:
+			delete(md.releaseAll, p.key)
 		}
 		md.queue = md.queue[1:]
 	}
@@ -166,7 +184,8 @@ func (md *model) begin(ts int64) {
 func (md *model) unhold(r *mres) {
 	for _, l := range r.lines {
 		for _, a := range l.allocs {
-			md.counters[mkey{l.sku, string(a.Location)}].reserved -= int64(a.Quantity)
+			md.counters[mkey{l.item, string(a.Location)}].reserved -= int64(a.Quantity)
+			md.touch(mkey{l.item, string(a.Location)})
 		}
 	}
 }
@@ -186,7 +205,7 @@ func ttlOf(ttl int64) int64 {
 func linesOf(c *logv1.Reserve) []mline {
 	out := make([]mline, len(c.GetLines()))
 	for i, l := range c.GetLines() {
-		out[i] = mline{sku: l.GetSku(), loc: l.GetLocation(), qty: l.GetQuantitySkuUnits()}
+		out[i] = mline{sku: l.GetSku(), loc: l.GetLocation(), qty: l.GetQuantitySkuUnits(), expect: l.GetExpectedModRevision()}
 	}
 	return out
 }
@@ -204,6 +223,8 @@ func differs(first []mline, firstTTL int64, retry []mline, retryTTL int64) strin
 			return "lines[" + strconv.Itoa(i) + "].quantity"
 		case first[i].loc != retry[i].loc:
 			return "lines[" + strconv.Itoa(i) + "].location"
+		case first[i].expect != retry[i].expect:
+			return "lines[" + strconv.Itoa(i) + "].expected_mod_revision"
 		}
 	}
 	if ttlOf(firstTTL) != ttlOf(retryTTL) {
@@ -233,7 +254,7 @@ func (md *model) reserve(c *logv1.Reserve) (error, string, *mres) {
 		return store.ErrInvalid, "ttl", nil
 	}
 	if r := md.res[key]; r != nil {
-		if f := differs(r.lines, r.ttl, lines, c.GetTtlNanos()); f != "" {
+		if f := differs(r.request, r.ttl, lines, c.GetTtlNanos()); f != "" {
 			return store.ErrIdempotencyConflict, f, nil
 		}
 		return nil, "", r
@@ -246,16 +267,19 @@ func (md *model) reserve(c *logv1.Reserve) (error, string, *mres) {
 	}
 	err, field := md.allocate(key.ch, lines)
 	if err != nil {
-		md.refusals[key] = &mrefusal{lines: lines, ttl: c.GetTtlNanos(), err: err, field: field}
+		md.refusals[key] = &mrefusal{lines: lines, ttl: c.GetTtlNanos(), err: err, field: field, rev: md.casFigure[0], availSKU: md.casFigure[1]}
+		md.casFigure = [2]int64{}
 		md.queue = append(md.queue, mprune{at: md.now, kind: 2, key: key})
 		return err, field, nil
 	}
 	for _, l := range lines {
 		for _, a := range l.allocs {
-			md.counters[mkey{l.sku, string(a.Location)}].reserved += int64(a.Quantity)
+			md.counters[mkey{l.item, string(a.Location)}].reserved += int64(a.Quantity)
+			md.touch(mkey{l.item, string(a.Location)})
 		}
 	}
-	r := &mres{key: key, state: store.StateHeld, lines: lines, ttl: c.GetTtlNanos(), created: md.now, expires: md.now + ttlOf(c.GetTtlNanos())}
+	r := &mres{key: key, state: store.StateHeld, lines: lines, ttl: c.GetTtlNanos(), created: md.now, expires: md.now + ttlOf(c.GetTtlNanos()),
+		request: linesOf(c)}
 	md.res[key] = r
 	return nil, "", r
 }
@@ -268,7 +292,12 @@ func (md *model) allocate(ch string, lines []mline) (error, string) {
 	if !ok {
 		return store.ErrUnknownChannel, "channel"
 	}
-	for i, l := range lines {
+	for i := range lines {
+		l := &lines[i]
+		var ok bool
+		if l.item, l.factor, ok = md.resolve(ch, l.sku); !ok {
+			return store.ErrUnknownSKU, "lines[" + strconv.Itoa(i) + "].sku"
+		}
 		if l.loc == "" {
 			continue
 		}
@@ -277,6 +306,12 @@ func (md *model) allocate(ch string, lines []mline) (error, string) {
 		}
 		if !slices.Contains(c.locs, l.loc) {
 			return store.ErrLocationNotVisible, "lines[" + strconv.Itoa(i) + "].location"
+		}
+	}
+	for i, l := range lines {
+		if l.expect != 0 && int64(l.expect) != md.modRev(ch, l.sku) {
+			md.casFigure = [2]int64{md.modRev(ch, l.sku), md.skuAvail(ch, l.sku)}
+			return store.ErrRevisionChanged, "lines[" + strconv.Itoa(i) + "].expected_mod_revision"
 		}
 	}
 	taken := map[mkey]int64{}
@@ -288,18 +323,18 @@ func (md *model) allocate(ch string, lines []mline) (error, string) {
 			free = append(free, i)
 			continue
 		}
-		if l.qty > left(l.sku, l.loc) {
+		if l.qty*l.factor > left(l.item, l.loc) {
 			return store.ErrInsufficientStock, "lines[" + strconv.Itoa(i) + "].quantity"
 		}
-		taken[mkey{l.sku, l.loc}] += l.qty
-		l.allocs = []store.Allocation{{Location: store.LocationID(l.loc), Quantity: store.Units(l.qty)}}
+		taken[mkey{l.item, l.loc}] += l.qty * l.factor
+		l.allocs = []store.Allocation{{Location: store.LocationID(l.loc), Quantity: store.Units(l.qty * l.factor)}}
 	}
 	if len(free) == 0 {
 		return nil, ""
 	}
 	demand := map[string]int64{}
 	for _, i := range free {
-		demand[lines[i].sku] += lines[i].qty
+		demand[lines[i].item] += lines[i].qty * lines[i].factor
 	}
 	for _, loc := range c.locs {
 		fits := true
@@ -308,21 +343,22 @@ func (md *model) allocate(ch string, lines []mline) (error, string) {
 		}
 		if fits {
 			for _, i := range free {
-				lines[i].allocs = []store.Allocation{{Location: store.LocationID(loc), Quantity: store.Units(lines[i].qty)}}
+				lines[i].allocs = []store.Allocation{{Location: store.LocationID(loc), Quantity: store.Units(lines[i].qty * lines[i].factor)}}
 			}
 			return nil, ""
 		}
 	}
 	for _, i := range free {
 		l := &lines[i]
-		rem := l.qty
+		rem := l.qty * l.factor
 		for _, loc := range c.locs {
-			take := min(left(l.sku, loc), rem)
+			take := min(left(l.item, loc), rem)
+			take -= take % l.factor // whole SKU units
 			if take <= 0 {
 				continue
 			}
 			l.allocs = append(l.allocs, store.Allocation{Location: store.LocationID(loc), Quantity: store.Units(take)})
-			taken[mkey{l.sku, loc}] += take
+			taken[mkey{l.item, loc}] += take
 			rem -= take
 			if rem == 0 {
 				break
@@ -343,7 +379,7 @@ func (md *model) confirm(c *logv1.Confirm) (error, string, *mres) {
 	switch {
 	case r == nil:
 		return store.ErrUnknownReservation, "reservation_id", nil
-	case r.state == store.StateConfirmed && r.orderRef != c.GetOrderRef():
+	case (r.state == store.StateConfirmed || r.state == store.StateCancelled) && r.orderRef != c.GetOrderRef():
 		return store.ErrIdempotencyConflict, "order_ref", nil
 	case r.state == store.StateReleased || r.state == store.StateExpired:
 		return store.ErrNotHeld, "reservation_id", nil
@@ -352,10 +388,11 @@ func (md *model) confirm(c *logv1.Confirm) (error, string, *mres) {
 		md.nextSeq++
 		for _, l := range r.lines {
 			for _, a := range l.allocs {
-				ct := md.counters[mkey{l.sku, string(a.Location)}]
+				ct := md.counters[mkey{l.item, string(a.Location)}]
+				md.touch(mkey{l.item, string(a.Location)})
 				ct.reserved -= int64(a.Quantity)
 				ct.committed += int64(a.Quantity)
-				o.lines = append(o.lines, morderLine{l.sku, string(a.Location), int64(a.Quantity)})
+				o.lines = append(o.lines, morderLine{l.item, string(a.Location), int64(a.Quantity)})
 			}
 		}
 		md.orders = append(md.orders, o)
@@ -370,7 +407,7 @@ func (md *model) release(c *logv1.Release) (error, string, *mres) {
 	switch {
 	case r == nil:
 		return store.ErrUnknownReservation, "reservation_id", nil
-	case r.state == store.StateConfirmed:
+	case r.state == store.StateConfirmed || r.state == store.StateCancelled:
 		return store.ErrNotHeld, "reservation_id", nil
 	case r.state == store.StateHeld:
 		md.unhold(r)
@@ -398,6 +435,7 @@ func (md *model) setStock(c *logv1.SetStock) []store.RowResult {
 				md.counters[k] = ct
 			}
 			ct.onHand, ct.version = row.GetOnHandBaseUnits(), row.GetVersion()
+			md.touch(k)
 			out[i] = store.RowResult{Status: store.RowApplied, Version: ct.version, OnHand: store.Units(ct.onHand)}
 		}
 	}
@@ -405,10 +443,12 @@ func (md *model) setStock(c *logv1.SetStock) []store.RowResult {
 	if mark := min(c.GetAbsorbedMark(), md.nextSeq-1); mark > md.mark {
 		md.mark = mark
 		for _, o := range md.orders {
-			if o.seq <= mark && !o.absorbed {
+			// A cancelled order's units left committed when it was cancelled.
+			if o.seq <= mark && !o.absorbed && !o.cancelled {
 				o.absorbed = true
 				for _, l := range o.lines {
 					md.counters[mkey{l.item, l.loc}].committed -= l.qty
+					md.touch(mkey{l.item, l.loc})
 				}
 			}
 		}
@@ -443,6 +483,7 @@ func (md *model) adjust(c *logv1.AdjustStock) []store.RowResult {
 			}
 			ct.onHand += row.GetDeltaBaseUnits()
 			ct.version = max(ct.version, row.GetVersion())
+			md.touch(k)
 			out[i] = store.RowResult{Status: store.RowApplied, Version: ct.version, OnHand: store.Units(ct.onHand)}
 		}
 		md.deltas[row.GetDeltaId()] = &mdelta{row: row, ans: out[i]}
@@ -461,11 +502,15 @@ func (md *model) setBuffer(c *logv1.SetBuffer) (error, string) {
 		return store.ErrUnknownLocation, "location"
 	}
 	k := bkey{c.GetItem(), c.GetChannel(), c.GetLocation()}
+	if md.buffers[k] == c.GetBufferBaseUnits() {
+		return nil, "" // no change: no revision moves
+	}
 	if c.GetBufferBaseUnits() == 0 {
 		delete(md.buffers, k)
 	} else {
 		md.buffers[k] = c.GetBufferBaseUnits()
 	}
+	md.touchItem(c.GetItem())
 	return nil, ""
 }
 
@@ -477,7 +522,7 @@ func (r *mres) reservation() store.Reservation {
 	}
 	for _, l := range r.lines {
 		out.Lines = append(out.Lines, store.ReservationLine{
-			SKU: store.SKU(l.sku), Item: store.ItemID(l.sku), Quantity: store.Units(l.qty), Factor: 1,
+			SKU: store.SKU(l.sku), Item: store.ItemID(l.item), Quantity: store.Units(l.qty), Factor: store.Units(l.factor),
 			Allocations: slices.Clone(l.allocs),
 		})
 	}

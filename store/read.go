@@ -1,7 +1,6 @@
 package store
 
 import (
-	"math"
 	"slices"
 	"strings"
 )
@@ -10,52 +9,63 @@ import (
 // and one entry per channel location in priority order. It reuses
 // dst.Locations and allocates nothing when that has room. Safe from any
 // goroutine; the figure of one SKU is consistent, a series of calls is not
-// atomic across SKUs. It returns ErrUnknownChannel for an undeclared channel.
+// atomic across SKUs. It returns ErrUnknownChannel for an undeclared channel
+// and ErrUnknownSKU for a SKU without mapping on a channel that requires one.
+//
+// The SKU resolves to its item and pack factor (catalog.go): each location's
+// Available is floor(base units available / factor), the total their sum.
+// ModRevision is the latest of the item's counters at the channel's
+// locations (buffer changes included), the channel's (and its group's) and
+// the SKU mapping's revisions.
 func (m *Machine) Availability(ch ChannelID, sku SKU, dst *SKUAvailability) error {
 	st := m.st.Load()
-	c := st.catalog.Load().channels[ch]
+	cat := st.catalog.Load()
+	c := cat.channels[ch]
 	if c == nil {
 		return errUnknownChannelRead
 	}
-	item := ItemID(sku)
-	dst.SKU, dst.Item, dst.Available, dst.Known = sku, item, 0, false
+	item, factor, rev, ok := cat.resolve(c, sku)
+	if !ok {
+		return errUnknownSKURead
+	}
+	rev = max(rev, cat.channelRevs[ch])
+	dst.SKU, dst.Item, dst.Available, dst.Known, dst.Factor = sku, item, 0, false, factor
 	dst.Locations = dst.Locations[:0]
 	sh := st.shardFor(item)
 	sh.mu.RLock()
 	is := sh.items[item]
 	for _, loc := range c.Locations {
-		la := LocationAvailability{Location: loc}
-		la.Buffer = is.buffer(c, loc)
-		if ct := is.counterAt(loc); ct != nil {
-			dst.Known = true
-			la.OnHand, la.Reserved, la.Committed = ct.onHand, ct.reserved, ct.committed
-			la.Available = ct.available(la.Buffer)
-			la.Oversold = ct.oversold()
-		}
-		if sum, ok := addUnits(dst.Available, la.Available); ok {
-			dst.Available = sum
-		} else {
-			dst.Available = math.MaxInt64 // saturate: a total never wraps negative (I1)
-		}
+		la, r, known := figureAt(is, c, loc, factor)
+		dst.Known = dst.Known || known
+		rev = max(rev, r)
+		dst.Available = saturatedAdd(dst.Available, la.Available)
 		dst.Locations = append(dst.Locations, la)
 	}
+	dst.Incoming = is.appendIncoming(dst.Incoming[:0], c, factor) // incoming.go
 	sh.mu.RUnlock()
+	dst.ModRevision = rev
 	return nil
 }
 
-var errUnknownChannelRead = reject(ErrUnknownChannel, "channel", "unknown channel")
+var (
+	errUnknownChannelRead = reject(ErrUnknownChannel, "channel", "unknown channel")
+	errUnknownSKURead     = reject(ErrUnknownSKU, "skus", "the sku has no mapping and the channel requires one")
+)
 
 // Reservation returns a copy of one reservation. A reservation is kept while
 // held and for the retry window after it ends; after that ErrUnknownReservation.
 func (m *Machine) Reservation(ch ChannelID, id ReservationID) (Reservation, error) {
 	st := m.st.Load()
 	st.lmu.RLock()
-	defer st.lmu.RUnlock()
 	r := st.reservations[resKey{ch, id}]
 	if r == nil {
+		st.lmu.RUnlock()
 		return Reservation{}, reject(ErrUnknownReservation, "reservation_id", "unknown reservation")
 	}
-	return r.Reservation.clone(), nil
+	cp := r.Reservation.clone()
+	st.lmu.RUnlock()
+	st.promise(&cp) // backorder dates, under the item's shard lock
+	return cp, nil
 }
 
 // Locations lists the declared locations sorted by id.

@@ -25,7 +25,7 @@ func (st *state) reserve(now Timestamp, c *logv1.Reserve) Result {
 		if d := diffReserve(r.request, c); d != nil {
 			return Result{Err: d}
 		}
-		cp := r.Reservation.clone()
+		cp := st.view(&r.Reservation)
 		return Result{Reservation: &cp}
 	}
 	if f := st.refusals[key]; f != nil {
@@ -43,9 +43,14 @@ func (st *state) reserve(now Timestamp, c *logv1.Reserve) Result {
 	}
 	for _, l := range lines {
 		for _, a := range l.Allocations {
+			if a.POLine != "" {
+				continue // a backorder waits on its incoming line (holdBackorders)
+			}
 			sh := st.shardFor(l.Item)
 			sh.mu.Lock()
-			sh.items[l.Item].counterAt(a.Location).reserved += a.Quantity
+			ct := sh.items[l.Item].counterAt(a.Location)
+			ct.reserved += a.Quantity
+			st.touch(ct)
 			sh.mu.Unlock()
 		}
 	}
@@ -63,8 +68,10 @@ func (st *state) reserve(now Timestamp, c *logv1.Reserve) Result {
 	st.lmu.Lock()
 	st.reservations[key] = r
 	st.lmu.Unlock()
+	st.holdStarted(r)
+	st.holdBackorders(r)
 	heap.Push(&st.deadlines, deadlineItem{at: r.ExpiresAt, key: key})
-	cp := r.Reservation.clone()
+	cp := st.view(&r.Reservation)
 	return Result{Reservation: &cp}
 }
 
@@ -82,8 +89,12 @@ func (st *state) allocate(chID ChannelID, c *logv1.Reserve) ([]ReservationLine, 
 	lines := make([]ReservationLine, len(c.GetLines()))
 	base := make([]Units, len(lines))
 	for i, l := range c.GetLines() {
-		item := ItemID(l.GetSku())
-		lines[i] = ReservationLine{SKU: SKU(l.GetSku()), Item: item, Quantity: Units(l.GetQuantitySkuUnits()), Factor: 1}
+		item, factor, _, known := cat.resolve(ch, SKU(l.GetSku()))
+		if !known {
+			return nil, reject(ErrUnknownSKU, indexed("lines", i, "sku"), "sku "+strconv.Quote(l.GetSku())+
+				" has no mapping and channel "+strconv.Quote(string(chID))+" requires one")
+		}
+		lines[i] = ReservationLine{SKU: SKU(l.GetSku()), Item: item, Quantity: Units(l.GetQuantitySkuUnits()), Factor: factor}
 		q, ok := mulUnits(lines[i].Quantity, lines[i].Factor)
 		if !ok {
 			return nil, reject(ErrOverflow, indexed("lines", i, "quantity"), "quantity times pack factor overflows")
@@ -98,6 +109,14 @@ func (st *state) allocate(chID ChannelID, c *logv1.Reserve) ([]ReservationLine, 
 					"location "+strconv.Quote(string(loc))+" is not one of channel "+strconv.Quote(string(chID))+"'s locations")
 			}
 		}
+	}
+
+	if r := st.checkExpected(cat, ch, c, lines); r != nil {
+		return nil, r // compare-and-reserve (catalog.go)
+	}
+
+	if wantsBackorder(c) {
+		return st.allocateBackorder(ch, c, lines, base) // backorder.go
 	}
 
 	taken := make(map[counterKey]Units)
@@ -119,7 +138,7 @@ func (st *state) allocate(chID ChannelID, c *logv1.Reserve) ([]ReservationLine, 
 			continue
 		}
 		if a := avail(lines[i].Item, loc); base[i] > a {
-			return nil, insufficient(i, base[i], a)
+			return nil, insufficient(i, base[i], a-a%lines[i].Factor) // whole SKU units, as a split reports
 		}
 		taken[counterKey{lines[i].Item, loc}] += base[i]
 		lines[i].Allocations = []Allocation{{Location: loc, Quantity: base[i]}}
@@ -215,6 +234,10 @@ func diffReserve(first, retry *logv1.Reserve) *Rejection {
 			return conflict(indexed("lines", i, "quantity"))
 		case a.GetLocation() != b.GetLocation():
 			return conflict(indexed("lines", i, "location"))
+		case a.GetExpectedModRevision() != b.GetExpectedModRevision():
+			return conflict(indexed("lines", i, "expected_mod_revision"))
+		case a.GetAllowBackorder() != b.GetAllowBackorder():
+			return conflict(indexed("lines", i, "allow_backorder"))
 		}
 	}
 	if ttlOrDefault(first.GetTtlNanos()) != ttlOrDefault(retry.GetTtlNanos()) {
@@ -242,7 +265,7 @@ func (st *state) confirm(now Timestamp, c *logv1.Confirm) Result {
 		return Result{Err: rej}
 	}
 	switch r.State {
-	case StateConfirmed:
+	case StateConfirmed, StateCancelled:
 		if r.OrderRef != c.GetOrderRef() {
 			return Result{Err: reject(ErrIdempotencyConflict, "order_ref", "reservation was confirmed with order_ref "+strconv.Quote(r.OrderRef))}
 		}
@@ -253,27 +276,35 @@ func (st *state) confirm(now Timestamp, c *logv1.Confirm) Result {
 		st.nextOrderSeq++
 		for _, l := range r.Lines {
 			for _, a := range l.Allocations {
+				if a.POLine != "" {
+					// Not committed: the units wait in the order for the incoming line.
+					o.lines = append(o.lines, orderLine{item: l.Item, location: a.Location, quantity: a.Quantity, poLine: a.POLine})
+					continue
+				}
 				sh := st.shardFor(l.Item)
 				sh.mu.Lock()
 				ct := sh.items[l.Item].counterAt(a.Location)
 				ct.reserved -= a.Quantity
 				ct.committed += a.Quantity
+				st.touch(ct)
 				sh.mu.Unlock()
 				o.lines = append(o.lines, orderLine{item: l.Item, location: a.Location, quantity: a.Quantity})
 			}
 		}
 		st.orders = append(st.orders, o)
+		st.confirmBackorders(r, o)
 		st.lmu.Lock()
 		r.OrderRef, r.OrderSeq = o.orderRef, o.seq
 		st.lmu.Unlock()
 		st.finish(r, StateConfirmed, now)
 	}
-	cp := r.Reservation.clone()
+	cp := st.view(&r.Reservation)
 	return Result{Reservation: &cp}
 }
 
 // release gives a hold's units back. Releasing a released or expired hold
-// answers the same; a confirmed one cannot be released.
+// answers the same; a confirmed (or cancelled) order cannot be released. With
+// lines it is a partial release (lifecycle.go).
 func (st *state) release(now Timestamp, c *logv1.Release) Result {
 	if r := validateRelease(c); r != nil {
 		return Result{Err: r}
@@ -282,14 +313,17 @@ func (st *state) release(now Timestamp, c *logv1.Release) Result {
 	if rej != nil {
 		return Result{Err: rej}
 	}
+	if len(c.GetLines()) > 0 {
+		return st.releaseLines(now, r, c)
+	}
 	switch r.State {
-	case StateConfirmed:
-		return Result{Err: reject(ErrNotHeld, "reservation_id", "reservation is confirmed")}
+	case StateConfirmed, StateCancelled:
+		return Result{Err: reject(ErrNotHeld, "reservation_id", "reservation is "+r.State.String())}
 	case StateHeld:
 		st.unhold(r)
 		st.finish(r, StateReleased, now)
 	}
-	cp := r.Reservation.clone()
+	cp := st.view(&r.Reservation)
 	return Result{Reservation: &cp}
 }
 
@@ -302,13 +336,20 @@ func (st *state) lookup(ch, id string) (*reservation, *Rejection) {
 	return r, nil
 }
 
-// unhold returns a hold's units from reserved.
+// unhold returns a hold's units from reserved, and its backorders' units to
+// their incoming lines.
 func (st *state) unhold(r *reservation) {
+	st.unholdBackorders(r)
 	for _, l := range r.Lines {
 		for _, a := range l.Allocations {
+			if a.POLine != "" {
+				continue
+			}
 			sh := st.shardFor(l.Item)
 			sh.mu.Lock()
-			sh.items[l.Item].counterAt(a.Location).reserved -= a.Quantity
+			ct := sh.items[l.Item].counterAt(a.Location)
+			ct.reserved -= a.Quantity
+			st.touch(ct)
 			sh.mu.Unlock()
 		}
 	}
@@ -316,6 +357,9 @@ func (st *state) unhold(r *reservation) {
 
 // finish moves a reservation to a final state and starts its retry window.
 func (st *state) finish(r *reservation, s ReservationState, now Timestamp) {
+	if r.State == StateHeld {
+		st.holdEnded(r)
+	}
 	st.lmu.Lock()
 	r.State = s
 	st.lmu.Unlock()

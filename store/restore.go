@@ -36,7 +36,7 @@ func (m *Machine) Restore(next func() ([]byte, error)) error {
 
 func decodeState(next func() ([]byte, error)) (*state, error) {
 	st := newState()
-	cat := &catalog{locations: map[LocationID]Location{}, channels: map[ChannelID]*Channel{}, nodes: map[string]Node{}}
+	cat := emptyCatalog()
 	var queue []pruneItem
 	sawMeta := false
 	for n := 0; ; n++ {
@@ -87,6 +87,10 @@ func decodeState(next func() ([]byte, error)) (*state, error) {
 	if err := st.checkInvariants(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCorruptSnapshot, err)
 	}
+	st.countLiveHolds() // catalog.go
+	if err := st.checkBackorders(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCorruptSnapshot, err)
+	}
 	st.settleDeadline()
 	return st, nil
 }
@@ -114,20 +118,11 @@ func (st *state) restoreRecord(cat *catalog, rec *logv1.SnapshotRecord, queue *[
 		}
 		cat.locations[id] = Location{ID: id, Name: k.Location.GetName()}
 	case *logv1.SnapshotRecord_Channel:
-		c := &Channel{ID: ChannelID(k.Channel.GetId()), DefaultBuffer: Units(k.Channel.GetDefaultBufferBaseUnits())}
-		if c.DefaultBuffer < 0 {
-			return fmt.Errorf("channel %q default buffer is %d, want >= 0", c.ID, c.DefaultBuffer)
-		}
-		if _, dup := cat.channels[c.ID]; dup {
-			return fmt.Errorf("channel %q twice", c.ID)
-		}
-		for _, l := range k.Channel.GetLocations() {
-			if _, ok := cat.locations[LocationID(l)]; !ok {
-				return fmt.Errorf("channel %q names undeclared location %q", c.ID, l)
-			}
-			c.Locations = append(c.Locations, LocationID(l))
-		}
-		cat.channels[c.ID] = c
+		return st.restoreChannel(cat, k.Channel) // catalog.go
+	case *logv1.SnapshotRecord_LocationGroup:
+		return st.restoreLocationGroup(cat, k.LocationGroup)
+	case *logv1.SnapshotRecord_Sku:
+		return st.restoreSKU(cat, k.Sku)
 	case *logv1.SnapshotRecord_Buffer:
 		b := k.Buffer
 		sh := st.shardFor(ItemID(b.GetItem()))
@@ -137,6 +132,9 @@ func (st *state) restoreRecord(cat *catalog, rec *logv1.SnapshotRecord, queue *[
 			sh.items[ItemID(b.GetItem())] = is
 		}
 		rule := bufferRule{channel: ChannelID(b.GetChannel()), location: LocationID(b.GetLocation()), units: Units(b.GetBufferBaseUnits())}
+		if err := cat.checkBufferTarget(rule); err != nil {
+			return err
+		}
 		if rule.units <= 0 {
 			return fmt.Errorf("buffer of item %q is %d, want > 0", b.GetItem(), rule.units)
 		}
@@ -156,13 +154,27 @@ func (st *state) restoreRecord(cat *catalog, rec *logv1.SnapshotRecord, queue *[
 		if n := len(is.counters); n > 0 && is.counters[n-1].location >= LocationID(c.GetLocation()) {
 			return fmt.Errorf("counters of item %q out of order", item)
 		}
+		if err := st.checkCounterRecord(cat, c); err != nil {
+			return err
+		}
 		is.counters = insertExact(is.counters, len(is.counters), counter{location: cat.intern(LocationID(c.GetLocation())), onHand: Units(c.GetOnHandBaseUnits()),
-			reserved: Units(c.GetReservedBaseUnits()), committed: Units(c.GetCommittedBaseUnits()), version: c.GetVersion()})
+			reserved: Units(c.GetReservedBaseUnits()), committed: Units(c.GetCommittedBaseUnits()), version: c.GetVersion(),
+			modRev: Revision(c.GetModRevision())})
+	case *logv1.SnapshotRecord_Incoming:
+		return st.restoreIncoming(cat, k.Incoming)
 	case *logv1.SnapshotRecord_Reservation:
 		r := reservationFromRecord(k.Reservation)
 		key := resKey{r.Channel, r.ID}
 		if _, dup := st.reservations[key]; dup {
 			return fmt.Errorf("reservation %q/%q twice", key.channel, key.id)
+		}
+		if r.State < StateHeld || r.State > StateCancelled {
+			return fmt.Errorf("reservation %q/%q has state %d", key.channel, key.id, r.State)
+		}
+		for _, op := range k.Reservation.GetOps() {
+			if op.GetKind() != uint32(opExtend) && op.GetKind() != uint32(opRelease) {
+				return fmt.Errorf("reservation %q/%q has an op of kind %d", key.channel, key.id, op.GetKind())
+			}
 		}
 		st.reservations[key] = r
 		if r.State == StateHeld {
@@ -194,11 +206,20 @@ func (st *state) restoreRecord(cat *catalog, rec *logv1.SnapshotRecord, queue *[
 			return fmt.Errorf("order %d out of order", o.GetSeq())
 		}
 		ord := &order{seq: o.GetSeq(), channel: ChannelID(o.GetChannel()), reservationID: ReservationID(o.GetReservationId()),
-			orderRef: o.GetOrderRef(), absorbed: o.GetAbsorbed()}
+			orderRef: o.GetOrderRef(), absorbed: o.GetAbsorbed(), cancelled: o.GetCancelled()}
 		for _, l := range o.GetLines() {
-			ord.lines = append(ord.lines, orderLine{item: ItemID(l.GetItem()), location: LocationID(l.GetLocation()), quantity: Units(l.GetQuantityBaseUnits())})
+			ord.lines = append(ord.lines, orderLine{item: ItemID(l.GetItem()), location: LocationID(l.GetLocation()),
+				quantity: Units(l.GetQuantityBaseUnits()), poLine: l.GetPoLineId()})
 		}
 		st.orders = append(st.orders, ord)
+	case *logv1.SnapshotRecord_ReleaseAll:
+		ra := k.ReleaseAll
+		key := resKey{ChannelID(ra.GetChannel()), ReservationID(ra.GetReleaseAllId())}
+		if _, dup := st.releaseAlls[key]; dup {
+			return fmt.Errorf("release all %q/%q twice", key.channel, key.id)
+		}
+		st.releaseAlls[key] = &releaseAll{released: ra.GetReleased(), pruneSeq: ra.GetPruneSeq(), prunableAt: Timestamp(ra.GetPrunableUnixNanos())}
+		*queue = append(*queue, pruneItem{seq: ra.GetPruneSeq(), at: Timestamp(ra.GetPrunableUnixNanos()), kind: pruneReleaseAll, key: key})
 	default:
 		return fmt.Errorf("unknown record kind %T", rec.GetKind())
 	}
@@ -206,8 +227,8 @@ func (st *state) restoreRecord(cat *catalog, rec *logv1.SnapshotRecord, queue *[
 }
 
 // checkInvariants verifies what every applied log keeps true: reserved is the
-// sum of live holds and committed the sum of unabsorbed orders, per counter;
-// no counter's reserved or committed is negative.
+// sum of live holds and committed the sum of unabsorbed, uncancelled orders,
+// per counter; no counter's reserved or committed is negative.
 func (st *state) checkInvariants() error {
 	reserved := map[counterKey]Units{}
 	for _, r := range st.reservations {
@@ -216,17 +237,21 @@ func (st *state) checkInvariants() error {
 		}
 		for _, l := range r.Lines {
 			for _, a := range l.Allocations {
-				reserved[counterKey{l.Item, a.Location}] += a.Quantity
+				if a.POLine == "" { // a backorder is not reserved (checkBackorders)
+					reserved[counterKey{l.Item, a.Location}] += a.Quantity
+				}
 			}
 		}
 	}
 	committed := map[counterKey]Units{}
 	for _, o := range st.orders {
-		if o.absorbed {
+		if o.absorbed || o.cancelled {
 			continue
 		}
 		for _, l := range o.lines {
-			committed[counterKey{l.item, l.location}] += l.quantity
+			if l.poLine == "" { // a waiting line is not committed (checkBackorders)
+				committed[counterKey{l.item, l.location}] += l.quantity
+			}
 		}
 	}
 	var problems []string
@@ -270,10 +295,16 @@ func reservationFromRecord(rec *logv1.ReservationRecord) *reservation {
 		},
 		request: rec.GetRequest(), pruneSeq: rec.GetPruneSeq(), prunableAt: Timestamp(rec.GetPrunableUnixNanos()),
 	}
+	for _, op := range rec.GetOps() {
+		r.ops = append(r.ops, holdOp{kind: opKind(op.GetKind()), id: op.GetId(), ttlNanos: op.GetTtlNanos(),
+			lines: op.GetLines(), expiresAt: Timestamp(op.GetExpiresUnixNanos())})
+	}
 	for _, lr := range rec.GetLines() {
 		l := ReservationLine{SKU: SKU(lr.GetSku()), Item: ItemID(lr.GetItem()), Quantity: Units(lr.GetQuantitySkuUnits()), Factor: Units(lr.GetFactor())}
 		for _, a := range lr.GetAllocations() {
-			l.Allocations = append(l.Allocations, Allocation{Location: LocationID(a.GetLocation()), Quantity: Units(a.GetQuantityBaseUnits())})
+			l.Allocations = append(l.Allocations, Allocation{Location: LocationID(a.GetLocation()), Quantity: Units(a.GetQuantityBaseUnits()),
+				POLine: a.GetPoLineId(), PromisedAt: Timestamp(a.GetPromisedUnixNanos())})
+			l.PromisedAt = max(l.PromisedAt, Timestamp(a.GetPromisedUnixNanos()))
 		}
 		r.Lines = append(r.Lines, l)
 	}

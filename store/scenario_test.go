@@ -37,6 +37,8 @@ type step struct {
 	created  *time.Duration // CreatedAt - t0
 	orderRef string
 	orderSeq uint64
+	// result, when set, checks anything else of the answer.
+	result func(t *testing.T, where string, res store.Result)
 
 	// check is a check step's assertion.
 	desc  string
@@ -302,6 +304,9 @@ func (s step) verify(t *testing.T, where string, m *store.Machine, index store.R
 	}
 	if s.state != 0 {
 		s.verifyReservation(t, where, m, res.Reservation)
+	}
+	if s.result != nil {
+		s.result(t, where, res)
 	}
 }
 

@@ -33,19 +33,36 @@ type Snapshot struct {
 	absorbedMark uint64
 	nextPruneSeq uint64
 
-	nodes     []Node     // sorted by id
-	locations []Location // sorted by id
-	channels  []*Channel // sorted by id
+	nodes       []Node           // sorted by id
+	locations   []Location       // sorted by id
+	groups      []*locationGroup // sorted by id
+	channels    []*Channel       // sorted by id
+	channelRevs []Revision       // in channels order
+	skus        []snapSKU        // sorted by SKU, tombstones included
 
-	items    []snapItem   // sorted by id
-	counters []counter    // every item's counters, in items order, each item's sorted by location
-	buffers  []bufferRule // every item's buffer rules, in items order, each item's sorted
+	items    []snapItem     // sorted by id
+	counters []counter      // every item's counters, in items order, each item's sorted by location
+	buffers  []bufferRule   // every item's buffer rules, in items order, each item's sorted
+	incoming []IncomingLine // sorted by po line id
 
-	reservations []reservation // sorted by (channel, id)
-	refusals     []refusal     // sorted by (channel, id)
-	deltaIDs     []string      // sorted
-	deltas       []delta       // in deltaIDs order
-	orders       []order       // in sequence order
+	reservations []reservation    // sorted by (channel, id)
+	refusals     []refusal        // sorted by (channel, id)
+	deltaIDs     []string         // sorted
+	deltas       []delta          // in deltaIDs order
+	orders       []order          // in sequence order
+	releaseAlls  []snapReleaseAll // sorted by (channel, release_all_id)
+}
+
+// snapReleaseAll is one remembered ReleaseAll of a Snapshot.
+type snapReleaseAll struct {
+	key resKey // (channel, release_all_id)
+	rec releaseAll
+}
+
+// snapSKU is one SKU mapping (or tombstone) of a Snapshot.
+type snapSKU struct {
+	sku SKU
+	m   skuMapping
 }
 
 // snapItem is one item of a Snapshot: how many of Snapshot.counters and
@@ -76,8 +93,15 @@ func (m *Machine) Snapshot() *Snapshot {
 	for _, id := range slices.Sorted(maps.Keys(cat.locations)) {
 		s.locations = append(s.locations, cat.locations[id])
 	}
+	for _, id := range slices.Sorted(maps.Keys(cat.groups)) {
+		s.groups = append(s.groups, cat.groups[id])
+	}
 	for _, id := range slices.Sorted(maps.Keys(cat.channels)) {
 		s.channels = append(s.channels, cat.channels[id])
+		s.channelRevs = append(s.channelRevs, cat.channelRevs[id])
+	}
+	for _, sku := range slices.Sorted(maps.Keys(cat.skus)) {
+		s.skus = append(s.skus, snapSKU{sku: sku, m: cat.skus[sku]})
 	}
 
 	nItems, nCounters, nBuffers := 0, 0, 0
@@ -106,6 +130,8 @@ func (m *Machine) Snapshot() *Snapshot {
 		s.buffers = append(s.buffers, is.buffers...)
 	}
 
+	s.incoming = st.snapshotIncoming()
+
 	keys := slices.SortedFunc(maps.Keys(st.reservations), cmpKey)
 	s.reservations = make([]reservation, len(keys))
 	for i, k := range keys {
@@ -124,6 +150,11 @@ func (m *Machine) Snapshot() *Snapshot {
 	s.orders = make([]order, len(st.orders))
 	for i, o := range st.orders {
 		s.orders[i] = *o
+	}
+	keys = slices.SortedFunc(maps.Keys(st.releaseAlls), cmpKey)
+	s.releaseAlls = make([]snapReleaseAll, len(keys))
+	for i, k := range keys {
+		s.releaseAlls[i] = snapReleaseAll{key: k, rec: *st.releaseAlls[k]}
 	}
 	return s
 }
@@ -157,14 +188,36 @@ func (s *Snapshot) WriteRecords(emit func(rec []byte) error) error {
 		lr.Id, lr.Name = string(s.locations[i].ID), s.locations[i].Name
 		w.write(rec)
 	}
+	// Groups before channels: a channel on a group is written without
+	// locations and restored with the group's.
+	gr := &logv1.LocationGroupRecord{}
+	rec = &logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_LocationGroup{LocationGroup: gr}}
+	for _, g := range s.groups {
+		gr.Id, gr.ModRevision = g.ID, uint64(g.modRev)
+		gr.Locations = gr.Locations[:0]
+		for _, l := range g.Locations {
+			gr.Locations = append(gr.Locations, string(l))
+		}
+		w.write(rec)
+	}
 	cr := &logv1.ChannelRecord{}
 	rec = &logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_Channel{Channel: cr}}
-	for _, c := range s.channels {
+	for i, c := range s.channels {
 		cr.Id, cr.DefaultBufferBaseUnits = string(c.ID), int64(c.DefaultBuffer)
+		cr.LocationGroup, cr.RequireSkuMapping, cr.ModRevision = c.LocationGroup, c.RequireSKUMapping, uint64(s.channelRevs[i])
 		cr.Locations = cr.Locations[:0]
-		for _, l := range c.Locations {
-			cr.Locations = append(cr.Locations, string(l))
+		if c.LocationGroup == "" {
+			for _, l := range c.Locations {
+				cr.Locations = append(cr.Locations, string(l))
+			}
 		}
+		w.write(rec)
+	}
+	kr := &logv1.SkuRecord{}
+	rec = &logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_Sku{Sku: kr}}
+	for i := range s.skus {
+		k := &s.skus[i]
+		kr.Sku, kr.Item, kr.Factor, kr.ModRevision = string(k.sku), string(k.m.item), int64(k.m.factor), uint64(k.m.modRev)
 		w.write(rec)
 	}
 
@@ -188,10 +241,13 @@ func (s *Snapshot) WriteRecords(emit func(rec []byte) error) error {
 			c := &s.counters[next+j]
 			ctr.Item, ctr.Location, ctr.OnHandBaseUnits = string(it.id), string(c.location), int64(c.onHand)
 			ctr.ReservedBaseUnits, ctr.CommittedBaseUnits, ctr.Version = int64(c.reserved), int64(c.committed), c.version
+			ctr.ModRevision = uint64(c.modRev)
 			w.write(rec)
 		}
 		next += int(it.counters)
 	}
+
+	writeIncoming(&w, s.incoming)
 
 	rr := &logv1.ReservationRecord{}
 	rec = &logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_Reservation{Reservation: rr}}
@@ -220,12 +276,20 @@ func (s *Snapshot) WriteRecords(emit func(rec []byte) error) error {
 	for i := range s.orders {
 		o := &s.orders[i]
 		or.Seq, or.Channel, or.ReservationId = o.seq, string(o.channel), string(o.reservationID)
-		or.OrderRef, or.Absorbed = o.orderRef, o.absorbed
+		or.OrderRef, or.Absorbed, or.Cancelled = o.orderRef, o.absorbed, o.cancelled
 		or.Lines = reuseMessages(or.Lines, len(o.lines))
 		for j, l := range o.lines {
 			ol := or.Lines[j]
-			ol.Item, ol.Location, ol.QuantityBaseUnits = string(l.item), string(l.location), int64(l.quantity)
+			ol.Item, ol.Location, ol.QuantityBaseUnits, ol.PoLineId = string(l.item), string(l.location), int64(l.quantity), l.poLine
 		}
+		w.write(rec)
+	}
+	rar := &logv1.ReleaseAllRecord{}
+	rec = &logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_ReleaseAll{ReleaseAll: rar}}
+	for i := range s.releaseAlls {
+		ra := &s.releaseAlls[i]
+		rar.Channel, rar.ReleaseAllId, rar.Released = string(ra.key.channel), string(ra.key.id), ra.rec.released
+		rar.PruneSeq, rar.PrunableUnixNanos = ra.rec.pruneSeq, int64(ra.rec.prunableAt)
 		w.write(rec)
 	}
 	return w.err
@@ -305,8 +369,14 @@ func fillReservationRecord(rec *logv1.ReservationRecord, r *reservation) {
 		lr.Sku, lr.Item, lr.QuantitySkuUnits, lr.Factor = string(l.SKU), string(l.Item), int64(l.Quantity), int64(l.Factor)
 		lr.Allocations = reuseMessages(lr.Allocations, len(l.Allocations))
 		for j, a := range l.Allocations {
-			lr.Allocations[j].Location, lr.Allocations[j].QuantityBaseUnits = string(a.Location), int64(a.Quantity)
+			ar := lr.Allocations[j]
+			ar.Location, ar.QuantityBaseUnits, ar.PoLineId, ar.PromisedUnixNanos = string(a.Location), int64(a.Quantity), a.POLine, int64(a.PromisedAt)
 		}
+	}
+	rec.Ops = reuseMessages(rec.Ops, len(r.ops))
+	for i := range r.ops {
+		op, or := &r.ops[i], rec.Ops[i]
+		or.Kind, or.Id, or.TtlNanos, or.Lines, or.ExpiresUnixNanos = uint32(op.kind), op.id, op.ttlNanos, op.lines, int64(op.expiresAt)
 	}
 }
 

@@ -19,6 +19,9 @@ type counter struct {
 	reserved  Units
 	committed Units
 	version   uint64
+	// modRev is the index of the last entry that changed this counter or a
+	// buffer rule of its item (see state.touch).
+	modRev Revision
 }
 
 // bufferRule holds units of an item back; an empty channel or location is a
@@ -35,6 +38,9 @@ type bufferRule struct {
 type itemState struct {
 	counters []counter
 	buffers  []bufferRule
+	// incoming is the item's supply on its way, sorted by (eta, po line);
+	// changed only under the shard write lock (see incoming.go).
+	incoming []*incomingLine
 }
 
 type shard struct {
@@ -48,6 +54,11 @@ type catalog struct {
 	locations map[LocationID]Location
 	channels  map[ChannelID]*Channel
 	nodes     map[string]Node
+	// See catalog.go: location groups, SKU mappings (and tombstones of deleted
+	// ones), and each channel's mod revision.
+	groups      map[string]*locationGroup
+	skus        map[SKU]skuMapping
+	channelRevs map[ChannelID]Revision
 }
 
 // intern returns the catalog's copy of a declared location id, or loc itself.
@@ -69,6 +80,8 @@ type reservation struct {
 	request    *logv1.Reserve
 	pruneSeq   uint64
 	prunableAt Timestamp
+	// ops are the Extends and partial Releases applied, in order (lifecycle.go).
+	ops []holdOp
 }
 
 // refusal remembers a refused Reserve for retries (I3).
@@ -95,12 +108,18 @@ type order struct {
 	orderRef      string
 	lines         []orderLine
 	absorbed      bool
+	// cancelled: CancelOrder took it back before the absorbed mark passed it;
+	// its units left committed then, and absorb never takes them again.
+	cancelled bool
 }
 
 type orderLine struct {
 	item     ItemID
 	location LocationID
 	quantity Units
+	// poLine is set while the units wait for that incoming line: they are
+	// not committed until it is received (see backorder.go).
+	poLine string
 }
 
 // pruneKind says which table a prune-queue entry points into.
@@ -110,6 +129,7 @@ const (
 	pruneReservation pruneKind = iota + 1
 	pruneRefusal
 	pruneDelta
+	pruneReleaseAll // key is (channel, release_all_id)
 )
 
 type pruneItem struct {
@@ -128,7 +148,10 @@ type deadlineItem struct {
 // state is one generation of the machine; Restore builds a fresh one and
 // swaps it in whole.
 type state struct {
-	applied  atomic.Uint64
+	applied atomic.Uint64
+	// index is the entry being applied (apply goroutine only); counters
+	// record it as their modRev.
+	index    Revision
 	now      atomic.Int64
 	deadline atomic.Int64 // earliest live hold deadline, 0 if none
 
@@ -142,29 +165,36 @@ type state struct {
 	// Apply-goroutine only.
 	refusals     map[resKey]*refusal
 	deltas       map[string]*delta
+	releaseAlls  map[resKey]*releaseAll // by (channel, release_all_id)
 	orders       []*order
 	nextOrderSeq uint64
 	absorbedMark uint64
 	absorbedPos  int // orders[:absorbedPos] are all absorbed
 	deadlines    deadlineHeap
-	pruneQueue   []pruneItem
-	pruneHead    int
-	nextPruneSeq uint64
+	// Live (held) holds per SKU line, per allocation location and per
+	// channel; see holdStarted/holdEnded in catalog.go.
+	holdsBySKU      map[SKU]int
+	holdsByLocation map[LocationID]int
+	holdsByChannel  map[ChannelID]int
+	incoming        map[string]*incomingLine // by po line id; created on first use
+	pruneQueue      []pruneItem
+	pruneHead       int
+	nextPruneSeq    uint64
 }
 
 func newState() *state {
 	st := &state{
-		reservations: make(map[resKey]*reservation),
-		refusals:     make(map[resKey]*refusal),
-		deltas:       make(map[string]*delta),
-		nextOrderSeq: 1,
-		nextPruneSeq: 1,
+		reservations:    make(map[resKey]*reservation),
+		refusals:        make(map[resKey]*refusal),
+		deltas:          make(map[string]*delta),
+		releaseAlls:     make(map[resKey]*releaseAll),
+		holdsBySKU:      make(map[SKU]int),
+		holdsByLocation: make(map[LocationID]int),
+		holdsByChannel:  make(map[ChannelID]int),
+		nextOrderSeq:    1,
+		nextPruneSeq:    1,
 	}
-	st.catalog.Store(&catalog{
-		locations: map[LocationID]Location{},
-		channels:  map[ChannelID]*Channel{},
-		nodes:     map[string]Node{},
-	})
+	st.catalog.Store(emptyCatalog())
 	for i := range st.shards {
 		st.shards[i].items = make(map[ItemID]*itemState)
 	}

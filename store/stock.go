@@ -52,6 +52,7 @@ func (st *state) setStockRow(cat *catalog, i int, row *logv1.StockCount) RowResu
 	}
 	ct := sh.ensureCounter(cat, item, loc)
 	ct.onHand, ct.version = Units(row.GetOnHandBaseUnits()), row.GetVersion()
+	st.touch(ct)
 	return RowResult{Status: RowApplied, Version: ct.version, OnHand: ct.onHand}
 }
 
@@ -112,6 +113,7 @@ func (st *state) adjustRow(now Timestamp, cat *catalog, i int, row *logv1.StockA
 		ct = sh.ensureCounter(cat, item, loc)
 		ct.onHand = next
 		ct.version = max(ct.version, row.GetVersion())
+		st.touch(ct)
 		res = RowResult{Status: RowApplied, Version: ct.version, OnHand: ct.onHand}
 	}
 	d := &delta{row: proto.CloneOf(row), result: res, prunableAt: now}
@@ -131,12 +133,17 @@ func (st *state) absorb(mark uint64) {
 	st.absorbedMark = mark
 	for st.absorbedPos < len(st.orders) && st.orders[st.absorbedPos].seq <= mark {
 		o := st.orders[st.absorbedPos]
-		if !o.absorbed {
+		// A cancelled order's units left committed when it was cancelled.
+		if !o.absorbed && !o.cancelled {
 			for _, l := range o.lines {
+				if l.poLine != "" {
+					continue // waiting on incoming, never committed (backorder.go)
+				}
 				sh := st.shardFor(l.item)
 				sh.mu.Lock()
 				if ct := sh.items[l.item].counterAt(l.location); ct != nil {
 					ct.committed -= l.quantity
+					st.touch(ct)
 				}
 				sh.mu.Unlock()
 			}

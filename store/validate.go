@@ -41,6 +41,26 @@ func validate(cmd *logv1.Command) *Rejection {
 		return validatePutNode(k.PutNode)
 	case *logv1.Command_RemoveNode:
 		return checkID("node_id", k.RemoveNode.GetId())
+	case *logv1.Command_Extend:
+		return validateExtend(k.Extend)
+	case *logv1.Command_CancelOrder:
+		return validateCancelOrder(k.CancelOrder)
+	case *logv1.Command_ReleaseAll:
+		return validateReleaseAll(k.ReleaseAll)
+	case *logv1.Command_SetIncoming:
+		return checkIncomingLines(len(k.SetIncoming.GetLines()))
+	case *logv1.Command_PutSku:
+		return validatePutSku(k.PutSku)
+	case *logv1.Command_DeleteSku:
+		return validateDeleteSku(k.DeleteSku)
+	case *logv1.Command_PutLocationGroup:
+		return validatePutLocationGroup(k.PutLocationGroup)
+	case *logv1.Command_DeleteLocationGroup:
+		return checkID("id", k.DeleteLocationGroup.GetId())
+	case *logv1.Command_DeleteLocation:
+		return checkID("id", k.DeleteLocation.GetId())
+	case *logv1.Command_DeleteChannel:
+		return checkID("id", k.DeleteChannel.GetId())
 	case *logv1.Command_Tick:
 		return nil
 	case nil:
@@ -54,8 +74,48 @@ func validateConfirm(c *logv1.Confirm) *Rejection {
 		checkID("order_ref", c.GetOrderRef()))
 }
 
+// validateRelease checks a whole release, or a partial one (with lines):
+// then release_id is required and every quantity > 0; whether a line index
+// exists and holds that much is decided in Apply.
 func validateRelease(c *logv1.Release) *Rejection {
+	if r := firstOf(checkID("channel", c.GetChannel()), checkID("reservation_id", c.GetReservationId())); r != nil {
+		return r
+	}
+	n := len(c.GetLines())
+	if n == 0 {
+		return checkText("release_id", c.GetReleaseId())
+	}
+	if r := checkID("release_id", c.GetReleaseId()); r != nil {
+		return r
+	}
+	if n > MaxLines {
+		return invalid("lines", "at most "+strconv.Itoa(MaxLines)+" lines, got "+strconv.Itoa(n))
+	}
+	for i, l := range c.GetLines() {
+		if q := l.GetQuantitySkuUnits(); q <= 0 {
+			return invalid(indexed("lines", i, "quantity"), "must be > 0, got "+strconv.FormatInt(q, 10))
+		}
+	}
+	return nil
+}
+
+func validateExtend(c *logv1.Extend) *Rejection {
+	if r := firstOf(checkID("channel", c.GetChannel()), checkID("reservation_id", c.GetReservationId()),
+		checkID("extend_id", c.GetExtendId())); r != nil {
+		return r
+	}
+	if ttl := c.GetTtlNanos(); ttl < MinHoldTTLNanos || ttl > MaxHoldTTLNanos {
+		return invalid("ttl", "must be between 1s and 24h, got "+strconv.FormatInt(ttl, 10)+"ns")
+	}
+	return nil
+}
+
+func validateCancelOrder(c *logv1.CancelOrder) *Rejection {
 	return firstOf(checkID("channel", c.GetChannel()), checkID("reservation_id", c.GetReservationId()))
+}
+
+func validateReleaseAll(c *logv1.ReleaseAll) *Rejection {
+	return firstOf(checkID("channel", c.GetChannel()), checkID("release_all_id", c.GetReleaseAllId()))
 }
 
 func validatePutLocation(c *logv1.PutLocation) *Rejection {
@@ -110,22 +170,16 @@ func validatePutChannel(c *logv1.PutChannel) *Rejection {
 	if r := checkID("channel.id", c.GetId()); r != nil {
 		return r
 	}
-	n := len(c.GetLocations())
-	if n == 0 {
-		return invalid("channel.locations", "at least one location is required")
+	// Exactly one of locations and location_group (catalog.go).
+	if r := checkText("channel.location_group", c.GetLocationGroup()); r != nil {
+		return r
 	}
-	if n > MaxChannelLocations {
-		return invalid("channel.locations", "at most "+strconv.Itoa(MaxChannelLocations)+" locations, got "+strconv.Itoa(n))
+	if c.GetLocationGroup() != "" && len(c.GetLocations()) > 0 {
+		return invalid("channel.location_group", "give locations or a location_group, not both")
 	}
-	for i, l := range c.GetLocations() {
-		field := "channel.locations[" + strconv.Itoa(i) + "]"
-		if r := checkID(field, l); r != nil {
+	if c.GetLocationGroup() == "" {
+		if r := checkLocationList("channel.locations", c.GetLocations()); r != nil {
 			return r
-		}
-		for _, prev := range c.GetLocations()[:i] {
-			if prev == l {
-				return invalid(field, "location "+strconv.Quote(l)+" is listed twice")
-			}
 		}
 	}
 	if c.GetDefaultBufferBaseUnits() < 0 {
@@ -184,10 +238,28 @@ func firstOf(rs ...*Rejection) *Rejection {
 
 // CommandFeature is the log feature version a command needs: a leader
 // proposes it only once every voter's build applies that version (DESIGN.md,
-// rolling upgrades). Every command kind so far needs version 1.
+// rolling upgrades). The issue 4 command kinds (put_sku to set_incoming)
+// and the issue 4 fields of older kinds need version 2; the rest version 1.
 func CommandFeature(cmd *logv1.Command) uint32 {
-	switch cmd.GetKind().(type) {
-	default:
-		return 1
+	switch k := cmd.GetKind().(type) {
+	case *logv1.Command_PutSku, *logv1.Command_DeleteSku, *logv1.Command_PutLocationGroup,
+		*logv1.Command_DeleteLocationGroup, *logv1.Command_DeleteLocation, *logv1.Command_DeleteChannel,
+		*logv1.Command_Extend, *logv1.Command_CancelOrder, *logv1.Command_ReleaseAll, *logv1.Command_SetIncoming:
+		return 2
+	case *logv1.Command_Reserve:
+		for _, l := range k.Reserve.GetLines() {
+			if l.GetExpectedModRevision() != 0 || l.GetAllowBackorder() {
+				return 2
+			}
+		}
+	case *logv1.Command_Release:
+		if len(k.Release.GetLines()) > 0 || k.Release.GetReleaseId() != "" {
+			return 2
+		}
+	case *logv1.Command_PutChannel:
+		if k.PutChannel.GetLocationGroup() != "" || k.PutChannel.GetRequireSkuMapping() {
+			return 2
+		}
 	}
+	return 1
 }
