@@ -55,6 +55,10 @@ type proposer struct {
 	maxBatch int
 	linger   time.Duration
 	timeout  time.Duration
+	// feature gives the log feature version a command needs; an entry is
+	// stamped with the highest of its commands', so a replica of an older
+	// build still applies entries of the commands it knows.
+	feature func(*logv1.Command) uint32
 
 	queue   chan *proposal
 	pending chan pendingEntry
@@ -77,6 +81,7 @@ func newProposer(r *raft.Raft, m *store.Machine, cfg Config) *proposer {
 		maxBatch: cfg.MaxBatch,
 		linger:   cfg.Linger,
 		timeout:  cfg.ApplyTimeout,
+		feature:  cfg.CommandFeature,
 		queue:    make(chan *proposal, cfg.QueueSize),
 		pending:  make(chan pendingEntry, maxInflightEntries),
 	}
@@ -183,13 +188,13 @@ func (p *proposer) submit(ctx context.Context, batch []*proposal) bool {
 		return true
 	}
 	e := &logv1.Entry{
-		TimeUnixNanos:  p.stamp(),
-		FeatureVersion: store.FeatureVersion,
-		Commands:       make([]*logv1.Command, len(batch)),
+		TimeUnixNanos: p.stamp(),
+		Commands:      make([]*logv1.Command, len(batch)),
 	}
 	for i, pr := range batch {
 		e.Commands[i] = pr.cmd
 	}
+	e.FeatureVersion = featureOf(e.Commands, p.feature)
 	data, err := proto.Marshal(e)
 	if err != nil {
 		deliverErr(batch, fmt.Errorf("propose: encode entry: %w", err))
@@ -259,4 +264,15 @@ func deliverErr(batch []*proposal, err error) {
 
 func (p *proposer) stats() Stats {
 	return Stats{Entries: p.entries.Load(), Commands: p.commands.Load()}
+}
+
+// featureOf is the feature version an entry of cmds needs: the highest any
+// of them needs, at least 1. Stamping the build's own version instead would
+// stop every replica of an older build at the first entry of a newer leader.
+func featureOf(cmds []*logv1.Command, feature func(*logv1.Command) uint32) uint32 {
+	v := uint32(1)
+	for _, c := range cmds {
+		v = max(v, feature(c))
+	}
+	return v
 }

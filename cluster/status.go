@@ -66,6 +66,11 @@ func (n *Node) Status(ctx context.Context, digests bool) (Status, error) {
 		return Status{}, fmt.Errorf("status: %w", err)
 	}
 	leaderAddr, leaderID := rn.raft.LeaderWithID()
+	if rn.raft.State() == raft.Leader {
+		// Raft switches to the leader state a moment before it records
+		// itself as leader: a leading node names itself at once (as Leader does).
+		leaderAddr, leaderID = rn.trans.LocalAddr(), raft.ServerID(n.cfg.NodeID)
+	}
 	st := Status{
 		NodeID:                n.cfg.NodeID,
 		LeaderID:              string(leaderID),
