@@ -1,6 +1,7 @@
 package server
 
 import (
+	"math"
 	"strconv"
 	"time"
 
@@ -78,6 +79,8 @@ func reservationStateToProto(s store.ReservationState) stockdv1.ReservationState
 		return stockdv1.ReservationState_RESERVATION_STATE_RELEASED
 	case store.StateExpired:
 		return stockdv1.ReservationState_RESERVATION_STATE_EXPIRED
+	case store.StateCancelled:
+		return stockdv1.ReservationState_RESERVATION_STATE_CANCELLED
 	}
 	return stockdv1.ReservationState_RESERVATION_STATE_UNSPECIFIED
 }
@@ -108,12 +111,16 @@ func reservationToProto(r *store.Reservation) *stockdv1.Reservation {
 			Item:             string(l.Item),
 			QuantitySkuUnits: int64(l.Quantity),
 			Allocations:      make([]*stockdv1.Allocation, len(l.Allocations)),
+			Factor:           int64(factor),
+			PromisedAt:       timestamp(l.PromisedAt),
 		}
 		for j, a := range l.Allocations {
 			line.Allocations[j] = &stockdv1.Allocation{
 				Location:          string(a.Location),
 				QuantitySkuUnits:  int64(a.Quantity / factor),
 				QuantityBaseUnits: int64(a.Quantity),
+				PoLineId:          a.POLine,
+				PromisedAt:        timestamp(a.PromisedAt),
 			}
 		}
 		out.Lines[i] = line
@@ -128,6 +135,19 @@ func skuAvailabilityToProto(dst *stockdv1.SkuAvailability, a *store.SKUAvailabil
 	dst.Item = string(a.Item)
 	dst.AvailableSkuUnits = int64(a.Available)
 	dst.Known = a.Known
+	dst.Factor = int64(a.Factor)
+	dst.ModRevision = uint64(a.ModRevision)
+	if len(a.Incoming) > 0 {
+		dst.Incoming = make([]*stockdv1.IncomingAvailability, len(a.Incoming))
+		for i, in := range a.Incoming {
+			dst.Incoming[i] = &stockdv1.IncomingAvailability{
+				PoLineId:          in.POLine,
+				Location:          string(in.Location),
+				Eta:               timestamp(in.ETA),
+				AvailableSkuUnits: int64(in.Available),
+			}
+		}
+	}
 	if len(a.Locations) == 0 {
 		return dst
 	}
@@ -187,5 +207,28 @@ func channelToProto(c store.Channel) *stockdv1.Channel {
 	for i, l := range c.Locations {
 		locs[i] = string(l)
 	}
-	return &stockdv1.Channel{Id: string(c.ID), Locations: locs, DefaultBufferBaseUnits: int64(c.DefaultBuffer)}
+	return &stockdv1.Channel{Id: string(c.ID), Locations: locs, DefaultBufferBaseUnits: int64(c.DefaultBuffer),
+		LocationGroup: c.LocationGroup, RequireSkuMapping: c.RequireSKUMapping}
+}
+
+func locationIDs(ls []store.LocationID) []string {
+	out := make([]string, len(ls))
+	for i, l := range ls {
+		out[i] = string(l)
+	}
+	return out
+}
+
+// timeNanos is a proto timestamp as store nanoseconds; nil is 0.
+func timeNanos(field string, ts *timestamppb.Timestamp) (int64, error) {
+	if ts == nil {
+		return 0, nil
+	}
+	if err := ts.CheckValid(); err != nil {
+		return 0, invalid(field, "must be a valid timestamp")
+	}
+	if ts.GetSeconds() < 0 || ts.GetSeconds() > math.MaxInt64/int64(time.Second)-1 {
+		return 0, invalid(field, "must be between 1970 and 2262")
+	}
+	return ts.AsTime().UnixNano(), nil
 }

@@ -80,3 +80,61 @@ func (e *erp) AdjustStock(ctx context.Context, req *stockdv1.AdjustStockRequest)
 		Rejected:     n.rejected,
 	}, nil
 }
+
+// SetIncoming records purchase-order lines on their way, each row judged on its own.
+func (e *erp) SetIncoming(ctx context.Context, req *stockdv1.SetIncomingRequest) (*stockdv1.SetIncomingResponse, error) {
+	s := e.s
+	lines := req.GetLines()
+	if len(lines) > store.MaxRows {
+		return nil, s.status(ctx, invalid("lines", "at most "+strconv.Itoa(store.MaxRows)+" lines"))
+	}
+	cmd := &logv1.SetIncoming{Lines: make([]*logv1.IncomingLine, len(lines))}
+	for i, l := range lines {
+		eta, err := timeNanos(indexed("lines", i)+".eta", l.GetEta())
+		if err != nil {
+			return nil, s.status(ctx, err)
+		}
+		cmd.Lines[i] = &logv1.IncomingLine{
+			PoLineId:          l.GetPoLineId(),
+			Item:              l.GetItem(),
+			Location:          l.GetLocation(),
+			QuantityBaseUnits: l.GetQuantityBaseUnits(),
+			ReceivedBaseUnits: l.GetReceivedBaseUnits(),
+			EtaUnixNanos:      eta,
+			Version:           l.GetVersion(),
+		}
+	}
+	res, err := s.propose(ctx, &logv1.Command{Kind: &logv1.Command_SetIncoming{SetIncoming: cmd}})
+	if err != nil {
+		return nil, s.status(ctx, err)
+	}
+	out, n := rowsToProto(res.Rows)
+	return &stockdv1.SetIncomingResponse{
+		Rows:         out,
+		Revision:     uint64(res.Revision),
+		Applied:      n.applied,
+		IgnoredStale: n.ignoredStale,
+		Rejected:     n.rejected,
+	}, nil
+}
+
+// ListIncoming lists incoming lines of one item or all, with what backorders hold on them.
+func (e *erp) ListIncoming(ctx context.Context, req *stockdv1.ListIncomingRequest) (*stockdv1.ListIncomingResponse, error) {
+	s := e.s
+	resp := &stockdv1.ListIncomingResponse{Revision: uint64(s.reader.AppliedIndex())}
+	for _, l := range s.reader.Incoming(store.ItemID(req.GetItem())) {
+		resp.Lines = append(resp.Lines, &stockdv1.IncomingStatus{
+			Line: &stockdv1.IncomingLine{
+				PoLineId:          l.POLine,
+				Item:              string(l.Item),
+				Location:          string(l.Location),
+				QuantityBaseUnits: int64(l.Quantity),
+				ReceivedBaseUnits: int64(l.Received),
+				Eta:               timestamp(l.ETA),
+				Version:           l.Version,
+			},
+			BackorderedBaseUnits: int64(l.Backordered),
+		})
+	}
+	return resp, nil
+}

@@ -2,7 +2,10 @@ package server
 
 import (
 	"context"
+	"encoding/base64"
+	"math"
 	"strconv"
+	"time"
 
 	"github.com/stockd/stockd/api/logv1"
 	"github.com/stockd/stockd/api/stockdv1"
@@ -99,9 +102,11 @@ func reserveCommand(req *stockdv1.ReserveRequest) (*logv1.Command, error) {
 	}
 	for i, l := range lines {
 		r.Lines[i] = &logv1.ReserveLine{
-			Sku:              l.GetSku(),
-			QuantitySkuUnits: l.GetQuantity(),
-			Location:         l.GetLocation(),
+			Sku:                 l.GetSku(),
+			QuantitySkuUnits:    l.GetQuantity(),
+			Location:            l.GetLocation(),
+			ExpectedModRevision: l.GetExpectedModRevision(),
+			AllowBackorder:      l.GetAllowBackorder(),
 		}
 	}
 	return &logv1.Command{Kind: &logv1.Command_Reserve{Reserve: r}}, nil
@@ -127,10 +132,7 @@ func (v *inventory) Confirm(ctx context.Context, req *stockdv1.ConfirmRequest) (
 // Release gives a hold's units back; idempotent.
 func (v *inventory) Release(ctx context.Context, req *stockdv1.ReleaseRequest) (*stockdv1.ReleaseResponse, error) {
 	s := v.s
-	res, err := s.propose(ctx, &logv1.Command{Kind: &logv1.Command_Release{Release: &logv1.Release{
-		Channel:       req.GetChannel(),
-		ReservationId: req.GetReservationId(),
-	}}})
+	res, err := s.propose(ctx, releaseCommand(req))
 	if err != nil {
 		return nil, s.status(ctx, err)
 	}
@@ -138,6 +140,133 @@ func (v *inventory) Release(ctx context.Context, req *stockdv1.ReleaseRequest) (
 		Reservation: reservationToProto(res.Reservation),
 		Revision:    uint64(res.Revision),
 	}, nil
+}
+
+// releaseCommand is a whole release, or a partial one when lines are given.
+func releaseCommand(req *stockdv1.ReleaseRequest) *logv1.Command {
+	r := &logv1.Release{
+		Channel:       req.GetChannel(),
+		ReservationId: req.GetReservationId(),
+		ReleaseId:     req.GetReleaseId(),
+	}
+	if lines := req.GetLines(); len(lines) > 0 {
+		r.Lines = make([]*logv1.ReleaseLine, len(lines))
+		for i, l := range lines {
+			r.Lines[i] = &logv1.ReleaseLine{Line: l.GetLine(), QuantitySkuUnits: l.GetQuantity()}
+		}
+	}
+	return &logv1.Command{Kind: &logv1.Command_Release{Release: r}}
+}
+
+// Extend pushes a live hold's deadline; idempotent by extend_id.
+func (v *inventory) Extend(ctx context.Context, req *stockdv1.ExtendRequest) (*stockdv1.ExtendResponse, error) {
+	s := v.s
+	ttl, err := ttlNanos(req.GetTtl())
+	if err != nil {
+		return nil, s.status(ctx, err)
+	}
+	if ttl == 0 {
+		return nil, s.status(ctx, invalid("ttl", "is required"))
+	}
+	res, err := s.propose(ctx, &logv1.Command{Kind: &logv1.Command_Extend{Extend: &logv1.Extend{
+		Channel:       req.GetChannel(),
+		ReservationId: req.GetReservationId(),
+		ExtendId:      req.GetExtendId(),
+		TtlNanos:      ttl,
+	}}})
+	if err != nil {
+		return nil, s.status(ctx, err)
+	}
+	return &stockdv1.ExtendResponse{Reservation: reservationToProto(res.Reservation), Revision: uint64(res.Revision)}, nil
+}
+
+// CancelOrder takes back a confirmed order the ERP has not absorbed; idempotent.
+func (v *inventory) CancelOrder(ctx context.Context, req *stockdv1.CancelOrderRequest) (*stockdv1.CancelOrderResponse, error) {
+	s := v.s
+	res, err := s.propose(ctx, &logv1.Command{Kind: &logv1.Command_CancelOrder{CancelOrder: &logv1.CancelOrder{
+		Channel:       req.GetChannel(),
+		ReservationId: req.GetReservationId(),
+	}}})
+	if err != nil {
+		return nil, s.status(ctx, err)
+	}
+	return &stockdv1.CancelOrderResponse{Reservation: reservationToProto(res.Reservation), Revision: uint64(res.Revision)}, nil
+}
+
+// ReleaseAll releases every live hold of a channel; idempotent by release_all_id.
+func (v *inventory) ReleaseAll(ctx context.Context, req *stockdv1.ReleaseAllRequest) (*stockdv1.ReleaseAllResponse, error) {
+	s := v.s
+	res, err := s.propose(ctx, &logv1.Command{Kind: &logv1.Command_ReleaseAll{ReleaseAll: &logv1.ReleaseAll{
+		Channel:      req.GetChannel(),
+		ReleaseAllId: req.GetReleaseAllId(),
+	}}})
+	if err != nil {
+		return nil, s.status(ctx, err)
+	}
+	return &stockdv1.ReleaseAllResponse{Released: res.Count, Revision: uint64(res.Revision)}, nil
+}
+
+// Page sizes of ListReservations.
+const (
+	defaultPageSize = 100
+	maxPageSize     = 1000
+)
+
+// ListReservations pages through a channel's reservations in id order. The
+// page token is the last id of the previous page, base64url-encoded.
+func (v *inventory) ListReservations(ctx context.Context, req *stockdv1.ListReservationsRequest) (*stockdv1.ListReservationsResponse, error) {
+	s := v.s
+	q, err := reservationQuery(req)
+	if err != nil {
+		return nil, s.status(ctx, err)
+	}
+	if err := s.awaitRead(ctx, store.Revision(req.GetMinRevision()), req.GetLinearizable()); err != nil {
+		return nil, s.status(ctx, err)
+	}
+	rev := s.reader.AppliedIndex()
+	page, more := s.reader.Reservations(q)
+	resp := &stockdv1.ListReservationsResponse{Revision: uint64(rev), Reservations: make([]*stockdv1.Reservation, len(page))}
+	for i := range page {
+		resp.Reservations[i] = reservationToProto(&page[i])
+	}
+	if more && len(page) > 0 {
+		resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(page[len(page)-1].ID))
+	}
+	return resp, nil
+}
+
+func reservationQuery(req *stockdv1.ListReservationsRequest) (store.ReservationQuery, error) {
+	q := store.ReservationQuery{Channel: store.ChannelID(req.GetChannel()), Limit: defaultPageSize}
+	if err := checkID("channel", req.GetChannel()); err != nil {
+		return q, err
+	}
+	switch n := req.GetPageSize(); {
+	case n > maxPageSize:
+		return q, invalid("page_size", "at most "+strconv.Itoa(maxPageSize))
+	case n > 0:
+		q.Limit = int(n)
+	}
+	if st := req.GetState(); st != stockdv1.ReservationState_RESERVATION_STATE_UNSPECIFIED {
+		if _, ok := stockdv1.ReservationState_name[int32(st)]; !ok {
+			return q, invalid("state", "unknown state "+strconv.Itoa(int(st)))
+		}
+		q.State = store.ReservationState(st)
+	}
+	if w := req.GetExpiringWithin(); w != nil {
+		if err := w.CheckValid(); err != nil || w.GetSeconds() < 0 || w.GetNanos() < 0 ||
+			w.GetSeconds() > math.MaxInt64/int64(time.Second)-1 {
+			return q, invalid("expiring_within", "must be a non-negative duration")
+		}
+		q.ExpiringWithinNanos = w.AsDuration().Nanoseconds()
+	}
+	if tok := req.GetPageToken(); tok != "" {
+		after, err := base64.RawURLEncoding.DecodeString(tok)
+		if err != nil || len(after) == 0 || len(after) > store.MaxIDBytes {
+			return q, invalid("page_token", "is not a token this server gave")
+		}
+		q.After = store.ReservationID(after)
+	}
+	return q, nil
 }
 
 // GetReservation reads one reservation, stamped like GetAvailability.

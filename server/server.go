@@ -45,6 +45,11 @@ type Reader interface {
 	Reservation(ch store.ChannelID, id store.ReservationID) (store.Reservation, error)
 	Locations() []store.Location
 	Channels() []store.Channel
+	SKUs(item store.ItemID) []store.SKUMapping
+	LocationGroups() []store.LocationGroup
+	Buffers(item store.ItemID) []store.BufferRule
+	Incoming(item store.ItemID) []store.IncomingLine
+	Reservations(q store.ReservationQuery) (page []store.Reservation, more bool)
 }
 
 // Config is what New needs. Proposer and Reader are required.

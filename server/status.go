@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -33,11 +34,18 @@ func (s *Server) status(ctx context.Context, err error) error {
 		return badRequest(err, rej)
 	case errors.Is(err, store.ErrUnknownChannel),
 		errors.Is(err, store.ErrUnknownLocation),
-		errors.Is(err, store.ErrUnknownReservation):
+		errors.Is(err, store.ErrUnknownReservation),
+		errors.Is(err, store.ErrUnknownSKU),
+		errors.Is(err, store.ErrUnknownLocationGroup),
+		errors.Is(err, store.ErrUnknownIncoming):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, store.ErrInsufficientStock):
 		return insufficientStock(err, rej)
-	case errors.Is(err, store.ErrNotHeld), errors.Is(err, store.ErrLocationNotVisible):
+	case errors.Is(err, store.ErrRevisionChanged):
+		return revisionChanged(err, rej)
+	case errors.Is(err, store.ErrNotHeld), errors.Is(err, store.ErrLocationNotVisible),
+		errors.Is(err, store.ErrInUse), errors.Is(err, store.ErrNotConfirmed),
+		errors.Is(err, store.ErrAbsorbed):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, store.ErrIdempotencyConflict):
 		return status.Error(codes.AlreadyExists, err.Error())
@@ -99,6 +107,25 @@ func insufficientStock(err error, rej *store.Rejection) error {
 			Description: fmt.Sprintf("requested %d base units, available %d base units",
 				rej.Requested, rej.Available),
 		}},
+	})
+}
+
+// revisionChanged is ABORTED (compare-and-reserve lost) with an
+// errdetails.ErrorInfo carrying the current figure, so the caller can re-quote
+// without another read: metadata mod_revision and available_sku_units.
+func revisionChanged(err error, rej *store.Rejection) error {
+	st := status.New(codes.Aborted, err.Error())
+	if rej == nil {
+		return st.Err()
+	}
+	return withDetail(st, &errdetails.ErrorInfo{
+		Reason: "REVISION_CHANGED",
+		Domain: "stockd",
+		Metadata: map[string]string{
+			"field":               rej.Field,
+			"mod_revision":        strconv.FormatUint(uint64(rej.ModRevision), 10),
+			"available_sku_units": strconv.FormatInt(int64(rej.AvailableSKU), 10),
+		},
 	})
 }
 
