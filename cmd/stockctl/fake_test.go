@@ -10,9 +10,11 @@ import (
 	"sync"
 	"testing"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/stockd/stockd/api/stockdv1"
@@ -34,7 +36,26 @@ type fakeState struct {
 	availRequests   []*stockdv1.GetAvailabilityRequest
 	resRequests     []*stockdv1.GetReservationRequest
 	cluster         fakeClusterState
+
+	// calls holds every request of the issue 4 surface, and of Reserve,
+	// GetAvailability, PutChannel and the lists, in order, for tests to
+	// compare.
+	calls []proto.Message
+	// reservations are the holds made through Reserve or seeded by a test.
+	reservations []*stockdv1.Reservation
+	groups       map[string][]string
+	skus         map[string]*stockdv1.Sku
+	buffers      map[bufferKey]int64
+	incoming     map[string]*stockdv1.IncomingLine
+	// backordered is what backorders took from each incoming line.
+	backordered map[string]int64
+	// modRevisions is each SKU's mod_revision as availability reports it.
+	modRevisions map[string]uint64
+	// releasedAll answers a repeated release_all_id with its first count.
+	releasedAll map[string]uint32
 }
+
+type bufferKey struct{ item, channel, location string }
 
 // fakeClusterState is what the fake Cluster service records and answers.
 type fakeClusterState struct {
@@ -61,10 +82,17 @@ type fakeCounter struct {
 
 func newFakeState() *fakeState {
 	return &fakeState{
-		locations: map[string]string{},
-		channels:  map[string]*stockdv1.Channel{},
-		counters:  map[counterKey]*fakeCounter{},
-		cluster:   fakeClusterState{status: &stockdv1.StatusResponse{}, chunkBytes: 256 << 10, failAfter: -1},
+		locations:    map[string]string{},
+		channels:     map[string]*stockdv1.Channel{},
+		counters:     map[counterKey]*fakeCounter{},
+		groups:       map[string][]string{},
+		skus:         map[string]*stockdv1.Sku{},
+		buffers:      map[bufferKey]int64{},
+		incoming:     map[string]*stockdv1.IncomingLine{},
+		backordered:  map[string]int64{},
+		modRevisions: map[string]uint64{},
+		releasedAll:  map[string]uint32{},
+		cluster:      fakeClusterState{status: &stockdv1.StatusResponse{}, chunkBytes: 256 << 10, failAfter: -1},
 	}
 }
 
@@ -106,17 +134,53 @@ func (st *fakeState) nextRevision() uint64 {
 	return st.revision
 }
 
+// channelLocations are the locations ch sees: its own or its group's.
+func (st *fakeState) channelLocations(ch *stockdv1.Channel) []string {
+	if ch.GetLocationGroup() != "" {
+		return st.groups[ch.GetLocationGroup()]
+	}
+	return ch.GetLocations()
+}
+
+// mapping is the item and pack factor of sku: its own item, factor 1, unless
+// a PutSku says otherwise.
+func (st *fakeState) mapping(sku string) (item string, factor int64) {
+	if m, ok := st.skus[sku]; ok {
+		return m.GetItem(), m.GetFactor()
+	}
+	return sku, 1
+}
+
+// incomingLeft is what a backorder may still take from an incoming line, in
+// base units.
+func (st *fakeState) incomingLeft(l *stockdv1.IncomingLine) int64 {
+	return l.GetQuantityBaseUnits() - l.GetReceivedBaseUnits() - st.backordered[l.GetPoLineId()]
+}
+
+// incomingFor is the incoming lines of item at locs, by PO line id.
+func (st *fakeState) incomingFor(item string, locs []string) []*stockdv1.IncomingLine {
+	var out []*stockdv1.IncomingLine
+	for _, id := range sortedKeys(st.incoming) {
+		if l := st.incoming[id]; l.GetItem() == item && slices.Contains(locs, l.GetLocation()) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
 func (st *fakeState) availability(ch *stockdv1.Channel, sku string) *stockdv1.SkuAvailability {
-	a := &stockdv1.SkuAvailability{Sku: sku, Item: sku}
-	for _, loc := range ch.GetLocations() {
-		c, ok := st.counters[counterKey{sku, loc}]
+	item, factor := st.mapping(sku)
+	a := &stockdv1.SkuAvailability{Sku: sku, Item: item, Factor: factor, ModRevision: st.modRevisions[sku]}
+	locs := st.channelLocations(ch)
+	for _, loc := range locs {
+		c, ok := st.counters[counterKey{item, loc}]
 		if !ok {
 			c = &fakeCounter{}
 		} else {
 			a.Known = true
 		}
 		buffer := ch.GetDefaultBufferBaseUnits()
-		avail := max(0, c.onHand-c.reserved-buffer)
+		avail := max(0, c.onHand-c.reserved-buffer) / factor
 		a.AvailableSkuUnits += avail
 		a.Locations = append(a.Locations, &stockdv1.LocationAvailability{
 			Location:           loc,
@@ -128,7 +192,25 @@ func (st *fakeState) availability(ch *stockdv1.Channel, sku string) *stockdv1.Sk
 			CommittedBaseUnits: 0,
 		})
 	}
+	for _, l := range st.incomingFor(item, locs) {
+		a.Incoming = append(a.Incoming, &stockdv1.IncomingAvailability{
+			PoLineId:          l.GetPoLineId(),
+			Location:          l.GetLocation(),
+			Eta:               l.GetEta(),
+			AvailableSkuUnits: st.incomingLeft(l) / factor,
+		})
+	}
 	return a
+}
+
+// sortedKeys returns m's keys in order.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 type fakeInventory struct {
@@ -141,6 +223,7 @@ func (f *fakeInventory) GetAvailability(_ context.Context, req *stockdv1.GetAvai
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.availRequests = append(st.availRequests, req)
+	st.calls = append(st.calls, req)
 	ch, ok := st.channels[req.GetChannel()]
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "channel: unknown channel %q", req.GetChannel())
@@ -155,10 +238,15 @@ func (f *fakeInventory) GetAvailability(_ context.Context, req *stockdv1.GetAvai
 	return resp, nil
 }
 
+// Reserve holds each line at the first location with enough units (the one
+// it names, if any); a line with allow_backorder that fits nowhere takes the
+// first incoming line with enough left. A line whose expected_mod_revision is
+// not the SKU's is ABORTED with the current figure, as stockd answers.
 func (f *fakeInventory) Reserve(_ context.Context, req *stockdv1.ReserveRequest) (*stockdv1.ReserveResponse, error) {
 	st := f.st
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	st.calls = append(st.calls, req)
 	ch, ok := st.channels[req.GetChannel()]
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "channel: unknown channel %q", req.GetChannel())
@@ -172,28 +260,54 @@ func (f *fakeInventory) Reserve(_ context.Context, req *stockdv1.ReserveRequest)
 	}
 	res.ExpiresAt = timestamppb.New(res.GetCreatedAt().AsTime().Add(req.GetTtl().AsDuration()))
 	for i, l := range req.GetLines() {
-		candidates := ch.GetLocations()
+		if want := l.GetExpectedModRevision(); want != 0 && want != st.modRevisions[l.GetSku()] {
+			a := st.availability(ch, l.GetSku())
+			aborted, err := status.New(codes.Aborted, fmt.Sprintf("lines[%d].expected_mod_revision: revision changed", i)).WithDetails(&errdetails.ErrorInfo{
+				Reason: "REVISION_CHANGED",
+				Domain: "stockd",
+				Metadata: map[string]string{
+					"field":               fmt.Sprintf("lines[%d].expected_mod_revision", i),
+					"mod_revision":        fmt.Sprint(a.GetModRevision()),
+					"available_sku_units": fmt.Sprint(a.GetAvailableSkuUnits()),
+				},
+			})
+			if err != nil {
+				return nil, status.Errorf(codes.Internal, "attach detail: %v", err)
+			}
+			return nil, aborted.Err()
+		}
+		item, factor := st.mapping(l.GetSku())
+		units := l.GetQuantity() * factor
+		candidates := st.channelLocations(ch)
 		if l.GetLocation() != "" {
 			candidates = []string{l.GetLocation()}
 		}
-		var chosen *fakeCounter
-		var at string
+		line := &stockdv1.ReservationLine{Sku: l.GetSku(), Item: item, QuantitySkuUnits: l.GetQuantity(), Factor: factor}
 		for _, loc := range candidates {
-			c, ok := st.counters[counterKey{l.GetSku(), loc}]
-			if ok && c.onHand-c.reserved-ch.GetDefaultBufferBaseUnits() >= l.GetQuantity() {
-				chosen, at = c, loc
+			c, ok := st.counters[counterKey{item, loc}]
+			if ok && c.onHand-c.reserved-ch.GetDefaultBufferBaseUnits() >= units {
+				c.reserved += units
+				line.Allocations = []*stockdv1.Allocation{{Location: loc, QuantitySkuUnits: l.GetQuantity(), QuantityBaseUnits: units}}
 				break
 			}
 		}
-		if chosen == nil {
+		if line.Allocations == nil && l.GetAllowBackorder() {
+			for _, in := range st.incomingFor(item, candidates) {
+				if st.incomingLeft(in) >= units {
+					st.backordered[in.GetPoLineId()] += units
+					line.PromisedAt = in.GetEta()
+					line.Allocations = []*stockdv1.Allocation{{Location: in.GetLocation(), QuantitySkuUnits: l.GetQuantity(),
+						QuantityBaseUnits: units, PoLineId: in.GetPoLineId(), PromisedAt: in.GetEta()}}
+					break
+				}
+			}
+		}
+		if line.Allocations == nil {
 			return nil, status.Errorf(codes.FailedPrecondition, "lines[%d]: insufficient stock for %s", i, l.GetSku())
 		}
-		chosen.reserved += l.GetQuantity()
-		res.Lines = append(res.Lines, &stockdv1.ReservationLine{
-			Sku: l.GetSku(), Item: l.GetSku(), QuantitySkuUnits: l.GetQuantity(),
-			Allocations: []*stockdv1.Allocation{{Location: at, QuantitySkuUnits: l.GetQuantity(), QuantityBaseUnits: l.GetQuantity()}},
-		})
+		res.Lines = append(res.Lines, line)
 	}
+	st.reservations = append(st.reservations, res)
 	return &stockdv1.ReserveResponse{Reservation: res, Revision: st.nextRevision()}, nil
 }
 
@@ -297,10 +411,11 @@ func (f *fakeAdmin) PutLocation(_ context.Context, req *stockdv1.PutLocationRequ
 	return &stockdv1.PutLocationResponse{Revision: st.nextRevision()}, nil
 }
 
-func (f *fakeAdmin) ListLocations(context.Context, *stockdv1.ListLocationsRequest) (*stockdv1.ListLocationsResponse, error) {
+func (f *fakeAdmin) ListLocations(_ context.Context, req *stockdv1.ListLocationsRequest) (*stockdv1.ListLocationsResponse, error) {
 	st := f.st
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	st.calls = append(st.calls, req)
 	resp := &stockdv1.ListLocationsResponse{Revision: st.revision}
 	for _, id := range st.locOrder {
 		resp.Locations = append(resp.Locations, &stockdv1.Location{Id: id, Name: st.locations[id]})
@@ -312,20 +427,27 @@ func (f *fakeAdmin) PutChannel(_ context.Context, req *stockdv1.PutChannelReques
 	st := f.st
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	st.calls = append(st.calls, req)
 	ch := req.GetChannel()
 	for i, l := range ch.GetLocations() {
 		if _, ok := st.locations[l]; !ok {
 			return nil, status.Errorf(codes.NotFound, "channel.locations[%d]: unknown location %q", i, l)
 		}
 	}
+	if g := ch.GetLocationGroup(); g != "" {
+		if _, ok := st.groups[g]; !ok {
+			return nil, status.Errorf(codes.NotFound, "channel.location_group: unknown location group %q", g)
+		}
+	}
 	st.channels[ch.GetId()] = ch
 	return &stockdv1.PutChannelResponse{Revision: st.nextRevision()}, nil
 }
 
-func (f *fakeAdmin) ListChannels(context.Context, *stockdv1.ListChannelsRequest) (*stockdv1.ListChannelsResponse, error) {
+func (f *fakeAdmin) ListChannels(_ context.Context, req *stockdv1.ListChannelsRequest) (*stockdv1.ListChannelsResponse, error) {
 	st := f.st
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	st.calls = append(st.calls, req)
 	resp := &stockdv1.ListChannelsResponse{Revision: st.revision}
 	ids := make([]string, 0, len(st.channels))
 	for id := range st.channels {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -15,9 +16,9 @@ import (
 // Synopses of the channel commands, shown with their usage errors.
 const (
 	availSynopsis       = "--channel C [--min-revision N] [--linearizable] SKU..."
-	reserveSynopsis     = "--channel C --id ID [--ttl 15m] SKU=QTY[@LOCATION]..."
+	reserveSynopsis     = "--channel C --id ID [--ttl 15m] [--expect SKU=MOD_REVISION]... [--backorder] SKU=QTY[@LOCATION]..."
 	confirmSynopsis     = "--channel C --id ID --order REF"
-	releaseSynopsis     = "--channel C --id ID"
+	releaseSynopsis     = "--channel C --id ID [--release-id R LINE=QTY...]"
 	reservationSynopsis = "--channel C --id ID [--min-revision N] [--linearizable]"
 )
 
@@ -65,6 +66,10 @@ func (s *session) reserve(ctx context.Context, args []string) error {
 	channel := fs.String("channel", "", "the channel holding the units (required)")
 	id := fs.String("id", "", "reservation id, unique within the channel; reuse it to retry (required)")
 	ttl := fs.Duration("ttl", 15*time.Minute, "how long the hold lives, 1s to 24h")
+	expect := expectFlag{}
+	fs.Var(expect, "expect", "`SKU=MOD_REVISION`: hold the SKU's lines only if its figure still has this mod_revision "+
+		"(from avail), else ABORTED with the current one; repeat for several SKUs")
+	backorder := fs.Bool("backorder", false, "let every line take what on-hand cannot fill from incoming supply")
 	specs, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -81,7 +86,14 @@ func (s *session) reserve(ctx context.Context, args []string) error {
 		if err != nil {
 			return usagef(fs, reserveSynopsis, "%v", err)
 		}
+		l.ExpectedModRevision = expect[l.GetSku()]
+		l.AllowBackorder = *backorder
 		lines = append(lines, l)
+	}
+	for _, sku := range expect.skus() {
+		if !slices.ContainsFunc(lines, func(l *stockdv1.ReserveLine) bool { return l.GetSku() == sku }) {
+			return usagef(fs, reserveSynopsis, "--expect names SKU %q, which no line reserves", sku)
+		}
 	}
 	c, err := s.inventory()
 	if err != nil {
@@ -132,26 +144,40 @@ func (s *session) confirm(ctx context.Context, args []string) error {
 	return printReservation(s.stdout, resp.GetReservation(), resp.GetRevision())
 }
 
-// release gives a hold's units back.
+// release gives a hold's units back: all of them, or with LINE=QTY
+// arguments only those quantities of those lines, once per release id.
 func (s *session) release(ctx context.Context, args []string) error {
 	fs := s.newFlags("release", releaseSynopsis)
 	channel := fs.String("channel", "", "the channel of the reservation (required)")
 	id := fs.String("id", "", "reservation id (required)")
-	rest, err := parseArgs(fs, args)
+	releaseID := fs.String("release-id", "", "id of a partial release, unique within the reservation; reuse it to retry "+
+		"(required with LINE=QTY arguments)")
+	specs, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if err := requireFlags(fs, releaseSynopsis, "channel", "id"); err != nil {
 		return err
 	}
-	if len(rest) > 0 {
-		return usagef(fs, releaseSynopsis, "unexpected argument %q", rest[0])
+	if len(specs) == 0 && *releaseID != "" {
+		return usagef(fs, releaseSynopsis, "--release-id needs at least one LINE=QTY argument (without them the whole hold is released)")
+	}
+	if len(specs) > 0 && *releaseID == "" {
+		return usagef(fs, releaseSynopsis, "--release-id is required to release part of a hold")
+	}
+	lines := make([]*stockdv1.ReleaseLine, 0, len(specs))
+	for _, spec := range specs {
+		l, err := parseReleaseLine(spec)
+		if err != nil {
+			return usagef(fs, releaseSynopsis, "%v", err)
+		}
+		lines = append(lines, l)
 	}
 	c, err := s.inventory()
 	if err != nil {
 		return err
 	}
-	resp, err := c.Release(ctx, &stockdv1.ReleaseRequest{Channel: *channel, ReservationId: *id})
+	resp, err := c.Release(ctx, &stockdv1.ReleaseRequest{Channel: *channel, ReservationId: *id, Lines: lines, ReleaseId: *releaseID})
 	if err != nil {
 		return err
 	}
@@ -222,4 +248,68 @@ func parseReserveLine(spec string) (*stockdv1.ReserveLine, error) {
 		return nil, fmt.Errorf("line %q: quantity must be > 0, got %d", spec, qty)
 	}
 	return &stockdv1.ReserveLine{Sku: sku, Quantity: qty, Location: location}, nil
+}
+
+// parseReleaseLine reads LINE=QTY: the index of a reservation line (as
+// listed, from 0) and the SKU units of it to give back.
+func parseReleaseLine(spec string) (*stockdv1.ReleaseLine, error) {
+	lineText, qtyText, ok := strings.Cut(spec, "=")
+	if !ok {
+		return nil, fmt.Errorf("line %q: want LINE=QTY, LINE the reservation line's index from 0", spec)
+	}
+	line, err := strconv.ParseUint(lineText, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("line %q: line index %q is not a whole number >= 0", spec, lineText)
+	}
+	if qtyText == "" {
+		return nil, fmt.Errorf("line %q: missing quantity after =", spec)
+	}
+	qty, err := strconv.ParseInt(qtyText, 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("line %q: quantity %q is not a whole number", spec, qtyText)
+	}
+	if qty <= 0 {
+		return nil, fmt.Errorf("line %q: quantity must be > 0, got %d", spec, qty)
+	}
+	return &stockdv1.ReleaseLine{Line: uint32(line), Quantity: qty}, nil
+}
+
+// expectFlag collects the repeated --expect SKU=MOD_REVISION of reserve.
+type expectFlag map[string]uint64
+
+func (e expectFlag) String() string {
+	parts := make([]string, 0, len(e))
+	for _, sku := range e.skus() {
+		parts = append(parts, sku+"="+strconv.FormatUint(e[sku], 10))
+	}
+	return strings.Join(parts, ",")
+}
+
+// Set reads one SKU=MOD_REVISION. The SKU is everything before the last
+// "=", as in a reserve line; naming a SKU twice with two revisions is a
+// mistake.
+func (e expectFlag) Set(text string) error {
+	sku, revText, ok := cutLast(text, '=')
+	if !ok || sku == "" {
+		return fmt.Errorf("want SKU=MOD_REVISION, got %q", text)
+	}
+	rev, err := strconv.ParseUint(revText, 10, 64)
+	if err != nil || rev == 0 {
+		return fmt.Errorf("mod revision %q of %s must be a whole number > 0", revText, sku)
+	}
+	if old, dup := e[sku]; dup && old != rev {
+		return fmt.Errorf("SKU %s expected at both %d and %d", sku, old, rev)
+	}
+	e[sku] = rev
+	return nil
+}
+
+// skus returns the SKUs named, sorted.
+func (e expectFlag) skus() []string {
+	skus := make([]string, 0, len(e))
+	for sku := range e {
+		skus = append(skus, sku)
+	}
+	slices.Sort(skus)
+	return skus
 }

@@ -1,7 +1,8 @@
 // Command stockctl is the command-line client of stockd: it reads
-// availability, holds and releases stock for a channel, sends ERP counts and
-// adjustments, changes configuration, manages cluster membership, saves
-// snapshots, and loads a demo catalog.
+// availability, holds, extends, releases and lists stock holds for a channel,
+// sends ERP counts, adjustments and incoming supply, changes configuration
+// (locations, channels, location groups, SKU mappings, buffers), manages
+// cluster membership, saves snapshots, and loads a demo catalog.
 //
 // Global flags come before or after the subcommand; subcommand flags may be
 // mixed with its arguments. Exit status: 0 on success, 1 when the server (or
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/code"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
@@ -38,21 +40,41 @@ const mainUsage = `usage: stockctl [--addr HOST:PORT] [--json] [--timeout D] COM
 
 channel commands:
   avail        --channel C [--min-revision N] [--linearizable] SKU...
-  reserve      --channel C --id ID [--ttl 15m] SKU=QTY[@LOCATION]...
+  reserve      --channel C --id ID [--ttl 15m] [--expect SKU=MOD_REVISION]... [--backorder]
+               SKU=QTY[@LOCATION]...
   confirm      --channel C --id ID --order REF
-  release      --channel C --id ID
+  release      --channel C --id ID [--release-id R LINE=QTY...]
+  extend       --channel C --id ID --ttl D [--extend-id X]
+  cancel-order --channel C --id ID
   reservation  --channel C --id ID [--min-revision N] [--linearizable]
+  reservations --channel C [--state held|confirmed|released|expired|cancelled]
+               [--expiring-within D] [--limit N] [--page-token T] [--all]
+               [--min-revision N] [--linearizable]
+  release-all  --channel C [--id ID]
 
 ERP commands:
-  stock set    [--mark N] ITEM@LOCATION=ON_HAND[:VERSION]...
-  stock adjust [--id DELTA_ID] [--reason R] ITEM@LOCATION=+DELTA|-DELTA[:VERSION]...
+  stock set     [--mark N] ITEM@LOCATION=ON_HAND[:VERSION]...
+  stock adjust  [--id DELTA_ID] [--reason R] ITEM@LOCATION=+DELTA|-DELTA[:VERSION]...
+  incoming set  PO_LINE=ITEM@LOCATION:QTY[/RECEIVED][,eta=TIME][,version=N]...
+                (TIME: RFC 3339 or YYYY-MM-DD, midnight UTC)
+  incoming list [--item I]
 
 admin commands:
-  location add ID [--name NAME]
+  location add    ID [--name NAME]
   location list
-  channel put  ID --locations L1,L2,... [--buffer N]
+  location delete ID
+  channel put     ID (--locations L1,L2,... | --group G) [--buffer N] [--require-sku-mapping]
   channel list
-  buffer set   --item I [--channel C] [--location L] N
+  channel delete  ID
+  group put       ID --locations L1,L2,...
+  group list
+  group delete    ID
+  sku put         SKU --item I [--factor 1]
+  sku list        [--item I]
+  sku delete      SKU
+  buffer set      --item I [--channel C] [--location L] N
+  buffer list     [--item I]
+  buffer delete   --item I [--channel C] [--location L]
 
 cluster commands:
   cluster status   members, roles, lag and state digests (exit 1 if digests
@@ -144,24 +166,53 @@ func (s *session) dispatch(ctx context.Context, name string, args []string) erro
 		return s.release(ctx, args)
 	case "reservation":
 		return s.reservation(ctx, args)
+	case "extend":
+		return s.extend(ctx, args)
+	case "cancel-order":
+		return s.cancelOrder(ctx, args)
+	case "reservations":
+		return s.reservations(ctx, args)
+	case "release-all":
+		return s.releaseAll(ctx, args)
 	case "stock":
 		return s.dispatchVerb(ctx, name, args, map[string]func(context.Context, []string) error{
 			"set":    s.stockSet,
 			"adjust": s.stockAdjust,
 		})
+	case "incoming":
+		return s.dispatchVerb(ctx, name, args, map[string]func(context.Context, []string) error{
+			"set":  s.incomingSet,
+			"list": s.incomingList,
+		})
 	case "location":
 		return s.dispatchVerb(ctx, name, args, map[string]func(context.Context, []string) error{
-			"add":  s.locationAdd,
-			"list": s.locationList,
+			"add":    s.locationAdd,
+			"list":   s.locationList,
+			"delete": s.locationDelete,
 		})
 	case "channel":
 		return s.dispatchVerb(ctx, name, args, map[string]func(context.Context, []string) error{
-			"put":  s.channelPut,
-			"list": s.channelList,
+			"put":    s.channelPut,
+			"list":   s.channelList,
+			"delete": s.channelDelete,
+		})
+	case "group":
+		return s.dispatchVerb(ctx, name, args, map[string]func(context.Context, []string) error{
+			"put":    s.groupPut,
+			"list":   s.groupList,
+			"delete": s.groupDelete,
+		})
+	case "sku":
+		return s.dispatchVerb(ctx, name, args, map[string]func(context.Context, []string) error{
+			"put":    s.skuPut,
+			"list":   s.skuList,
+			"delete": s.skuDelete,
 		})
 	case "buffer":
 		return s.dispatchVerb(ctx, name, args, map[string]func(context.Context, []string) error{
-			"set": s.bufferSet,
+			"set":    s.bufferSet,
+			"list":   s.bufferList,
+			"delete": s.bufferDelete,
 		})
 	case "cluster":
 		return s.dispatchVerb(ctx, name, args, map[string]func(context.Context, []string) error{
@@ -323,11 +374,44 @@ func (s *session) report(err error) int {
 		if errors.As(err, &step) {
 			msg = step.step + ": " + msg
 		}
-		fmt.Fprintf(s.stderr, "stockctl: %s: %s\n", codeName(st), msg)
+		fmt.Fprintf(s.stderr, "stockctl: %s: %s%s\n", codeName(st), msg, statusDetail(st))
 		return 1
 	}
 	fmt.Fprintf(s.stderr, "stockctl: %v\n", err)
 	return 1
+}
+
+// statusDetail is what the status's details add to its message: the
+// current figure of a lost compare-and-reserve (ABORTED), what a short line
+// asked and could have (FAILED_PRECONDITION); empty when none is attached.
+func statusDetail(st *status.Status) string {
+	var parts []string
+	for _, d := range st.Details() {
+		switch d := d.(type) {
+		case *errdetails.ErrorInfo:
+			md := d.GetMetadata()
+			rev, hasRev := md["mod_revision"]
+			avail, hasAvail := md["available_sku_units"]
+			switch {
+			case hasRev && hasAvail:
+				parts = append(parts, fmt.Sprintf("current mod_revision %s, available %s SKU units", rev, avail))
+			case hasRev:
+				parts = append(parts, "current mod_revision "+rev)
+			case hasAvail:
+				parts = append(parts, fmt.Sprintf("available %s SKU units", avail))
+			}
+		case *errdetails.PreconditionFailure:
+			for _, v := range d.GetViolations() {
+				if v.GetDescription() != "" {
+					parts = append(parts, v.GetDescription())
+				}
+			}
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, "; ") + ")"
 }
 
 // codeName spells a status code as the gRPC specification does

@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/stockd/stockd/api/stockdv1"
 )
@@ -98,26 +99,29 @@ func newTable(w io.Writer) *tabwriter.Writer {
 	return tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 }
 
-// printAvailability writes one row per SKU and one row per location the
-// channel sees below it.
+// printAvailability writes one row per SKU (its item, pack factor and
+// mod_revision) and one row per location the channel sees below it, then the
+// incoming supply a backorder may still take, earliest first.
 func printAvailability(w io.Writer, channel string, r *stockdv1.GetAvailabilityResponse) error {
 	tw := newTable(w)
-	fmt.Fprintln(tw, "SKU\tITEM\tAVAILABLE\tLOCATION\tLOC_AVAILABLE\tON_HAND\tRESERVED\tCOMMITTED\tBUFFER\tOVERSOLD")
+	fmt.Fprintln(tw, "SKU\tITEM\tFACTOR\tMOD_REVISION\tAVAILABLE\tLOCATION\tLOC_AVAILABLE\tON_HAND\tRESERVED\tCOMMITTED\tBUFFER\tOVERSOLD")
+	incoming := false
 	for _, a := range r.GetSkus() {
+		incoming = incoming || len(a.GetIncoming()) > 0
+		head := fmt.Sprintf("%s\t%s\t%d\t%d\t%d", a.GetSku(), a.GetItem(), a.GetFactor(), a.GetModRevision(), a.GetAvailableSkuUnits())
 		if !a.GetKnown() {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t(no ERP count)\t\t\t\t\t\t\n", a.GetSku(), a.GetItem(), a.GetAvailableSkuUnits())
+			fmt.Fprintf(tw, "%s\t(no ERP count)\t\t\t\t\t\t\n", head)
 			continue
 		}
 		if len(a.GetLocations()) == 0 {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t(no locations)\t\t\t\t\t\t\n", a.GetSku(), a.GetItem(), a.GetAvailableSkuUnits())
+			fmt.Fprintf(tw, "%s\t(no locations)\t\t\t\t\t\t\n", head)
 			continue
 		}
 		for i, l := range a.GetLocations() {
-			sku, item, avail := "", "", ""
-			if i == 0 {
-				sku, item, avail = a.GetSku(), a.GetItem(), fmt.Sprint(a.GetAvailableSkuUnits())
+			if i > 0 {
+				head = "\t\t\t\t"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\n", sku, item, avail,
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\n", head,
 				l.GetLocation(), l.GetAvailableSkuUnits(), l.GetOnHandBaseUnits(), l.GetReservedBaseUnits(),
 				l.GetCommittedBaseUnits(), l.GetBufferBaseUnits(), l.GetOversoldBaseUnits())
 		}
@@ -125,11 +129,26 @@ func printAvailability(w io.Writer, channel string, r *stockdv1.GetAvailabilityR
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if incoming {
+		fmt.Fprintln(w, "incoming supply a backorder may take:")
+		tw = newTable(w)
+		fmt.Fprintln(tw, "SKU\tPO_LINE\tLOCATION\tETA\tAVAILABLE")
+		for _, a := range r.GetSkus() {
+			for _, in := range a.GetIncoming() {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", a.GetSku(), in.GetPoLineId(), in.GetLocation(),
+					formatTimestamp(in.GetEta()), in.GetAvailableSkuUnits())
+			}
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
 	_, err := fmt.Fprintf(w, "channel %s, revision %d\n", channel, r.GetRevision())
 	return err
 }
 
-// printReservation writes a reservation's header and one row per allocation.
+// printReservation writes a reservation's header and one row per allocation;
+// LINE is the index release LINE=QTY names.
 func printReservation(w io.Writer, r *stockdv1.Reservation, revision uint64) error {
 	fmt.Fprintf(w, "reservation %s on channel %s: %s\n", r.GetReservationId(), r.GetChannel(), reservationState(r.GetState()))
 	if r.GetCreatedAt() != nil {
@@ -142,18 +161,28 @@ func printReservation(w io.Writer, r *stockdv1.Reservation, revision uint64) err
 		fmt.Fprintf(w, "order %s (outbox sequence %d)\n", r.GetOrderRef(), r.GetOrderSeq())
 	}
 	tw := newTable(w)
-	fmt.Fprintln(tw, "SKU\tITEM\tQUANTITY\tLOCATION\tSKU_UNITS\tBASE_UNITS")
-	for _, l := range r.GetLines() {
+	fmt.Fprintln(tw, "LINE\tSKU\tITEM\tQUANTITY\tFACTOR\tLOCATION\tSKU_UNITS\tBASE_UNITS\tPO_LINE\tPROMISED")
+	for n, l := range r.GetLines() {
+		head := fmt.Sprintf("%d\t%s\t%s\t%d\t%d", n, l.GetSku(), l.GetItem(), l.GetQuantitySkuUnits(), l.GetFactor())
 		if len(l.GetAllocations()) == 0 {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t\t\t\n", l.GetSku(), l.GetItem(), l.GetQuantitySkuUnits())
+			fmt.Fprintf(tw, "%s\t\t\t\t\t\n", head)
 			continue
 		}
 		for i, a := range l.GetAllocations() {
-			sku, item, qty := "", "", ""
-			if i == 0 {
-				sku, item, qty = l.GetSku(), l.GetItem(), fmt.Sprint(l.GetQuantitySkuUnits())
+			if i > 0 {
+				head = "\t\t\t\t"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\n", sku, item, qty, a.GetLocation(), a.GetQuantitySkuUnits(), a.GetQuantityBaseUnits())
+			poLine, promised := "", ""
+			if a.GetPoLineId() != "" {
+				// A backorder waits for its incoming line; the line's own
+				// promised date stands in if the allocation carries none.
+				poLine, promised = a.GetPoLineId(), formatTimestamp(a.GetPromisedAt())
+				if a.GetPromisedAt() == nil && l.GetPromisedAt() != nil {
+					promised = formatTimestamp(l.GetPromisedAt())
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", head, a.GetLocation(), a.GetQuantitySkuUnits(),
+				a.GetQuantityBaseUnits(), poLine, promised)
 		}
 	}
 	if err := tw.Flush(); err != nil {
@@ -173,4 +202,12 @@ func rowStatus(st stockdv1.RowStatus) string {
 
 func formatTime(t time.Time) string {
 	return t.UTC().Format(time.RFC3339Nano)
+}
+
+// formatTimestamp is formatTime of a protobuf timestamp, "-" when unset.
+func formatTimestamp(ts *timestamppb.Timestamp) string {
+	if ts == nil {
+		return "-"
+	}
+	return formatTime(ts.AsTime())
 }

@@ -358,7 +358,7 @@ func TestErrorsAndExitCodes(t *testing.T) {
 		{"a bad stock row is a usage error", []string{"stock", "set", "ROSE=4"}, 2, `want ITEM@LOCATION before =`},
 		{"an unsigned delta is a usage error", []string{"stock", "adjust", "ROSE@ams=4"}, 2, "needs a sign"},
 		{"a noun without verb is a usage error", []string{"stock"}, 2, "stock: missing subcommand (one of: adjust, set)"},
-		{"an unknown verb is a usage error", []string{"channel", "delete"}, 2, `channel: unknown subcommand "delete"`},
+		{"an unknown verb is a usage error", []string{"channel", "rename"}, 2, `channel: unknown subcommand "rename" (one of: delete, list, put)`},
 		{"a word as buffer is a usage error", []string{"buffer", "set", "--item", "X", "lots"}, 2, `buffer "lots" must be a whole number >= 0`},
 		{"a negative buffer is a usage error", []string{"buffer", "set", "--item", "X", "--", "-1"}, 2, `buffer "-1" must be a whole number >= 0`},
 		{"a negative number reads as a flag", []string{"buffer", "set", "--item", "X", "-1"}, 2, "flag provided but not defined: -1"},
@@ -367,7 +367,7 @@ func TestErrorsAndExitCodes(t *testing.T) {
 			"stockctl: NOT_FOUND: channel: unknown channel \"nosuch\"\n"},
 		{"a short cart is the server's FAILED_PRECONDITION", []string{"reserve", "--channel", "web", "--id", "r9", "SKU-0000=100000"}, 1,
 			"stockctl: FAILED_PRECONDITION: lines[0]: insufficient stock for SKU-0000\n"},
-		{"a method the server lacks is UNIMPLEMENTED", []string{"buffer", "set", "--item", "X", "3"}, 1, "stockctl: UNIMPLEMENTED: "},
+		{"a method the server lacks is UNIMPLEMENTED", []string{"confirm", "--channel", "web", "--id", "r1", "--order", "O-1"}, 1, "stockctl: UNIMPLEMENTED: "},
 		{"a slow server hits --timeout", []string{"--timeout", "50ms", "reservation", "--channel", "web", "--id", "r1"}, 1,
 			"stockctl: DEADLINE_EXCEEDED: "},
 	}
