@@ -126,6 +126,12 @@ func runCallers(b *testing.B, n int, call func(ctx context.Context) error) {
 	if firstErr != nil {
 		b.Fatal(firstErr)
 	}
+	reportLatency(b, lat)
+}
+
+// reportLatency reports throughput over b.N and the latency percentiles of
+// the per-goroutine samples.
+func reportLatency(b *testing.B, lat [][]time.Duration) {
 	var all []time.Duration
 	for _, l := range lat {
 		all = append(all, l...)
