@@ -252,12 +252,13 @@ func (rs *reserveStream) logPanic(msg string, p any) {
 }
 
 // streamError is a handler's status error as a stream answer: the code and
-// message the unary call would have returned. Status details (the field at
-// fault, the current figure) have no place in StreamError and are dropped.
+// message the unary call would have returned, with its details (the field
+// at fault, the current figure on ABORTED).
 func streamError(err error) *stockdv1.ReserveStreamResponse_Error {
-	st := status.Convert(err)
+	st := status.Convert(err).Proto()
 	return &stockdv1.ReserveStreamResponse_Error{Error: &stockdv1.StreamError{
-		Code:    uint32(st.Code()),
-		Message: st.Message(),
+		Code:    uint32(st.GetCode()),
+		Message: st.GetMessage(),
+		Details: st.GetDetails(),
 	}}
 }

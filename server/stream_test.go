@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"google.golang.org/protobuf/proto"
 	"io"
 	"strconv"
 	"strings"
@@ -201,6 +202,9 @@ func TestReserveStreamMixedOps(t *testing.T) {
 	e, ue := got["bad-qty"].GetError(), status.Convert(unaryErr)
 	if codes.Code(e.GetCode()) != ue.Code() || e.GetMessage() != ue.Message() {
 		t.Fatalf("reserve of 0 TULIP on the stream: got %v, want what the unary call answered: %s %q", got["bad-qty"], ue.Code(), ue.Message())
+	}
+	if want := ue.Proto().GetDetails(); len(want) == 0 || len(e.GetDetails()) != len(want) || !proto.Equal(e.GetDetails()[0], want[0]) {
+		t.Fatalf("reserve of 0 TULIP on the stream: details %v, want the unary call's %v", e.GetDetails(), want)
 	}
 }
 

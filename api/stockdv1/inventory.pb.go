@@ -9,6 +9,7 @@ package stockdv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	anypb "google.golang.org/protobuf/types/known/anypb"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
@@ -1653,8 +1654,11 @@ func (*ReserveStreamResponse_Error) isReserveStreamResponse_Result() {}
 type StreamError struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A google.golang.org/grpc/codes value.
-	Code          uint32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
-	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	Code    uint32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// The details the unary call would carry (google.rpc.BadRequest,
+	// PreconditionFailure, ErrorInfo with the current figure on ABORTED).
+	Details       []*anypb.Any `protobuf:"bytes,3,rep,name=details,proto3" json:"details,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1701,6 +1705,13 @@ func (x *StreamError) GetMessage() string {
 		return x.Message
 	}
 	return ""
+}
+
+func (x *StreamError) GetDetails() []*anypb.Any {
+	if x != nil {
+		return x.Details
+	}
+	return nil
 }
 
 type ReleaseResponse struct {
@@ -2147,7 +2158,7 @@ var File_stockd_v1_inventory_proto protoreflect.FileDescriptor
 
 const file_stockd_v1_inventory_proto_rawDesc = "" +
 	"\n" +
-	"\x19stockd/v1/inventory.proto\x12\tstockd.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\x01\n" +
+	"\x19stockd/v1/inventory.proto\x12\tstockd.v1\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\x01\n" +
 	"\x16GetAvailabilityRequest\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12\x12\n" +
 	"\x04skus\x18\x02 \x03(\tR\x04skus\x12!\n" +
@@ -2256,10 +2267,11 @@ const file_stockd_v1_inventory_proto_rawDesc = "" +
 	"\aconfirm\x18\x03 \x01(\v2\x1a.stockd.v1.ConfirmResponseH\x00R\aconfirm\x126\n" +
 	"\arelease\x18\x04 \x01(\v2\x1a.stockd.v1.ReleaseResponseH\x00R\arelease\x12.\n" +
 	"\x05error\x18\x05 \x01(\v2\x16.stockd.v1.StreamErrorH\x00R\x05errorB\b\n" +
-	"\x06result\";\n" +
+	"\x06result\"k\n" +
 	"\vStreamError\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"g\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12.\n" +
+	"\adetails\x18\x03 \x03(\v2\x14.google.protobuf.AnyR\adetails\"g\n" +
 	"\x0fReleaseResponse\x128\n" +
 	"\vreservation\x18\x01 \x01(\v2\x16.stockd.v1.ReservationR\vreservation\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x04R\brevision\"\x9f\x01\n" +
@@ -2366,6 +2378,7 @@ var file_stockd_v1_inventory_proto_goTypes = []any{
 	(*Allocation)(nil),               // 29: stockd.v1.Allocation
 	(*timestamppb.Timestamp)(nil),    // 30: google.protobuf.Timestamp
 	(*durationpb.Duration)(nil),      // 31: google.protobuf.Duration
+	(*anypb.Any)(nil),                // 32: google.protobuf.Any
 }
 var file_stockd_v1_inventory_proto_depIdxs = []int32{
 	3,  // 0: stockd.v1.GetAvailabilityResponse.skus:type_name -> stockd.v1.SkuAvailability
@@ -2390,40 +2403,41 @@ var file_stockd_v1_inventory_proto_depIdxs = []int32{
 	10, // 19: stockd.v1.ReserveStreamResponse.confirm:type_name -> stockd.v1.ConfirmResponse
 	24, // 20: stockd.v1.ReserveStreamResponse.release:type_name -> stockd.v1.ReleaseResponse
 	23, // 21: stockd.v1.ReserveStreamResponse.error:type_name -> stockd.v1.StreamError
-	27, // 22: stockd.v1.ReleaseResponse.reservation:type_name -> stockd.v1.Reservation
-	27, // 23: stockd.v1.GetReservationResponse.reservation:type_name -> stockd.v1.Reservation
-	0,  // 24: stockd.v1.Reservation.state:type_name -> stockd.v1.ReservationState
-	28, // 25: stockd.v1.Reservation.lines:type_name -> stockd.v1.ReservationLine
-	30, // 26: stockd.v1.Reservation.created_at:type_name -> google.protobuf.Timestamp
-	30, // 27: stockd.v1.Reservation.expires_at:type_name -> google.protobuf.Timestamp
-	29, // 28: stockd.v1.ReservationLine.allocations:type_name -> stockd.v1.Allocation
-	30, // 29: stockd.v1.ReservationLine.promised_at:type_name -> google.protobuf.Timestamp
-	30, // 30: stockd.v1.Allocation.promised_at:type_name -> google.protobuf.Timestamp
-	1,  // 31: stockd.v1.Inventory.GetAvailability:input_type -> stockd.v1.GetAvailabilityRequest
-	7,  // 32: stockd.v1.Inventory.Reserve:input_type -> stockd.v1.ReserveRequest
-	9,  // 33: stockd.v1.Inventory.Confirm:input_type -> stockd.v1.ConfirmRequest
-	11, // 34: stockd.v1.Inventory.Release:input_type -> stockd.v1.ReleaseRequest
-	25, // 35: stockd.v1.Inventory.GetReservation:input_type -> stockd.v1.GetReservationRequest
-	13, // 36: stockd.v1.Inventory.Extend:input_type -> stockd.v1.ExtendRequest
-	15, // 37: stockd.v1.Inventory.CancelOrder:input_type -> stockd.v1.CancelOrderRequest
-	17, // 38: stockd.v1.Inventory.ListReservations:input_type -> stockd.v1.ListReservationsRequest
-	19, // 39: stockd.v1.Inventory.ReleaseAll:input_type -> stockd.v1.ReleaseAllRequest
-	21, // 40: stockd.v1.Inventory.ReserveStream:input_type -> stockd.v1.ReserveStreamRequest
-	2,  // 41: stockd.v1.Inventory.GetAvailability:output_type -> stockd.v1.GetAvailabilityResponse
-	8,  // 42: stockd.v1.Inventory.Reserve:output_type -> stockd.v1.ReserveResponse
-	10, // 43: stockd.v1.Inventory.Confirm:output_type -> stockd.v1.ConfirmResponse
-	24, // 44: stockd.v1.Inventory.Release:output_type -> stockd.v1.ReleaseResponse
-	26, // 45: stockd.v1.Inventory.GetReservation:output_type -> stockd.v1.GetReservationResponse
-	14, // 46: stockd.v1.Inventory.Extend:output_type -> stockd.v1.ExtendResponse
-	16, // 47: stockd.v1.Inventory.CancelOrder:output_type -> stockd.v1.CancelOrderResponse
-	18, // 48: stockd.v1.Inventory.ListReservations:output_type -> stockd.v1.ListReservationsResponse
-	20, // 49: stockd.v1.Inventory.ReleaseAll:output_type -> stockd.v1.ReleaseAllResponse
-	22, // 50: stockd.v1.Inventory.ReserveStream:output_type -> stockd.v1.ReserveStreamResponse
-	41, // [41:51] is the sub-list for method output_type
-	31, // [31:41] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	32, // 22: stockd.v1.StreamError.details:type_name -> google.protobuf.Any
+	27, // 23: stockd.v1.ReleaseResponse.reservation:type_name -> stockd.v1.Reservation
+	27, // 24: stockd.v1.GetReservationResponse.reservation:type_name -> stockd.v1.Reservation
+	0,  // 25: stockd.v1.Reservation.state:type_name -> stockd.v1.ReservationState
+	28, // 26: stockd.v1.Reservation.lines:type_name -> stockd.v1.ReservationLine
+	30, // 27: stockd.v1.Reservation.created_at:type_name -> google.protobuf.Timestamp
+	30, // 28: stockd.v1.Reservation.expires_at:type_name -> google.protobuf.Timestamp
+	29, // 29: stockd.v1.ReservationLine.allocations:type_name -> stockd.v1.Allocation
+	30, // 30: stockd.v1.ReservationLine.promised_at:type_name -> google.protobuf.Timestamp
+	30, // 31: stockd.v1.Allocation.promised_at:type_name -> google.protobuf.Timestamp
+	1,  // 32: stockd.v1.Inventory.GetAvailability:input_type -> stockd.v1.GetAvailabilityRequest
+	7,  // 33: stockd.v1.Inventory.Reserve:input_type -> stockd.v1.ReserveRequest
+	9,  // 34: stockd.v1.Inventory.Confirm:input_type -> stockd.v1.ConfirmRequest
+	11, // 35: stockd.v1.Inventory.Release:input_type -> stockd.v1.ReleaseRequest
+	25, // 36: stockd.v1.Inventory.GetReservation:input_type -> stockd.v1.GetReservationRequest
+	13, // 37: stockd.v1.Inventory.Extend:input_type -> stockd.v1.ExtendRequest
+	15, // 38: stockd.v1.Inventory.CancelOrder:input_type -> stockd.v1.CancelOrderRequest
+	17, // 39: stockd.v1.Inventory.ListReservations:input_type -> stockd.v1.ListReservationsRequest
+	19, // 40: stockd.v1.Inventory.ReleaseAll:input_type -> stockd.v1.ReleaseAllRequest
+	21, // 41: stockd.v1.Inventory.ReserveStream:input_type -> stockd.v1.ReserveStreamRequest
+	2,  // 42: stockd.v1.Inventory.GetAvailability:output_type -> stockd.v1.GetAvailabilityResponse
+	8,  // 43: stockd.v1.Inventory.Reserve:output_type -> stockd.v1.ReserveResponse
+	10, // 44: stockd.v1.Inventory.Confirm:output_type -> stockd.v1.ConfirmResponse
+	24, // 45: stockd.v1.Inventory.Release:output_type -> stockd.v1.ReleaseResponse
+	26, // 46: stockd.v1.Inventory.GetReservation:output_type -> stockd.v1.GetReservationResponse
+	14, // 47: stockd.v1.Inventory.Extend:output_type -> stockd.v1.ExtendResponse
+	16, // 48: stockd.v1.Inventory.CancelOrder:output_type -> stockd.v1.CancelOrderResponse
+	18, // 49: stockd.v1.Inventory.ListReservations:output_type -> stockd.v1.ListReservationsResponse
+	20, // 50: stockd.v1.Inventory.ReleaseAll:output_type -> stockd.v1.ReleaseAllResponse
+	22, // 51: stockd.v1.Inventory.ReserveStream:output_type -> stockd.v1.ReserveStreamResponse
+	42, // [42:52] is the sub-list for method output_type
+	32, // [32:42] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_stockd_v1_inventory_proto_init() }
