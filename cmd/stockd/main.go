@@ -32,9 +32,9 @@ func main() {
 		// 5x the live heap instead of 2x cuts GC work: Reserve ~47% of the
 		// health floor on one node (39-44% at GOGC=100) and, with three nodes
 		// sharing two cores, p99 22-25 ms instead of 27-29 ms at GOGC=200.
-		// It costs memory: ~900 B of RSS per counter at a million counters
-		// against ~470 B at 200 and ~500 B at 100. GOGC in the environment
-		// overrides it; memory-bound deployments should set GOGC=100.
+		// It would cost memory at a large state (~900 B of RSS per counter at
+		// a million counters): the heap governor (--memory-ratio) caps that.
+		// GOGC in the environment overrides it.
 		debug.SetGCPercent(400)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -65,6 +65,7 @@ type options struct {
 	logLevel          string
 	shutdownTimeout   time.Duration
 	pprofAddr         string
+	memoryRatio       float64
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -93,6 +94,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "longest wait for in-flight calls on shutdown")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof profiles on this address (off when empty)")
+	fs.Float64Var(&o.memoryRatio, "memory-ratio", 2, "keep memory near this multiple of the live heap once that passes 256 MiB (a soft limit; 0 turns it off; ignored when GOMEMLIMIT is set)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -101,6 +103,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.maxBatch < 1 {
 		return o, fmt.Errorf("--max-batch must be >= 1, got %d", o.maxBatch)
+	}
+	if o.memoryRatio != 0 && o.memoryRatio < 1.1 {
+		return o, fmt.Errorf("--memory-ratio must be 0 (off) or >= 1.1, got %v", o.memoryRatio)
 	}
 	return o, nil
 }
@@ -184,6 +189,16 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			logger.Error("close node", "err", err)
 		}
 	}()
+
+	if o.memoryRatio > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		gctx, stopGovernor := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			heapGovernor{ratio: o.memoryRatio, interval: 250 * time.Millisecond, log: logger}.run(gctx)
+		}()
+		defer func() { stopGovernor(); <-done }()
+	}
 
 	if o.pprofAddr != "" {
 		stopPprof, err := servePprof(o.pprofAddr, logger)

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"math"
+	"runtime/debug"
+	"runtime/metrics"
+	"time"
+)
+
+// memoryFloorBytes is the soft memory limit the governor never goes below:
+// under it, GOGC alone sets the pace (a small state keeps GOGC=400's cheap
+// collections).
+const memoryFloorBytes = 256 << 20
+
+// heapGovernor bounds memory once the state is large. stockd runs at
+// GOGC=400, which lets the heap grow to 5x the live state between
+// collections: cheap for a small state, ~900 B of RSS per counter at a
+// million counters. Every interval the governor sets the runtime's soft memory
+// limit to max(memoryFloorBytes, ratio x the live heap), so a large state
+// collects as if GOGC were (ratio-1) x 100 while a small one keeps GOGC=400.
+type heapGovernor struct {
+	ratio    float64
+	interval time.Duration
+	log      *slog.Logger
+}
+
+// memoryLimit is the soft limit for a live heap of live bytes.
+func memoryLimit(live uint64, ratio float64) int64 {
+	l := float64(live) * ratio
+	if l > math.MaxInt64/2 {
+		return math.MaxInt64
+	}
+	return max(memoryFloorBytes, int64(l))
+}
+
+// run adjusts the limit until ctx ends, then lifts it.
+func (g heapGovernor) run(ctx context.Context) {
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	tick := time.NewTicker(g.interval)
+	defer tick.Stop()
+	defer debug.SetMemoryLimit(math.MaxInt64)
+	var last int64
+	for {
+		metrics.Read(sample)
+		if sample[0].Value.Kind() == metrics.KindUint64 {
+			if lim := memoryLimit(sample[0].Value.Uint64(), g.ratio); lim != last {
+				debug.SetMemoryLimit(lim)
+				if last == 0 || lim > last*2 || lim < last/2 {
+					g.log.Debug("memory limit", "bytes", lim)
+				}
+				last = lim
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
