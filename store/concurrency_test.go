@@ -86,6 +86,13 @@ func TestI5ReadsDuringApply(t *testing.T) {
 						return
 					}
 				}
+				// genLog's backorder share sends incoming lines (determinism_backorder_test.go).
+				for _, in := range m.Incoming("") {
+					if in.Backordered < 0 || in.Backordered > in.Quantity-in.Received {
+						errs <- fmt.Errorf("reader %d: got incoming line %+v, want 0 <= backordered <= quantity - received", r, in)
+						return
+					}
+				}
 				if d, live := m.NextDeadline(); live && d <= 0 {
 					errs <- fmt.Errorf("reader %d: got next deadline %d, want a positive time", r, d)
 					return

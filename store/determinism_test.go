@@ -25,8 +25,10 @@ type logGen struct {
 	r             *rand.Rand
 	clock         int64
 	orders        uint64
-	recent        [][2]string // (channel, id) of the last few reserves, for lifecycle commands
-	lastConfirmed [2]string   // the last hold lifecycleCommand confirmed
+	recent        [][2]string                    // (channel, id) of the last few reserves, for lifecycle commands
+	lastConfirmed [2]string                      // the last hold lifecycleCommand confirmed
+	incoming      map[string]*logv1.IncomingLine // the last row backorderCommand sent per po line
+	carts         [][2]string                    // (channel, id) of the last few carts backorderCommand sent
 }
 
 var (
@@ -75,7 +77,9 @@ func genLog(seed uint64, n int) []*logv1.Entry {
 
 func (g *logGen) command() *logv1.Command {
 	ttls := []time.Duration{0, time.Second, 5 * time.Second, 30 * time.Second, 2 * time.Minute}
-	switch p := g.r.IntN(122); {
+	switch p := g.r.IntN(140); {
+	case p >= 122:
+		return g.backorderCommand() // determinism_backorder_test.go
 	case p >= 112:
 		return g.catalogCommand(ttls) // catalog_test.go
 	case p >= 100:

@@ -118,7 +118,10 @@ func (md *model) releasePart(c *logv1.Release) (error, string, *store.Reservatio
 		for j := len(l.allocs) - 1; j >= 0; j-- {
 			a := l.allocs[j]
 			take := min(left, int64(a.Quantity))
-			if take > 0 {
+			if take > 0 && a.POLine != "" {
+				md.incoming[a.POLine].backordered -= take // a backorder gives its units back to the line
+				md.note("backorder partly released")
+			} else if take > 0 {
 				md.counters[mkey{l.item, string(a.Location)}].reserved -= take
 				md.touch(mkey{l.item, string(a.Location)})
 			}
@@ -158,6 +161,11 @@ func (md *model) cancelOrder(c *logv1.CancelOrder) (error, string, *store.Reserv
 		return store.ErrAbsorbed, "reservation_id", nil
 	}
 	for _, l := range o.lines {
+		if l.po != "" {
+			md.incoming[l.po].backordered -= l.qty // still waiting: back to the incoming line
+			md.note("cancelled order gave back waiting units")
+			continue
+		}
 		md.counters[mkey{l.item, l.loc}].committed -= l.qty
 		md.touch(mkey{l.item, l.loc})
 	}

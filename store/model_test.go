@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -30,6 +31,9 @@ type mline struct {
 	qty      int64
 	allocs   []store.Allocation
 	expect   uint64 // expected_mod_revision
+	// backorder: allow_backorder; allocations with a POLine wait on that
+	// incoming line (model_backorder_test.go).
+	backorder bool
 	// item and factor are the SKU's mapping when the hold was made (model_catalog_test.go).
 	item   string
 	factor int64
@@ -45,6 +49,7 @@ type mres struct {
 	orderSeq         uint64
 	ops              []mop   // extends and partial releases (model_lifecycle_test.go)
 	request          []mline // the lines as first asked, to judge retries (partial releases shrink lines)
+	md               *model  // for promised dates: the incoming lines' ETAs as they stand
 }
 
 type mrefusal struct {
@@ -71,6 +76,7 @@ type morder struct {
 type morderLine struct {
 	item, loc string
 	qty       int64
+	po        string // set while the units wait for that incoming line (not committed)
 }
 
 type mprune struct {
@@ -100,9 +106,11 @@ type model struct {
 	deltas     map[string]*mdelta
 	orders     []*morder
 	releaseAll map[rkey]uint32
-	skus       map[string]*msku // SKU mappings and tombstones (model_catalog_test.go)
-	index      int64            // the entry being applied
-	casFigure  [2]int64         // (mod_revision, SKU units) of the last compare-and-reserve refusal
+	skus       map[string]*msku      // SKU mappings and tombstones (model_catalog_test.go)
+	incoming   map[string]*mincoming // purchase-order lines by id (model_backorder_test.go)
+	seen       map[string]int        // outcomes reached, when not nil (model_backorder_test.go)
+	index      int64                 // the entry being applied
+	casFigure  [2]int64              // (mod_revision, SKU units) of the last compare-and-reserve refusal
 	nextSeq    uint64
 	mark       uint64
 	queue      []mprune
@@ -113,7 +121,7 @@ func newModel(cfg store.Config) *model {
 		window: cfg.RetryWindowNanos, maxRecords: cfg.MaxRecords,
 		locs: map[string]bool{}, channels: map[string]mchannel{}, counters: map[mkey]*mcounter{},
 		buffers: map[bkey]int64{}, res: map[rkey]*mres{}, refusals: map[rkey]*mrefusal{},
-		deltas: map[string]*mdelta{}, releaseAll: map[rkey]uint32{}, skus: map[string]*msku{}, nextSeq: 1,
+		deltas: map[string]*mdelta{}, releaseAll: map[rkey]uint32{}, skus: map[string]*msku{}, incoming: map[string]*mincoming{}, nextSeq: 1,
 	}
 }
 
@@ -159,6 +167,9 @@ func (md *model) begin(ts int64) {
 		return cmp.Or(cmp.Compare(a.expires, b.expires), cmp.Compare(a.key.ch, b.key.ch), cmp.Compare(a.key.id, b.key.id))
 	})
 	for _, r := range due {
+		if r.waitsOnIncoming() {
+			md.note("backorder hold expired")
+		}
 		md.unhold(r)
 		md.finish(r, store.StateExpired)
 	}
@@ -184,6 +195,10 @@ func (md *model) begin(ts int64) {
 func (md *model) unhold(r *mres) {
 	for _, l := range r.lines {
 		for _, a := range l.allocs {
+			if a.POLine != "" {
+				md.incoming[a.POLine].backordered -= int64(a.Quantity)
+				continue
+			}
 			md.counters[mkey{l.item, string(a.Location)}].reserved -= int64(a.Quantity)
 			md.touch(mkey{l.item, string(a.Location)})
 		}
@@ -205,7 +220,8 @@ func ttlOf(ttl int64) int64 {
 func linesOf(c *logv1.Reserve) []mline {
 	out := make([]mline, len(c.GetLines()))
 	for i, l := range c.GetLines() {
-		out[i] = mline{sku: l.GetSku(), loc: l.GetLocation(), qty: l.GetQuantitySkuUnits(), expect: l.GetExpectedModRevision()}
+		out[i] = mline{sku: l.GetSku(), loc: l.GetLocation(), qty: l.GetQuantitySkuUnits(), expect: l.GetExpectedModRevision(),
+			backorder: l.GetAllowBackorder()}
 	}
 	return out
 }
@@ -225,6 +241,8 @@ func differs(first []mline, firstTTL int64, retry []mline, retryTTL int64) strin
 			return "lines[" + strconv.Itoa(i) + "].location"
 		case first[i].expect != retry[i].expect:
 			return "lines[" + strconv.Itoa(i) + "].expected_mod_revision"
+		case first[i].backorder != retry[i].backorder:
+			return "lines[" + strconv.Itoa(i) + "].allow_backorder"
 		}
 	}
 	if ttlOf(firstTTL) != ttlOf(retryTTL) {
@@ -274,19 +292,23 @@ func (md *model) reserve(c *logv1.Reserve) (error, string, *mres) {
 	}
 	for _, l := range lines {
 		for _, a := range l.allocs {
+			if a.POLine != "" {
+				md.incoming[a.POLine].backordered += int64(a.Quantity)
+				continue
+			}
 			md.counters[mkey{l.item, string(a.Location)}].reserved += int64(a.Quantity)
 			md.touch(mkey{l.item, string(a.Location)})
 		}
 	}
 	r := &mres{key: key, state: store.StateHeld, lines: lines, ttl: c.GetTtlNanos(), created: md.now, expires: md.now + ttlOf(c.GetTtlNanos()),
-		request: linesOf(c)}
+		request: linesOf(c), md: md}
 	md.res[key] = r
 	return nil, "", r
 }
 
-// allocate fills lines[i].allocs per DESIGN.md: pinned lines at their
-// location; then the first location in priority order that fills every free
-// line; else each free line greedily in priority order.
+// allocate fills lines[i].allocs per DESIGN.md after checking SKUs,
+// locations and expected revisions: from on-hand alone if it can; else, when
+// a line allows a backorder, partly from incoming supply.
 func (md *model) allocate(ch string, lines []mline) (error, string) {
 	c, ok := md.channels[ch]
 	if !ok {
@@ -314,6 +336,17 @@ func (md *model) allocate(ch string, lines []mline) (error, string) {
 			return store.ErrRevisionChanged, "lines[" + strconv.Itoa(i) + "].expected_mod_revision"
 		}
 	}
+	err, field := md.placeOnHand(c, ch, lines)
+	if errors.Is(err, store.ErrInsufficientStock) && slices.ContainsFunc(lines, func(l mline) bool { return l.backorder }) {
+		return md.placeBackorder(c, ch, lines) // model_backorder_test.go
+	}
+	return err, field
+}
+
+// placeOnHand holds the lines from on-hand alone: pinned lines at their
+// location; then the first location in priority order that fills every free
+// line; else each free line greedily in priority order.
+func (md *model) placeOnHand(c mchannel, ch string, lines []mline) (error, string) {
 	taken := map[mkey]int64{}
 	left := func(item, loc string) int64 { return md.avail(ch, item, loc) - taken[mkey{item, loc}] }
 	var free []int
@@ -388,11 +421,16 @@ func (md *model) confirm(c *logv1.Confirm) (error, string, *mres) {
 		md.nextSeq++
 		for _, l := range r.lines {
 			for _, a := range l.allocs {
+				if a.POLine != "" {
+					// Not committed: the units wait in the order for the incoming line.
+					o.lines = append(o.lines, morderLine{l.item, string(a.Location), int64(a.Quantity), a.POLine})
+					continue
+				}
 				ct := md.counters[mkey{l.item, string(a.Location)}]
 				md.touch(mkey{l.item, string(a.Location)})
 				ct.reserved -= int64(a.Quantity)
 				ct.committed += int64(a.Quantity)
-				o.lines = append(o.lines, morderLine{l.item, string(a.Location), int64(a.Quantity)})
+				o.lines = append(o.lines, morderLine{l.item, string(a.Location), int64(a.Quantity), ""})
 			}
 		}
 		md.orders = append(md.orders, o)
@@ -447,6 +485,9 @@ func (md *model) setStock(c *logv1.SetStock) []store.RowResult {
 			if o.seq <= mark && !o.absorbed && !o.cancelled {
 				o.absorbed = true
 				for _, l := range o.lines {
+					if l.po != "" {
+						continue // still waiting: never committed
+					}
 					md.counters[mkey{l.item, l.loc}].committed -= l.qty
 					md.touch(mkey{l.item, l.loc})
 				}
@@ -525,6 +566,9 @@ func (r *mres) reservation() store.Reservation {
 			SKU: store.SKU(l.sku), Item: store.ItemID(l.item), Quantity: store.Units(l.qty), Factor: store.Units(l.factor),
 			Allocations: slices.Clone(l.allocs),
 		})
+	}
+	if r.md != nil {
+		r.md.promise(&out)
 	}
 	return out
 }
