@@ -543,9 +543,20 @@ func (h *streamHarness) stall(t testing.TB, ctx context.Context, tag string) (c 
 	}()
 	c = h.tap.counts(tag)
 	base := reservedUnits(t, h.m, "STALL")
-	waitUntil(t, tag+" holding a full window, all of it applied", func() bool {
+	// Steady means: a full window held, all of it applied, and no answer
+	// handed to the transport for 50 consecutive polls (the client's HTTP/2
+	// window, which grows with its bandwidth estimate, has filled up). Until
+	// then the stalled stream still costs the server work.
+	var lastSent int64 = -1
+	stable := 0
+	waitUntil(t, tag+" holding a full window, all of it applied, its transport full", func() bool {
 		checkWindow(t, tag, c)
-		return c.inflight() == maxStreamInflight && reservedUnits(t, h.m, "STALL")-base == c.recv.Load()
+		if sent := c.sent.Load(); sent != lastSent {
+			lastSent, stable = sent, 0
+		} else {
+			stable++
+		}
+		return c.inflight() == maxStreamInflight && reservedUnits(t, h.m, "STALL")-base == c.recv.Load() && stable >= 50
 	})
 	return c, func() {
 		cancel()
