@@ -40,13 +40,8 @@ func (e *erp) SetStock(ctx context.Context, req *stockdv1.SetStockRequest) (*sto
 		return nil, s.status(ctx, err)
 	}
 	out, n := rowsToProto(res.Rows)
-	return &stockdv1.SetStockResponse{
-		Rows:         out,
-		Revision:     uint64(res.Revision),
-		Applied:      n.applied,
-		IgnoredStale: n.ignoredStale,
-		Rejected:     n.rejected,
-	}, nil
+	return &stockdv1.SetStockResponse{Rows: out, Revision: uint64(res.Revision),
+		Applied: n.applied, IgnoredStale: n.ignoredStale, Rejected: n.rejected}, nil
 }
 
 // AdjustStock applies signed deltas, each once by its delta id.
@@ -72,13 +67,8 @@ func (e *erp) AdjustStock(ctx context.Context, req *stockdv1.AdjustStockRequest)
 		return nil, s.status(ctx, err)
 	}
 	out, n := rowsToProto(res.Rows)
-	return &stockdv1.AdjustStockResponse{
-		Rows:         out,
-		Revision:     uint64(res.Revision),
-		Applied:      n.applied,
-		IgnoredStale: n.ignoredStale,
-		Rejected:     n.rejected,
-	}, nil
+	return &stockdv1.AdjustStockResponse{Rows: out, Revision: uint64(res.Revision),
+		Applied: n.applied, IgnoredStale: n.ignoredStale, Rejected: n.rejected}, nil
 }
 
 // SetIncoming records purchase-order lines on their way, each row judged on its own.
@@ -109,13 +99,8 @@ func (e *erp) SetIncoming(ctx context.Context, req *stockdv1.SetIncomingRequest)
 		return nil, s.status(ctx, err)
 	}
 	out, n := rowsToProto(res.Rows)
-	return &stockdv1.SetIncomingResponse{
-		Rows:         out,
-		Revision:     uint64(res.Revision),
-		Applied:      n.applied,
-		IgnoredStale: n.ignoredStale,
-		Rejected:     n.rejected,
-	}, nil
+	return &stockdv1.SetIncomingResponse{Rows: out, Revision: uint64(res.Revision),
+		Applied: n.applied, IgnoredStale: n.ignoredStale, Rejected: n.rejected}, nil
 }
 
 // ListIncoming lists incoming lines of one item or all, with what backorders hold on them.

@@ -57,10 +57,7 @@ func (s *session) stockSet(ctx context.Context, args []string) error {
 		tw := newTable(s.stdout)
 		fmt.Fprintln(tw, "ROW\tITEM\tLOCATION\tSET_ON_HAND\tVERSION\tSTATUS\tON_HAND\tHELD_VERSION\tREASON")
 		for i, row := range rows {
-			res := &stockdv1.RowResult{Reason: "no answer from server"}
-			if i < len(resp.GetRows()) {
-				res = resp.GetRows()[i]
-			}
+			res := rowAnswer(resp.GetRows(), i)
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%s\t%d\t%d\t%s\n", i, row.GetItem(), row.GetLocation(),
 				row.GetOnHandBaseUnits(), row.GetVersion(), rowStatus(res.GetStatus()),
 				res.GetOnHandBaseUnits(), res.GetVersion(), res.GetReason())
@@ -123,10 +120,7 @@ func (s *session) stockAdjust(ctx context.Context, args []string) error {
 		tw := newTable(s.stdout)
 		fmt.Fprintln(tw, "ROW\tDELTA_ID\tITEM\tLOCATION\tDELTA\tSTATUS\tON_HAND\tHELD_VERSION\tREASON")
 		for i, row := range rows {
-			res := &stockdv1.RowResult{Reason: "no answer from server"}
-			if i < len(resp.GetRows()) {
-				res = resp.GetRows()[i]
-			}
+			res := rowAnswer(resp.GetRows(), i)
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%+d\t%s\t%d\t%d\t%s\n", i, row.GetDeltaId(), row.GetItem(), row.GetLocation(),
 				row.GetDeltaBaseUnits(), rowStatus(res.GetStatus()), res.GetOnHandBaseUnits(), res.GetVersion(), res.GetReason())
 		}
@@ -258,4 +252,13 @@ func randomHex(n int) (string, error) {
 		return "", fmt.Errorf("random delta id: %w", err)
 	}
 	return hex.EncodeToString(b), nil
+}
+
+// rowAnswer is the server's answer to row i of a batch, or a stand-in saying
+// there was none (a server that answered fewer rows than it was sent).
+func rowAnswer(rows []*stockdv1.RowResult, i int) *stockdv1.RowResult {
+	if i < len(rows) {
+		return rows[i]
+	}
+	return &stockdv1.RowResult{Reason: "no answer from server"}
 }

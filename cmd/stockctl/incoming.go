@@ -58,10 +58,7 @@ func (s *session) incomingSet(ctx context.Context, args []string) error {
 		tw := newTable(s.stdout)
 		fmt.Fprintln(tw, "ROW\tPO_LINE\tITEM\tLOCATION\tQUANTITY\tRECEIVED\tETA\tVERSION\tSTATUS\tHELD_VERSION\tREASON")
 		for i, row := range rows {
-			res := &stockdv1.RowResult{Reason: "no answer from server"}
-			if i < len(resp.GetRows()) {
-				res = resp.GetRows()[i]
-			}
+			res := rowAnswer(resp.GetRows(), i)
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\t%s\t%d\t%s\t%d\t%s\n", i, row.GetPoLineId(), row.GetItem(), row.GetLocation(),
 				row.GetQuantityBaseUnits(), row.GetReceivedBaseUnits(), formatTimestamp(row.GetEta()), row.GetVersion(),
 				rowStatus(res.GetStatus()), res.GetVersion(), res.GetReason())
