@@ -42,6 +42,8 @@ var (
 	ErrAbsorbed = errors.New("order already absorbed by the ERP")
 	// ErrUnknownIncoming: no such incoming (purchase-order) line.
 	ErrUnknownIncoming = errors.New("unknown incoming line")
+	// ErrUnknownOrder: no such order (by channel and order_ref, or by outbox sequence).
+	ErrUnknownOrder = errors.New("unknown order")
 )
 
 // sentinels lists the sentinels in the order their kind numbers are
@@ -64,6 +66,7 @@ var sentinels = []error{
 	ErrNotConfirmed,
 	ErrAbsorbed,
 	ErrUnknownIncoming,
+	ErrUnknownOrder,
 }
 
 func kindOf(err error) uint32 {

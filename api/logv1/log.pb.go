@@ -117,6 +117,7 @@ type Command struct {
 	//	*Command_CancelOrder
 	//	*Command_ReleaseAll
 	//	*Command_SetIncoming
+	//	*Command_AckOrders
 	Kind          isCommand_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -348,6 +349,15 @@ func (x *Command) GetSetIncoming() *SetIncoming {
 	return nil
 }
 
+func (x *Command) GetAckOrders() *AckOrders {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_AckOrders); ok {
+			return x.AckOrders
+		}
+	}
+	return nil
+}
+
 type isCommand_Kind interface {
 	isCommand_Kind()
 }
@@ -437,6 +447,10 @@ type Command_SetIncoming struct {
 	SetIncoming *SetIncoming `protobuf:"bytes,21,opt,name=set_incoming,json=setIncoming,proto3,oneof"`
 }
 
+type Command_AckOrders struct {
+	AckOrders *AckOrders `protobuf:"bytes,22,opt,name=ack_orders,json=ackOrders,proto3,oneof"`
+}
+
 func (*Command_Reserve) isCommand_Kind() {}
 
 func (*Command_Confirm) isCommand_Kind() {}
@@ -479,6 +493,113 @@ func (*Command_ReleaseAll) isCommand_Kind() {}
 
 func (*Command_SetIncoming) isCommand_Kind() {}
 
+func (*Command_AckOrders) isCommand_Kind() {}
+
+type OrderAck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Seq   uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// 1 booked, 2 refused, 3 done (a cancellation).
+	Outcome       uint32 `protobuf:"varint,2,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OrderAck) Reset() {
+	*x = OrderAck{}
+	mi := &file_stockd_log_v1_log_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OrderAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OrderAck) ProtoMessage() {}
+
+func (x *OrderAck) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_log_v1_log_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OrderAck.ProtoReflect.Descriptor instead.
+func (*OrderAck) Descriptor() ([]byte, []int) {
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *OrderAck) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *OrderAck) GetOutcome() uint32 {
+	if x != nil {
+		return x.Outcome
+	}
+	return 0
+}
+
+func (x *OrderAck) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type AckOrders struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Acks          []*OrderAck            `protobuf:"bytes,1,rep,name=acks,proto3" json:"acks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckOrders) Reset() {
+	*x = AckOrders{}
+	mi := &file_stockd_log_v1_log_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckOrders) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckOrders) ProtoMessage() {}
+
+func (x *AckOrders) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_log_v1_log_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckOrders.ProtoReflect.Descriptor instead.
+func (*AckOrders) Descriptor() ([]byte, []int) {
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *AckOrders) GetAcks() []*OrderAck {
+	if x != nil {
+		return x.Acks
+	}
+	return nil
+}
+
 type ReserveLine struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	Sku              string                 `protobuf:"bytes,1,opt,name=sku,proto3" json:"sku,omitempty"`
@@ -493,7 +614,7 @@ type ReserveLine struct {
 
 func (x *ReserveLine) Reset() {
 	*x = ReserveLine{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[2]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -505,7 +626,7 @@ func (x *ReserveLine) String() string {
 func (*ReserveLine) ProtoMessage() {}
 
 func (x *ReserveLine) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[2]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -518,7 +639,7 @@ func (x *ReserveLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReserveLine.ProtoReflect.Descriptor instead.
 func (*ReserveLine) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{2}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ReserveLine) GetSku() string {
@@ -568,7 +689,7 @@ type Reserve struct {
 
 func (x *Reserve) Reset() {
 	*x = Reserve{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[3]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -580,7 +701,7 @@ func (x *Reserve) String() string {
 func (*Reserve) ProtoMessage() {}
 
 func (x *Reserve) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[3]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -593,7 +714,7 @@ func (x *Reserve) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reserve.ProtoReflect.Descriptor instead.
 func (*Reserve) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{3}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Reserve) GetChannel() string {
@@ -635,7 +756,7 @@ type Confirm struct {
 
 func (x *Confirm) Reset() {
 	*x = Confirm{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[4]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -647,7 +768,7 @@ func (x *Confirm) String() string {
 func (*Confirm) ProtoMessage() {}
 
 func (x *Confirm) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[4]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -660,7 +781,7 @@ func (x *Confirm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Confirm.ProtoReflect.Descriptor instead.
 func (*Confirm) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{4}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Confirm) GetChannel() string {
@@ -697,7 +818,7 @@ type Release struct {
 
 func (x *Release) Reset() {
 	*x = Release{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[5]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -709,7 +830,7 @@ func (x *Release) String() string {
 func (*Release) ProtoMessage() {}
 
 func (x *Release) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[5]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -722,7 +843,7 @@ func (x *Release) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Release.ProtoReflect.Descriptor instead.
 func (*Release) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{5}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Release) GetChannel() string {
@@ -763,7 +884,7 @@ type ReleaseLine struct {
 
 func (x *ReleaseLine) Reset() {
 	*x = ReleaseLine{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[6]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -775,7 +896,7 @@ func (x *ReleaseLine) String() string {
 func (*ReleaseLine) ProtoMessage() {}
 
 func (x *ReleaseLine) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[6]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -788,7 +909,7 @@ func (x *ReleaseLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseLine.ProtoReflect.Descriptor instead.
 func (*ReleaseLine) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{6}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ReleaseLine) GetLine() uint32 {
@@ -817,7 +938,7 @@ type Extend struct {
 
 func (x *Extend) Reset() {
 	*x = Extend{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[7]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -829,7 +950,7 @@ func (x *Extend) String() string {
 func (*Extend) ProtoMessage() {}
 
 func (x *Extend) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[7]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -842,7 +963,7 @@ func (x *Extend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Extend.ProtoReflect.Descriptor instead.
 func (*Extend) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{7}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Extend) GetChannel() string {
@@ -883,7 +1004,7 @@ type CancelOrder struct {
 
 func (x *CancelOrder) Reset() {
 	*x = CancelOrder{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[8]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -895,7 +1016,7 @@ func (x *CancelOrder) String() string {
 func (*CancelOrder) ProtoMessage() {}
 
 func (x *CancelOrder) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[8]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -908,7 +1029,7 @@ func (x *CancelOrder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelOrder.ProtoReflect.Descriptor instead.
 func (*CancelOrder) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{8}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CancelOrder) GetChannel() string {
@@ -935,7 +1056,7 @@ type ReleaseAll struct {
 
 func (x *ReleaseAll) Reset() {
 	*x = ReleaseAll{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[9]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -947,7 +1068,7 @@ func (x *ReleaseAll) String() string {
 func (*ReleaseAll) ProtoMessage() {}
 
 func (x *ReleaseAll) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[9]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -960,7 +1081,7 @@ func (x *ReleaseAll) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseAll.ProtoReflect.Descriptor instead.
 func (*ReleaseAll) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{9}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ReleaseAll) GetChannel() string {
@@ -988,7 +1109,7 @@ type PutSku struct {
 
 func (x *PutSku) Reset() {
 	*x = PutSku{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[10]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1000,7 +1121,7 @@ func (x *PutSku) String() string {
 func (*PutSku) ProtoMessage() {}
 
 func (x *PutSku) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[10]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1013,7 +1134,7 @@ func (x *PutSku) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutSku.ProtoReflect.Descriptor instead.
 func (*PutSku) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{10}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PutSku) GetSku() string {
@@ -1046,7 +1167,7 @@ type DeleteSku struct {
 
 func (x *DeleteSku) Reset() {
 	*x = DeleteSku{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[11]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1058,7 +1179,7 @@ func (x *DeleteSku) String() string {
 func (*DeleteSku) ProtoMessage() {}
 
 func (x *DeleteSku) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[11]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1071,7 +1192,7 @@ func (x *DeleteSku) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSku.ProtoReflect.Descriptor instead.
 func (*DeleteSku) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{11}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DeleteSku) GetSku() string {
@@ -1091,7 +1212,7 @@ type PutLocationGroup struct {
 
 func (x *PutLocationGroup) Reset() {
 	*x = PutLocationGroup{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[12]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1103,7 +1224,7 @@ func (x *PutLocationGroup) String() string {
 func (*PutLocationGroup) ProtoMessage() {}
 
 func (x *PutLocationGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[12]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1116,7 +1237,7 @@ func (x *PutLocationGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutLocationGroup.ProtoReflect.Descriptor instead.
 func (*PutLocationGroup) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{12}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PutLocationGroup) GetId() string {
@@ -1142,7 +1263,7 @@ type DeleteLocationGroup struct {
 
 func (x *DeleteLocationGroup) Reset() {
 	*x = DeleteLocationGroup{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[13]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1154,7 +1275,7 @@ func (x *DeleteLocationGroup) String() string {
 func (*DeleteLocationGroup) ProtoMessage() {}
 
 func (x *DeleteLocationGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[13]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1167,7 +1288,7 @@ func (x *DeleteLocationGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteLocationGroup.ProtoReflect.Descriptor instead.
 func (*DeleteLocationGroup) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{13}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeleteLocationGroup) GetId() string {
@@ -1186,7 +1307,7 @@ type DeleteLocation struct {
 
 func (x *DeleteLocation) Reset() {
 	*x = DeleteLocation{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[14]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1198,7 +1319,7 @@ func (x *DeleteLocation) String() string {
 func (*DeleteLocation) ProtoMessage() {}
 
 func (x *DeleteLocation) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[14]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1211,7 +1332,7 @@ func (x *DeleteLocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteLocation.ProtoReflect.Descriptor instead.
 func (*DeleteLocation) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{14}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DeleteLocation) GetId() string {
@@ -1230,7 +1351,7 @@ type DeleteChannel struct {
 
 func (x *DeleteChannel) Reset() {
 	*x = DeleteChannel{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[15]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1242,7 +1363,7 @@ func (x *DeleteChannel) String() string {
 func (*DeleteChannel) ProtoMessage() {}
 
 func (x *DeleteChannel) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[15]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1255,7 +1376,7 @@ func (x *DeleteChannel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteChannel.ProtoReflect.Descriptor instead.
 func (*DeleteChannel) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{15}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DeleteChannel) GetId() string {
@@ -1280,7 +1401,7 @@ type IncomingLine struct {
 
 func (x *IncomingLine) Reset() {
 	*x = IncomingLine{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[16]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1292,7 +1413,7 @@ func (x *IncomingLine) String() string {
 func (*IncomingLine) ProtoMessage() {}
 
 func (x *IncomingLine) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[16]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1305,7 +1426,7 @@ func (x *IncomingLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IncomingLine.ProtoReflect.Descriptor instead.
 func (*IncomingLine) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{16}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *IncomingLine) GetPoLineId() string {
@@ -1366,7 +1487,7 @@ type SetIncoming struct {
 
 func (x *SetIncoming) Reset() {
 	*x = SetIncoming{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[17]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1378,7 +1499,7 @@ func (x *SetIncoming) String() string {
 func (*SetIncoming) ProtoMessage() {}
 
 func (x *SetIncoming) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[17]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1391,7 +1512,7 @@ func (x *SetIncoming) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetIncoming.ProtoReflect.Descriptor instead.
 func (*SetIncoming) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{17}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SetIncoming) GetLines() []*IncomingLine {
@@ -1413,7 +1534,7 @@ type StockCount struct {
 
 func (x *StockCount) Reset() {
 	*x = StockCount{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[18]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1425,7 +1546,7 @@ func (x *StockCount) String() string {
 func (*StockCount) ProtoMessage() {}
 
 func (x *StockCount) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[18]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1438,7 +1559,7 @@ func (x *StockCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StockCount.ProtoReflect.Descriptor instead.
 func (*StockCount) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{18}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *StockCount) GetItem() string {
@@ -1479,7 +1600,7 @@ type SetStock struct {
 
 func (x *SetStock) Reset() {
 	*x = SetStock{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[19]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1491,7 +1612,7 @@ func (x *SetStock) String() string {
 func (*SetStock) ProtoMessage() {}
 
 func (x *SetStock) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[19]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1504,7 +1625,7 @@ func (x *SetStock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetStock.ProtoReflect.Descriptor instead.
 func (*SetStock) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{19}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SetStock) GetRows() []*StockCount {
@@ -1535,7 +1656,7 @@ type StockAdjustment struct {
 
 func (x *StockAdjustment) Reset() {
 	*x = StockAdjustment{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[20]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1547,7 +1668,7 @@ func (x *StockAdjustment) String() string {
 func (*StockAdjustment) ProtoMessage() {}
 
 func (x *StockAdjustment) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[20]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1560,7 +1681,7 @@ func (x *StockAdjustment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StockAdjustment.ProtoReflect.Descriptor instead.
 func (*StockAdjustment) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{20}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *StockAdjustment) GetDeltaId() string {
@@ -1614,7 +1735,7 @@ type AdjustStock struct {
 
 func (x *AdjustStock) Reset() {
 	*x = AdjustStock{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[21]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1626,7 +1747,7 @@ func (x *AdjustStock) String() string {
 func (*AdjustStock) ProtoMessage() {}
 
 func (x *AdjustStock) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[21]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1639,7 +1760,7 @@ func (x *AdjustStock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdjustStock.ProtoReflect.Descriptor instead.
 func (*AdjustStock) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{21}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AdjustStock) GetRows() []*StockAdjustment {
@@ -1659,7 +1780,7 @@ type PutLocation struct {
 
 func (x *PutLocation) Reset() {
 	*x = PutLocation{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[22]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1671,7 +1792,7 @@ func (x *PutLocation) String() string {
 func (*PutLocation) ProtoMessage() {}
 
 func (x *PutLocation) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[22]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1684,7 +1805,7 @@ func (x *PutLocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutLocation.ProtoReflect.Descriptor instead.
 func (*PutLocation) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{22}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PutLocation) GetId() string {
@@ -1715,7 +1836,7 @@ type PutChannel struct {
 
 func (x *PutChannel) Reset() {
 	*x = PutChannel{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[23]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1727,7 +1848,7 @@ func (x *PutChannel) String() string {
 func (*PutChannel) ProtoMessage() {}
 
 func (x *PutChannel) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[23]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1740,7 +1861,7 @@ func (x *PutChannel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutChannel.ProtoReflect.Descriptor instead.
 func (*PutChannel) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{23}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PutChannel) GetId() string {
@@ -1790,7 +1911,7 @@ type SetBuffer struct {
 
 func (x *SetBuffer) Reset() {
 	*x = SetBuffer{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[24]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1802,7 +1923,7 @@ func (x *SetBuffer) String() string {
 func (*SetBuffer) ProtoMessage() {}
 
 func (x *SetBuffer) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[24]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1815,7 +1936,7 @@ func (x *SetBuffer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetBuffer.ProtoReflect.Descriptor instead.
 func (*SetBuffer) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{24}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SetBuffer) GetItem() string {
@@ -1855,7 +1976,7 @@ type Tick struct {
 
 func (x *Tick) Reset() {
 	*x = Tick{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[25]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1867,7 +1988,7 @@ func (x *Tick) String() string {
 func (*Tick) ProtoMessage() {}
 
 func (x *Tick) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[25]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1880,7 +2001,7 @@ func (x *Tick) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tick.ProtoReflect.Descriptor instead.
 func (*Tick) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{25}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{27}
 }
 
 // PutNode records a cluster member's addresses and the highest feature
@@ -1897,7 +2018,7 @@ type PutNode struct {
 
 func (x *PutNode) Reset() {
 	*x = PutNode{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[26]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1909,7 +2030,7 @@ func (x *PutNode) String() string {
 func (*PutNode) ProtoMessage() {}
 
 func (x *PutNode) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[26]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1922,7 +2043,7 @@ func (x *PutNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutNode.ProtoReflect.Descriptor instead.
 func (*PutNode) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{26}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PutNode) GetId() string {
@@ -1963,7 +2084,7 @@ type RemoveNode struct {
 
 func (x *RemoveNode) Reset() {
 	*x = RemoveNode{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[27]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1975,7 +2096,7 @@ func (x *RemoveNode) String() string {
 func (*RemoveNode) ProtoMessage() {}
 
 func (x *RemoveNode) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[27]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1988,7 +2109,7 @@ func (x *RemoveNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNode.ProtoReflect.Descriptor instead.
 func (*RemoveNode) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{27}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RemoveNode) GetId() string {
@@ -2015,7 +2136,7 @@ type CommandResult struct {
 
 func (x *CommandResult) Reset() {
 	*x = CommandResult{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[28]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2027,7 +2148,7 @@ func (x *CommandResult) String() string {
 func (*CommandResult) ProtoMessage() {}
 
 func (x *CommandResult) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[28]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2040,7 +2161,7 @@ func (x *CommandResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandResult.ProtoReflect.Descriptor instead.
 func (*CommandResult) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{28}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CommandResult) GetRevision() uint64 {
@@ -2090,7 +2211,7 @@ type RowResultRecord struct {
 
 func (x *RowResultRecord) Reset() {
 	*x = RowResultRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[29]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2102,7 +2223,7 @@ func (x *RowResultRecord) String() string {
 func (*RowResultRecord) ProtoMessage() {}
 
 func (x *RowResultRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[29]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2115,7 +2236,7 @@ func (x *RowResultRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RowResultRecord.ProtoReflect.Descriptor instead.
 func (*RowResultRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{29}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RowResultRecord) GetStatus() uint32 {
@@ -2166,7 +2287,7 @@ type Rejection struct {
 
 func (x *Rejection) Reset() {
 	*x = Rejection{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[30]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2178,7 +2299,7 @@ func (x *Rejection) String() string {
 func (*Rejection) ProtoMessage() {}
 
 func (x *Rejection) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[30]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2191,7 +2312,7 @@ func (x *Rejection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rejection.ProtoReflect.Descriptor instead.
 func (*Rejection) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{30}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Rejection) GetKind() uint32 {
@@ -2264,6 +2385,8 @@ type SnapshotRecord struct {
 	//	*SnapshotRecord_LocationGroup
 	//	*SnapshotRecord_Incoming
 	//	*SnapshotRecord_ReleaseAll
+	//	*SnapshotRecord_RejectedRow
+	//	*SnapshotRecord_RejectedCount
 	Kind          isSnapshotRecord_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2271,7 +2394,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[31]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2283,7 +2406,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[31]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2296,7 +2419,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{31}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SnapshotRecord) GetKind() isSnapshotRecord_Kind {
@@ -2432,6 +2555,24 @@ func (x *SnapshotRecord) GetReleaseAll() *ReleaseAllRecord {
 	return nil
 }
 
+func (x *SnapshotRecord) GetRejectedRow() *RejectedRowRecord {
+	if x != nil {
+		if x, ok := x.Kind.(*SnapshotRecord_RejectedRow); ok {
+			return x.RejectedRow
+		}
+	}
+	return nil
+}
+
+func (x *SnapshotRecord) GetRejectedCount() *RejectedCountRecord {
+	if x != nil {
+		if x, ok := x.Kind.(*SnapshotRecord_RejectedCount); ok {
+			return x.RejectedCount
+		}
+	}
+	return nil
+}
+
 type isSnapshotRecord_Kind interface {
 	isSnapshotRecord_Kind()
 }
@@ -2492,6 +2633,14 @@ type SnapshotRecord_ReleaseAll struct {
 	ReleaseAll *ReleaseAllRecord `protobuf:"bytes,14,opt,name=release_all,json=releaseAll,proto3,oneof"`
 }
 
+type SnapshotRecord_RejectedRow struct {
+	RejectedRow *RejectedRowRecord `protobuf:"bytes,15,opt,name=rejected_row,json=rejectedRow,proto3,oneof"`
+}
+
+type SnapshotRecord_RejectedCount struct {
+	RejectedCount *RejectedCountRecord `protobuf:"bytes,16,opt,name=rejected_count,json=rejectedCount,proto3,oneof"`
+}
+
 func (*SnapshotRecord_Meta) isSnapshotRecord_Kind() {}
 
 func (*SnapshotRecord_Location) isSnapshotRecord_Kind() {}
@@ -2520,6 +2669,146 @@ func (*SnapshotRecord_Incoming) isSnapshotRecord_Kind() {}
 
 func (*SnapshotRecord_ReleaseAll) isSnapshotRecord_Kind() {}
 
+func (*SnapshotRecord_RejectedRow) isSnapshotRecord_Kind() {}
+
+func (*SnapshotRecord_RejectedCount) isSnapshotRecord_Kind() {}
+
+type RejectedRowRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revision      uint64                 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	AtUnixNanos   int64                  `protobuf:"varint,2,opt,name=at_unix_nanos,json=atUnixNanos,proto3" json:"at_unix_nanos,omitempty"`
+	Source        string                 `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
+	Row           uint32                 `protobuf:"varint,4,opt,name=row,proto3" json:"row,omitempty"`
+	Key           string                 `protobuf:"bytes,5,opt,name=key,proto3" json:"key,omitempty"`
+	Reason        string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RejectedRowRecord) Reset() {
+	*x = RejectedRowRecord{}
+	mi := &file_stockd_log_v1_log_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RejectedRowRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RejectedRowRecord) ProtoMessage() {}
+
+func (x *RejectedRowRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_log_v1_log_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RejectedRowRecord.ProtoReflect.Descriptor instead.
+func (*RejectedRowRecord) Descriptor() ([]byte, []int) {
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *RejectedRowRecord) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *RejectedRowRecord) GetAtUnixNanos() int64 {
+	if x != nil {
+		return x.AtUnixNanos
+	}
+	return 0
+}
+
+func (x *RejectedRowRecord) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *RejectedRowRecord) GetRow() uint32 {
+	if x != nil {
+		return x.Row
+	}
+	return 0
+}
+
+func (x *RejectedRowRecord) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *RejectedRowRecord) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type RejectedCountRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reason        string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	Count         uint64                 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RejectedCountRecord) Reset() {
+	*x = RejectedCountRecord{}
+	mi := &file_stockd_log_v1_log_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RejectedCountRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RejectedCountRecord) ProtoMessage() {}
+
+func (x *RejectedCountRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_log_v1_log_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RejectedCountRecord.ProtoReflect.Descriptor instead.
+func (*RejectedCountRecord) Descriptor() ([]byte, []int) {
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *RejectedCountRecord) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RejectedCountRecord) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 type SkuRecord struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Sku           string                 `protobuf:"bytes,1,opt,name=sku,proto3" json:"sku,omitempty"`
@@ -2532,7 +2821,7 @@ type SkuRecord struct {
 
 func (x *SkuRecord) Reset() {
 	*x = SkuRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[32]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2544,7 +2833,7 @@ func (x *SkuRecord) String() string {
 func (*SkuRecord) ProtoMessage() {}
 
 func (x *SkuRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[32]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2557,7 +2846,7 @@ func (x *SkuRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SkuRecord.ProtoReflect.Descriptor instead.
 func (*SkuRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{32}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SkuRecord) GetSku() string {
@@ -2599,7 +2888,7 @@ type LocationGroupRecord struct {
 
 func (x *LocationGroupRecord) Reset() {
 	*x = LocationGroupRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[33]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2611,7 +2900,7 @@ func (x *LocationGroupRecord) String() string {
 func (*LocationGroupRecord) ProtoMessage() {}
 
 func (x *LocationGroupRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[33]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2624,7 +2913,7 @@ func (x *LocationGroupRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocationGroupRecord.ProtoReflect.Descriptor instead.
 func (*LocationGroupRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{33}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *LocationGroupRecord) GetId() string {
@@ -2659,7 +2948,7 @@ type IncomingRecord struct {
 
 func (x *IncomingRecord) Reset() {
 	*x = IncomingRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[34]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2671,7 +2960,7 @@ func (x *IncomingRecord) String() string {
 func (*IncomingRecord) ProtoMessage() {}
 
 func (x *IncomingRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[34]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2684,7 +2973,7 @@ func (x *IncomingRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IncomingRecord.ProtoReflect.Descriptor instead.
 func (*IncomingRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{34}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *IncomingRecord) GetLine() *IncomingLine {
@@ -2715,7 +3004,7 @@ type ReleaseAllRecord struct {
 
 func (x *ReleaseAllRecord) Reset() {
 	*x = ReleaseAllRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[35]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2727,7 +3016,7 @@ func (x *ReleaseAllRecord) String() string {
 func (*ReleaseAllRecord) ProtoMessage() {}
 
 func (x *ReleaseAllRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[35]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2740,7 +3029,7 @@ func (x *ReleaseAllRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseAllRecord.ProtoReflect.Descriptor instead.
 func (*ReleaseAllRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{35}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ReleaseAllRecord) GetChannel() string {
@@ -2792,7 +3081,7 @@ type SnapshotMeta struct {
 
 func (x *SnapshotMeta) Reset() {
 	*x = SnapshotMeta{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[36]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2804,7 +3093,7 @@ func (x *SnapshotMeta) String() string {
 func (*SnapshotMeta) ProtoMessage() {}
 
 func (x *SnapshotMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[36]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2817,7 +3106,7 @@ func (x *SnapshotMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotMeta.ProtoReflect.Descriptor instead.
 func (*SnapshotMeta) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{36}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SnapshotMeta) GetAppliedIndex() uint64 {
@@ -2874,7 +3163,7 @@ type NodeRecord struct {
 
 func (x *NodeRecord) Reset() {
 	*x = NodeRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[37]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2886,7 +3175,7 @@ func (x *NodeRecord) String() string {
 func (*NodeRecord) ProtoMessage() {}
 
 func (x *NodeRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[37]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2899,7 +3188,7 @@ func (x *NodeRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRecord.ProtoReflect.Descriptor instead.
 func (*NodeRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{37}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *NodeRecord) GetId() string {
@@ -2940,7 +3229,7 @@ type LocationRecord struct {
 
 func (x *LocationRecord) Reset() {
 	*x = LocationRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[38]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2952,7 +3241,7 @@ func (x *LocationRecord) String() string {
 func (*LocationRecord) ProtoMessage() {}
 
 func (x *LocationRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[38]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2965,7 +3254,7 @@ func (x *LocationRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocationRecord.ProtoReflect.Descriptor instead.
 func (*LocationRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{38}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *LocationRecord) GetId() string {
@@ -2996,7 +3285,7 @@ type ChannelRecord struct {
 
 func (x *ChannelRecord) Reset() {
 	*x = ChannelRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[39]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3008,7 +3297,7 @@ func (x *ChannelRecord) String() string {
 func (*ChannelRecord) ProtoMessage() {}
 
 func (x *ChannelRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[39]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3021,7 +3310,7 @@ func (x *ChannelRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelRecord.ProtoReflect.Descriptor instead.
 func (*ChannelRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{39}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ChannelRecord) GetId() string {
@@ -3078,7 +3367,7 @@ type BufferRecord struct {
 
 func (x *BufferRecord) Reset() {
 	*x = BufferRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[40]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3090,7 +3379,7 @@ func (x *BufferRecord) String() string {
 func (*BufferRecord) ProtoMessage() {}
 
 func (x *BufferRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[40]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3103,7 +3392,7 @@ func (x *BufferRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BufferRecord.ProtoReflect.Descriptor instead.
 func (*BufferRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{40}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *BufferRecord) GetItem() string {
@@ -3150,7 +3439,7 @@ type CounterRecord struct {
 
 func (x *CounterRecord) Reset() {
 	*x = CounterRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[41]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3162,7 +3451,7 @@ func (x *CounterRecord) String() string {
 func (*CounterRecord) ProtoMessage() {}
 
 func (x *CounterRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[41]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3175,7 +3464,7 @@ func (x *CounterRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CounterRecord.ProtoReflect.Descriptor instead.
 func (*CounterRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{41}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *CounterRecord) GetItem() string {
@@ -3241,7 +3530,7 @@ type AllocationRecord struct {
 
 func (x *AllocationRecord) Reset() {
 	*x = AllocationRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[42]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3253,7 +3542,7 @@ func (x *AllocationRecord) String() string {
 func (*AllocationRecord) ProtoMessage() {}
 
 func (x *AllocationRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[42]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3266,7 +3555,7 @@ func (x *AllocationRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocationRecord.ProtoReflect.Descriptor instead.
 func (*AllocationRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{42}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *AllocationRecord) GetLocation() string {
@@ -3310,7 +3599,7 @@ type ReservationLineRecord struct {
 
 func (x *ReservationLineRecord) Reset() {
 	*x = ReservationLineRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[43]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3322,7 +3611,7 @@ func (x *ReservationLineRecord) String() string {
 func (*ReservationLineRecord) ProtoMessage() {}
 
 func (x *ReservationLineRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[43]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3335,7 +3624,7 @@ func (x *ReservationLineRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReservationLineRecord.ProtoReflect.Descriptor instead.
 func (*ReservationLineRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{43}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ReservationLineRecord) GetSku() string {
@@ -3396,7 +3685,7 @@ type ReservationRecord struct {
 
 func (x *ReservationRecord) Reset() {
 	*x = ReservationRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[44]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3408,7 +3697,7 @@ func (x *ReservationRecord) String() string {
 func (*ReservationRecord) ProtoMessage() {}
 
 func (x *ReservationRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[44]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3421,7 +3710,7 @@ func (x *ReservationRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReservationRecord.ProtoReflect.Descriptor instead.
 func (*ReservationRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{44}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ReservationRecord) GetChannel() string {
@@ -3524,7 +3813,7 @@ type OpRecord struct {
 
 func (x *OpRecord) Reset() {
 	*x = OpRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[45]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3536,7 +3825,7 @@ func (x *OpRecord) String() string {
 func (*OpRecord) ProtoMessage() {}
 
 func (x *OpRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[45]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3549,7 +3838,7 @@ func (x *OpRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpRecord.ProtoReflect.Descriptor instead.
 func (*OpRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{45}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *OpRecord) GetKind() uint32 {
@@ -3600,7 +3889,7 @@ type RefusalRecord struct {
 
 func (x *RefusalRecord) Reset() {
 	*x = RefusalRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[46]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3612,7 +3901,7 @@ func (x *RefusalRecord) String() string {
 func (*RefusalRecord) ProtoMessage() {}
 
 func (x *RefusalRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[46]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3625,7 +3914,7 @@ func (x *RefusalRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefusalRecord.ProtoReflect.Descriptor instead.
 func (*RefusalRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{46}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *RefusalRecord) GetRequest() *Reserve {
@@ -3672,7 +3961,7 @@ type DeltaRecord struct {
 
 func (x *DeltaRecord) Reset() {
 	*x = DeltaRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[47]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3684,7 +3973,7 @@ func (x *DeltaRecord) String() string {
 func (*DeltaRecord) ProtoMessage() {}
 
 func (x *DeltaRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[47]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3697,7 +3986,7 @@ func (x *DeltaRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeltaRecord.ProtoReflect.Descriptor instead.
 func (*DeltaRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{47}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *DeltaRecord) GetRow() *StockAdjustment {
@@ -3762,7 +4051,7 @@ type OrderLineRecord struct {
 
 func (x *OrderLineRecord) Reset() {
 	*x = OrderLineRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[48]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3774,7 +4063,7 @@ func (x *OrderLineRecord) String() string {
 func (*OrderLineRecord) ProtoMessage() {}
 
 func (x *OrderLineRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[48]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3787,7 +4076,7 @@ func (x *OrderLineRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderLineRecord.ProtoReflect.Descriptor instead.
 func (*OrderLineRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{48}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *OrderLineRecord) GetItem() string {
@@ -3828,14 +4117,21 @@ type OrderRecord struct {
 	// True once the absorbed mark passed the order: its units left committed.
 	Absorbed bool `protobuf:"varint,6,opt,name=absorbed,proto3" json:"absorbed,omitempty"`
 	// True once the order was cancelled before being absorbed.
-	Cancelled     bool `protobuf:"varint,7,opt,name=cancelled,proto3" json:"cancelled,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Cancelled bool `protobuf:"varint,7,opt,name=cancelled,proto3" json:"cancelled,omitempty"`
+	// 1 order, 2 cancellation (of cancels_seq).
+	Kind       uint32 `protobuf:"varint,8,opt,name=kind,proto3" json:"kind,omitempty"`
+	CancelsSeq uint64 `protobuf:"varint,9,opt,name=cancels_seq,json=cancelsSeq,proto3" json:"cancels_seq,omitempty"`
+	// 0 none, 1 booked, 2 refused, 3 done.
+	Outcome          uint32 `protobuf:"varint,10,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	OutcomeReason    string `protobuf:"bytes,11,opt,name=outcome_reason,json=outcomeReason,proto3" json:"outcome_reason,omitempty"`
+	CreatedUnixNanos int64  `protobuf:"varint,12,opt,name=created_unix_nanos,json=createdUnixNanos,proto3" json:"created_unix_nanos,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *OrderRecord) Reset() {
 	*x = OrderRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[49]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3847,7 +4143,7 @@ func (x *OrderRecord) String() string {
 func (*OrderRecord) ProtoMessage() {}
 
 func (x *OrderRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[49]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3860,7 +4156,7 @@ func (x *OrderRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderRecord.ProtoReflect.Descriptor instead.
 func (*OrderRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{49}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *OrderRecord) GetSeq() uint64 {
@@ -3912,6 +4208,41 @@ func (x *OrderRecord) GetCancelled() bool {
 	return false
 }
 
+func (x *OrderRecord) GetKind() uint32 {
+	if x != nil {
+		return x.Kind
+	}
+	return 0
+}
+
+func (x *OrderRecord) GetCancelsSeq() uint64 {
+	if x != nil {
+		return x.CancelsSeq
+	}
+	return 0
+}
+
+func (x *OrderRecord) GetOutcome() uint32 {
+	if x != nil {
+		return x.Outcome
+	}
+	return 0
+}
+
+func (x *OrderRecord) GetOutcomeReason() string {
+	if x != nil {
+		return x.OutcomeReason
+	}
+	return ""
+}
+
+func (x *OrderRecord) GetCreatedUnixNanos() int64 {
+	if x != nil {
+		return x.CreatedUnixNanos
+	}
+	return 0
+}
+
 var File_stockd_log_v1_log_proto protoreflect.FileDescriptor
 
 const file_stockd_log_v1_log_proto_rawDesc = "" +
@@ -3920,7 +4251,7 @@ const file_stockd_log_v1_log_proto_rawDesc = "" +
 	"\x05Entry\x12&\n" +
 	"\x0ftime_unix_nanos\x18\x01 \x01(\x03R\rtimeUnixNanos\x12'\n" +
 	"\x0ffeature_version\x18\x02 \x01(\rR\x0efeatureVersion\x122\n" +
-	"\bcommands\x18\x03 \x03(\v2\x16.stockd.log.v1.CommandR\bcommands\"\x98\n" +
+	"\bcommands\x18\x03 \x03(\v2\x16.stockd.log.v1.CommandR\bcommands\"\xd3\n" +
 	"\n" +
 	"\aCommand\x122\n" +
 	"\areserve\x18\x01 \x01(\v2\x16.stockd.log.v1.ReserveH\x00R\areserve\x122\n" +
@@ -3949,8 +4280,16 @@ const file_stockd_log_v1_log_proto_rawDesc = "" +
 	"\fcancel_order\x18\x13 \x01(\v2\x1a.stockd.log.v1.CancelOrderH\x00R\vcancelOrder\x12<\n" +
 	"\vrelease_all\x18\x14 \x01(\v2\x19.stockd.log.v1.ReleaseAllH\x00R\n" +
 	"releaseAll\x12?\n" +
-	"\fset_incoming\x18\x15 \x01(\v2\x1a.stockd.log.v1.SetIncomingH\x00R\vsetIncomingB\x06\n" +
-	"\x04kind\"\xc6\x01\n" +
+	"\fset_incoming\x18\x15 \x01(\v2\x1a.stockd.log.v1.SetIncomingH\x00R\vsetIncoming\x129\n" +
+	"\n" +
+	"ack_orders\x18\x16 \x01(\v2\x18.stockd.log.v1.AckOrdersH\x00R\tackOrdersB\x06\n" +
+	"\x04kind\"N\n" +
+	"\bOrderAck\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x18\n" +
+	"\aoutcome\x18\x02 \x01(\rR\aoutcome\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"8\n" +
+	"\tAckOrders\x12+\n" +
+	"\x04acks\x18\x01 \x03(\v2\x17.stockd.log.v1.OrderAckR\x04acks\"\xc6\x01\n" +
 	"\vReserveLine\x12\x10\n" +
 	"\x03sku\x18\x01 \x01(\tR\x03sku\x12,\n" +
 	"\x12quantity_sku_units\x18\x02 \x01(\x03R\x10quantitySkuUnits\x12\x1a\n" +
@@ -4073,7 +4412,7 @@ const file_stockd_log_v1_log_proto_rawDesc = "" +
 	"\x14requested_base_units\x18\x04 \x01(\x03R\x12requestedBaseUnits\x120\n" +
 	"\x14available_base_units\x18\x05 \x01(\x03R\x12availableBaseUnits\x12!\n" +
 	"\fmod_revision\x18\x06 \x01(\x04R\vmodRevision\x12.\n" +
-	"\x13available_sku_units\x18\a \x01(\x03R\x11availableSkuUnits\"\xc8\x06\n" +
+	"\x13available_sku_units\x18\a \x01(\x03R\x11availableSkuUnits\"\xdc\a\n" +
 	"\x0eSnapshotRecord\x121\n" +
 	"\x04meta\x18\x01 \x01(\v2\x1b.stockd.log.v1.SnapshotMetaH\x00R\x04meta\x12;\n" +
 	"\blocation\x18\x02 \x01(\v2\x1d.stockd.log.v1.LocationRecordH\x00R\blocation\x128\n" +
@@ -4090,8 +4429,20 @@ const file_stockd_log_v1_log_proto_rawDesc = "" +
 	"\x0elocation_group\x18\f \x01(\v2\".stockd.log.v1.LocationGroupRecordH\x00R\rlocationGroup\x12;\n" +
 	"\bincoming\x18\r \x01(\v2\x1d.stockd.log.v1.IncomingRecordH\x00R\bincoming\x12B\n" +
 	"\vrelease_all\x18\x0e \x01(\v2\x1f.stockd.log.v1.ReleaseAllRecordH\x00R\n" +
-	"releaseAllB\x06\n" +
-	"\x04kind\"l\n" +
+	"releaseAll\x12E\n" +
+	"\frejected_row\x18\x0f \x01(\v2 .stockd.log.v1.RejectedRowRecordH\x00R\vrejectedRow\x12K\n" +
+	"\x0erejected_count\x18\x10 \x01(\v2\".stockd.log.v1.RejectedCountRecordH\x00R\rrejectedCountB\x06\n" +
+	"\x04kind\"\xa7\x01\n" +
+	"\x11RejectedRowRecord\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\x12\"\n" +
+	"\rat_unix_nanos\x18\x02 \x01(\x03R\vatUnixNanos\x12\x16\n" +
+	"\x06source\x18\x03 \x01(\tR\x06source\x12\x10\n" +
+	"\x03row\x18\x04 \x01(\rR\x03row\x12\x10\n" +
+	"\x03key\x18\x05 \x01(\tR\x03key\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\"C\n" +
+	"\x13RejectedCountRecord\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x04R\x05count\"l\n" +
 	"\tSkuRecord\x12\x10\n" +
 	"\x03sku\x18\x01 \x01(\tR\x03sku\x12\x12\n" +
 	"\x04item\x18\x02 \x01(\tR\x04item\x12\x16\n" +
@@ -4196,7 +4547,7 @@ const file_stockd_log_v1_log_proto_rawDesc = "" +
 	"\blocation\x18\x02 \x01(\tR\blocation\x12.\n" +
 	"\x13quantity_base_units\x18\x03 \x01(\x03R\x11quantityBaseUnits\x12\x1c\n" +
 	"\n" +
-	"po_line_id\x18\x04 \x01(\tR\bpoLineId\"\xed\x01\n" +
+	"po_line_id\x18\x04 \x01(\tR\bpoLineId\"\x91\x03\n" +
 	"\vOrderRecord\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x18\n" +
 	"\achannel\x18\x02 \x01(\tR\achannel\x12%\n" +
@@ -4204,7 +4555,14 @@ const file_stockd_log_v1_log_proto_rawDesc = "" +
 	"\torder_ref\x18\x04 \x01(\tR\borderRef\x124\n" +
 	"\x05lines\x18\x05 \x03(\v2\x1e.stockd.log.v1.OrderLineRecordR\x05lines\x12\x1a\n" +
 	"\babsorbed\x18\x06 \x01(\bR\babsorbed\x12\x1c\n" +
-	"\tcancelled\x18\a \x01(\bR\tcancelledB*Z(github.com/stockd/stockd/api/logv1;logv1b\x06proto3"
+	"\tcancelled\x18\a \x01(\bR\tcancelled\x12\x12\n" +
+	"\x04kind\x18\b \x01(\rR\x04kind\x12\x1f\n" +
+	"\vcancels_seq\x18\t \x01(\x04R\n" +
+	"cancelsSeq\x12\x18\n" +
+	"\aoutcome\x18\n" +
+	" \x01(\rR\aoutcome\x12%\n" +
+	"\x0eoutcome_reason\x18\v \x01(\tR\routcomeReason\x12,\n" +
+	"\x12created_unix_nanos\x18\f \x01(\x03R\x10createdUnixNanosB*Z(github.com/stockd/stockd/api/logv1;logv1b\x06proto3"
 
 var (
 	file_stockd_log_v1_log_proto_rawDescOnce sync.Once
@@ -4218,119 +4576,127 @@ func file_stockd_log_v1_log_proto_rawDescGZIP() []byte {
 	return file_stockd_log_v1_log_proto_rawDescData
 }
 
-var file_stockd_log_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
+var file_stockd_log_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
 var file_stockd_log_v1_log_proto_goTypes = []any{
 	(*Entry)(nil),                 // 0: stockd.log.v1.Entry
 	(*Command)(nil),               // 1: stockd.log.v1.Command
-	(*ReserveLine)(nil),           // 2: stockd.log.v1.ReserveLine
-	(*Reserve)(nil),               // 3: stockd.log.v1.Reserve
-	(*Confirm)(nil),               // 4: stockd.log.v1.Confirm
-	(*Release)(nil),               // 5: stockd.log.v1.Release
-	(*ReleaseLine)(nil),           // 6: stockd.log.v1.ReleaseLine
-	(*Extend)(nil),                // 7: stockd.log.v1.Extend
-	(*CancelOrder)(nil),           // 8: stockd.log.v1.CancelOrder
-	(*ReleaseAll)(nil),            // 9: stockd.log.v1.ReleaseAll
-	(*PutSku)(nil),                // 10: stockd.log.v1.PutSku
-	(*DeleteSku)(nil),             // 11: stockd.log.v1.DeleteSku
-	(*PutLocationGroup)(nil),      // 12: stockd.log.v1.PutLocationGroup
-	(*DeleteLocationGroup)(nil),   // 13: stockd.log.v1.DeleteLocationGroup
-	(*DeleteLocation)(nil),        // 14: stockd.log.v1.DeleteLocation
-	(*DeleteChannel)(nil),         // 15: stockd.log.v1.DeleteChannel
-	(*IncomingLine)(nil),          // 16: stockd.log.v1.IncomingLine
-	(*SetIncoming)(nil),           // 17: stockd.log.v1.SetIncoming
-	(*StockCount)(nil),            // 18: stockd.log.v1.StockCount
-	(*SetStock)(nil),              // 19: stockd.log.v1.SetStock
-	(*StockAdjustment)(nil),       // 20: stockd.log.v1.StockAdjustment
-	(*AdjustStock)(nil),           // 21: stockd.log.v1.AdjustStock
-	(*PutLocation)(nil),           // 22: stockd.log.v1.PutLocation
-	(*PutChannel)(nil),            // 23: stockd.log.v1.PutChannel
-	(*SetBuffer)(nil),             // 24: stockd.log.v1.SetBuffer
-	(*Tick)(nil),                  // 25: stockd.log.v1.Tick
-	(*PutNode)(nil),               // 26: stockd.log.v1.PutNode
-	(*RemoveNode)(nil),            // 27: stockd.log.v1.RemoveNode
-	(*CommandResult)(nil),         // 28: stockd.log.v1.CommandResult
-	(*RowResultRecord)(nil),       // 29: stockd.log.v1.RowResultRecord
-	(*Rejection)(nil),             // 30: stockd.log.v1.Rejection
-	(*SnapshotRecord)(nil),        // 31: stockd.log.v1.SnapshotRecord
-	(*SkuRecord)(nil),             // 32: stockd.log.v1.SkuRecord
-	(*LocationGroupRecord)(nil),   // 33: stockd.log.v1.LocationGroupRecord
-	(*IncomingRecord)(nil),        // 34: stockd.log.v1.IncomingRecord
-	(*ReleaseAllRecord)(nil),      // 35: stockd.log.v1.ReleaseAllRecord
-	(*SnapshotMeta)(nil),          // 36: stockd.log.v1.SnapshotMeta
-	(*NodeRecord)(nil),            // 37: stockd.log.v1.NodeRecord
-	(*LocationRecord)(nil),        // 38: stockd.log.v1.LocationRecord
-	(*ChannelRecord)(nil),         // 39: stockd.log.v1.ChannelRecord
-	(*BufferRecord)(nil),          // 40: stockd.log.v1.BufferRecord
-	(*CounterRecord)(nil),         // 41: stockd.log.v1.CounterRecord
-	(*AllocationRecord)(nil),      // 42: stockd.log.v1.AllocationRecord
-	(*ReservationLineRecord)(nil), // 43: stockd.log.v1.ReservationLineRecord
-	(*ReservationRecord)(nil),     // 44: stockd.log.v1.ReservationRecord
-	(*OpRecord)(nil),              // 45: stockd.log.v1.OpRecord
-	(*RefusalRecord)(nil),         // 46: stockd.log.v1.RefusalRecord
-	(*DeltaRecord)(nil),           // 47: stockd.log.v1.DeltaRecord
-	(*OrderLineRecord)(nil),       // 48: stockd.log.v1.OrderLineRecord
-	(*OrderRecord)(nil),           // 49: stockd.log.v1.OrderRecord
+	(*OrderAck)(nil),              // 2: stockd.log.v1.OrderAck
+	(*AckOrders)(nil),             // 3: stockd.log.v1.AckOrders
+	(*ReserveLine)(nil),           // 4: stockd.log.v1.ReserveLine
+	(*Reserve)(nil),               // 5: stockd.log.v1.Reserve
+	(*Confirm)(nil),               // 6: stockd.log.v1.Confirm
+	(*Release)(nil),               // 7: stockd.log.v1.Release
+	(*ReleaseLine)(nil),           // 8: stockd.log.v1.ReleaseLine
+	(*Extend)(nil),                // 9: stockd.log.v1.Extend
+	(*CancelOrder)(nil),           // 10: stockd.log.v1.CancelOrder
+	(*ReleaseAll)(nil),            // 11: stockd.log.v1.ReleaseAll
+	(*PutSku)(nil),                // 12: stockd.log.v1.PutSku
+	(*DeleteSku)(nil),             // 13: stockd.log.v1.DeleteSku
+	(*PutLocationGroup)(nil),      // 14: stockd.log.v1.PutLocationGroup
+	(*DeleteLocationGroup)(nil),   // 15: stockd.log.v1.DeleteLocationGroup
+	(*DeleteLocation)(nil),        // 16: stockd.log.v1.DeleteLocation
+	(*DeleteChannel)(nil),         // 17: stockd.log.v1.DeleteChannel
+	(*IncomingLine)(nil),          // 18: stockd.log.v1.IncomingLine
+	(*SetIncoming)(nil),           // 19: stockd.log.v1.SetIncoming
+	(*StockCount)(nil),            // 20: stockd.log.v1.StockCount
+	(*SetStock)(nil),              // 21: stockd.log.v1.SetStock
+	(*StockAdjustment)(nil),       // 22: stockd.log.v1.StockAdjustment
+	(*AdjustStock)(nil),           // 23: stockd.log.v1.AdjustStock
+	(*PutLocation)(nil),           // 24: stockd.log.v1.PutLocation
+	(*PutChannel)(nil),            // 25: stockd.log.v1.PutChannel
+	(*SetBuffer)(nil),             // 26: stockd.log.v1.SetBuffer
+	(*Tick)(nil),                  // 27: stockd.log.v1.Tick
+	(*PutNode)(nil),               // 28: stockd.log.v1.PutNode
+	(*RemoveNode)(nil),            // 29: stockd.log.v1.RemoveNode
+	(*CommandResult)(nil),         // 30: stockd.log.v1.CommandResult
+	(*RowResultRecord)(nil),       // 31: stockd.log.v1.RowResultRecord
+	(*Rejection)(nil),             // 32: stockd.log.v1.Rejection
+	(*SnapshotRecord)(nil),        // 33: stockd.log.v1.SnapshotRecord
+	(*RejectedRowRecord)(nil),     // 34: stockd.log.v1.RejectedRowRecord
+	(*RejectedCountRecord)(nil),   // 35: stockd.log.v1.RejectedCountRecord
+	(*SkuRecord)(nil),             // 36: stockd.log.v1.SkuRecord
+	(*LocationGroupRecord)(nil),   // 37: stockd.log.v1.LocationGroupRecord
+	(*IncomingRecord)(nil),        // 38: stockd.log.v1.IncomingRecord
+	(*ReleaseAllRecord)(nil),      // 39: stockd.log.v1.ReleaseAllRecord
+	(*SnapshotMeta)(nil),          // 40: stockd.log.v1.SnapshotMeta
+	(*NodeRecord)(nil),            // 41: stockd.log.v1.NodeRecord
+	(*LocationRecord)(nil),        // 42: stockd.log.v1.LocationRecord
+	(*ChannelRecord)(nil),         // 43: stockd.log.v1.ChannelRecord
+	(*BufferRecord)(nil),          // 44: stockd.log.v1.BufferRecord
+	(*CounterRecord)(nil),         // 45: stockd.log.v1.CounterRecord
+	(*AllocationRecord)(nil),      // 46: stockd.log.v1.AllocationRecord
+	(*ReservationLineRecord)(nil), // 47: stockd.log.v1.ReservationLineRecord
+	(*ReservationRecord)(nil),     // 48: stockd.log.v1.ReservationRecord
+	(*OpRecord)(nil),              // 49: stockd.log.v1.OpRecord
+	(*RefusalRecord)(nil),         // 50: stockd.log.v1.RefusalRecord
+	(*DeltaRecord)(nil),           // 51: stockd.log.v1.DeltaRecord
+	(*OrderLineRecord)(nil),       // 52: stockd.log.v1.OrderLineRecord
+	(*OrderRecord)(nil),           // 53: stockd.log.v1.OrderRecord
 }
 var file_stockd_log_v1_log_proto_depIdxs = []int32{
 	1,  // 0: stockd.log.v1.Entry.commands:type_name -> stockd.log.v1.Command
-	3,  // 1: stockd.log.v1.Command.reserve:type_name -> stockd.log.v1.Reserve
-	4,  // 2: stockd.log.v1.Command.confirm:type_name -> stockd.log.v1.Confirm
-	5,  // 3: stockd.log.v1.Command.release:type_name -> stockd.log.v1.Release
-	19, // 4: stockd.log.v1.Command.set_stock:type_name -> stockd.log.v1.SetStock
-	21, // 5: stockd.log.v1.Command.adjust_stock:type_name -> stockd.log.v1.AdjustStock
-	22, // 6: stockd.log.v1.Command.put_location:type_name -> stockd.log.v1.PutLocation
-	23, // 7: stockd.log.v1.Command.put_channel:type_name -> stockd.log.v1.PutChannel
-	24, // 8: stockd.log.v1.Command.set_buffer:type_name -> stockd.log.v1.SetBuffer
-	25, // 9: stockd.log.v1.Command.tick:type_name -> stockd.log.v1.Tick
-	26, // 10: stockd.log.v1.Command.put_node:type_name -> stockd.log.v1.PutNode
-	27, // 11: stockd.log.v1.Command.remove_node:type_name -> stockd.log.v1.RemoveNode
-	10, // 12: stockd.log.v1.Command.put_sku:type_name -> stockd.log.v1.PutSku
-	11, // 13: stockd.log.v1.Command.delete_sku:type_name -> stockd.log.v1.DeleteSku
-	12, // 14: stockd.log.v1.Command.put_location_group:type_name -> stockd.log.v1.PutLocationGroup
-	13, // 15: stockd.log.v1.Command.delete_location_group:type_name -> stockd.log.v1.DeleteLocationGroup
-	14, // 16: stockd.log.v1.Command.delete_location:type_name -> stockd.log.v1.DeleteLocation
-	15, // 17: stockd.log.v1.Command.delete_channel:type_name -> stockd.log.v1.DeleteChannel
-	7,  // 18: stockd.log.v1.Command.extend:type_name -> stockd.log.v1.Extend
-	8,  // 19: stockd.log.v1.Command.cancel_order:type_name -> stockd.log.v1.CancelOrder
-	9,  // 20: stockd.log.v1.Command.release_all:type_name -> stockd.log.v1.ReleaseAll
-	17, // 21: stockd.log.v1.Command.set_incoming:type_name -> stockd.log.v1.SetIncoming
-	2,  // 22: stockd.log.v1.Reserve.lines:type_name -> stockd.log.v1.ReserveLine
-	6,  // 23: stockd.log.v1.Release.lines:type_name -> stockd.log.v1.ReleaseLine
-	16, // 24: stockd.log.v1.SetIncoming.lines:type_name -> stockd.log.v1.IncomingLine
-	18, // 25: stockd.log.v1.SetStock.rows:type_name -> stockd.log.v1.StockCount
-	20, // 26: stockd.log.v1.AdjustStock.rows:type_name -> stockd.log.v1.StockAdjustment
-	30, // 27: stockd.log.v1.CommandResult.rejection:type_name -> stockd.log.v1.Rejection
-	44, // 28: stockd.log.v1.CommandResult.reservation:type_name -> stockd.log.v1.ReservationRecord
-	29, // 29: stockd.log.v1.CommandResult.rows:type_name -> stockd.log.v1.RowResultRecord
-	36, // 30: stockd.log.v1.SnapshotRecord.meta:type_name -> stockd.log.v1.SnapshotMeta
-	38, // 31: stockd.log.v1.SnapshotRecord.location:type_name -> stockd.log.v1.LocationRecord
-	39, // 32: stockd.log.v1.SnapshotRecord.channel:type_name -> stockd.log.v1.ChannelRecord
-	40, // 33: stockd.log.v1.SnapshotRecord.buffer:type_name -> stockd.log.v1.BufferRecord
-	41, // 34: stockd.log.v1.SnapshotRecord.counter:type_name -> stockd.log.v1.CounterRecord
-	44, // 35: stockd.log.v1.SnapshotRecord.reservation:type_name -> stockd.log.v1.ReservationRecord
-	46, // 36: stockd.log.v1.SnapshotRecord.refusal:type_name -> stockd.log.v1.RefusalRecord
-	47, // 37: stockd.log.v1.SnapshotRecord.delta:type_name -> stockd.log.v1.DeltaRecord
-	49, // 38: stockd.log.v1.SnapshotRecord.order:type_name -> stockd.log.v1.OrderRecord
-	37, // 39: stockd.log.v1.SnapshotRecord.node:type_name -> stockd.log.v1.NodeRecord
-	32, // 40: stockd.log.v1.SnapshotRecord.sku:type_name -> stockd.log.v1.SkuRecord
-	33, // 41: stockd.log.v1.SnapshotRecord.location_group:type_name -> stockd.log.v1.LocationGroupRecord
-	34, // 42: stockd.log.v1.SnapshotRecord.incoming:type_name -> stockd.log.v1.IncomingRecord
-	35, // 43: stockd.log.v1.SnapshotRecord.release_all:type_name -> stockd.log.v1.ReleaseAllRecord
-	16, // 44: stockd.log.v1.IncomingRecord.line:type_name -> stockd.log.v1.IncomingLine
-	42, // 45: stockd.log.v1.ReservationLineRecord.allocations:type_name -> stockd.log.v1.AllocationRecord
-	43, // 46: stockd.log.v1.ReservationRecord.lines:type_name -> stockd.log.v1.ReservationLineRecord
-	3,  // 47: stockd.log.v1.ReservationRecord.request:type_name -> stockd.log.v1.Reserve
-	45, // 48: stockd.log.v1.ReservationRecord.ops:type_name -> stockd.log.v1.OpRecord
-	6,  // 49: stockd.log.v1.OpRecord.lines:type_name -> stockd.log.v1.ReleaseLine
-	3,  // 50: stockd.log.v1.RefusalRecord.request:type_name -> stockd.log.v1.Reserve
-	30, // 51: stockd.log.v1.RefusalRecord.rejection:type_name -> stockd.log.v1.Rejection
-	20, // 52: stockd.log.v1.DeltaRecord.row:type_name -> stockd.log.v1.StockAdjustment
-	48, // 53: stockd.log.v1.OrderRecord.lines:type_name -> stockd.log.v1.OrderLineRecord
-	54, // [54:54] is the sub-list for method output_type
-	54, // [54:54] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	5,  // 1: stockd.log.v1.Command.reserve:type_name -> stockd.log.v1.Reserve
+	6,  // 2: stockd.log.v1.Command.confirm:type_name -> stockd.log.v1.Confirm
+	7,  // 3: stockd.log.v1.Command.release:type_name -> stockd.log.v1.Release
+	21, // 4: stockd.log.v1.Command.set_stock:type_name -> stockd.log.v1.SetStock
+	23, // 5: stockd.log.v1.Command.adjust_stock:type_name -> stockd.log.v1.AdjustStock
+	24, // 6: stockd.log.v1.Command.put_location:type_name -> stockd.log.v1.PutLocation
+	25, // 7: stockd.log.v1.Command.put_channel:type_name -> stockd.log.v1.PutChannel
+	26, // 8: stockd.log.v1.Command.set_buffer:type_name -> stockd.log.v1.SetBuffer
+	27, // 9: stockd.log.v1.Command.tick:type_name -> stockd.log.v1.Tick
+	28, // 10: stockd.log.v1.Command.put_node:type_name -> stockd.log.v1.PutNode
+	29, // 11: stockd.log.v1.Command.remove_node:type_name -> stockd.log.v1.RemoveNode
+	12, // 12: stockd.log.v1.Command.put_sku:type_name -> stockd.log.v1.PutSku
+	13, // 13: stockd.log.v1.Command.delete_sku:type_name -> stockd.log.v1.DeleteSku
+	14, // 14: stockd.log.v1.Command.put_location_group:type_name -> stockd.log.v1.PutLocationGroup
+	15, // 15: stockd.log.v1.Command.delete_location_group:type_name -> stockd.log.v1.DeleteLocationGroup
+	16, // 16: stockd.log.v1.Command.delete_location:type_name -> stockd.log.v1.DeleteLocation
+	17, // 17: stockd.log.v1.Command.delete_channel:type_name -> stockd.log.v1.DeleteChannel
+	9,  // 18: stockd.log.v1.Command.extend:type_name -> stockd.log.v1.Extend
+	10, // 19: stockd.log.v1.Command.cancel_order:type_name -> stockd.log.v1.CancelOrder
+	11, // 20: stockd.log.v1.Command.release_all:type_name -> stockd.log.v1.ReleaseAll
+	19, // 21: stockd.log.v1.Command.set_incoming:type_name -> stockd.log.v1.SetIncoming
+	3,  // 22: stockd.log.v1.Command.ack_orders:type_name -> stockd.log.v1.AckOrders
+	2,  // 23: stockd.log.v1.AckOrders.acks:type_name -> stockd.log.v1.OrderAck
+	4,  // 24: stockd.log.v1.Reserve.lines:type_name -> stockd.log.v1.ReserveLine
+	8,  // 25: stockd.log.v1.Release.lines:type_name -> stockd.log.v1.ReleaseLine
+	18, // 26: stockd.log.v1.SetIncoming.lines:type_name -> stockd.log.v1.IncomingLine
+	20, // 27: stockd.log.v1.SetStock.rows:type_name -> stockd.log.v1.StockCount
+	22, // 28: stockd.log.v1.AdjustStock.rows:type_name -> stockd.log.v1.StockAdjustment
+	32, // 29: stockd.log.v1.CommandResult.rejection:type_name -> stockd.log.v1.Rejection
+	48, // 30: stockd.log.v1.CommandResult.reservation:type_name -> stockd.log.v1.ReservationRecord
+	31, // 31: stockd.log.v1.CommandResult.rows:type_name -> stockd.log.v1.RowResultRecord
+	40, // 32: stockd.log.v1.SnapshotRecord.meta:type_name -> stockd.log.v1.SnapshotMeta
+	42, // 33: stockd.log.v1.SnapshotRecord.location:type_name -> stockd.log.v1.LocationRecord
+	43, // 34: stockd.log.v1.SnapshotRecord.channel:type_name -> stockd.log.v1.ChannelRecord
+	44, // 35: stockd.log.v1.SnapshotRecord.buffer:type_name -> stockd.log.v1.BufferRecord
+	45, // 36: stockd.log.v1.SnapshotRecord.counter:type_name -> stockd.log.v1.CounterRecord
+	48, // 37: stockd.log.v1.SnapshotRecord.reservation:type_name -> stockd.log.v1.ReservationRecord
+	50, // 38: stockd.log.v1.SnapshotRecord.refusal:type_name -> stockd.log.v1.RefusalRecord
+	51, // 39: stockd.log.v1.SnapshotRecord.delta:type_name -> stockd.log.v1.DeltaRecord
+	53, // 40: stockd.log.v1.SnapshotRecord.order:type_name -> stockd.log.v1.OrderRecord
+	41, // 41: stockd.log.v1.SnapshotRecord.node:type_name -> stockd.log.v1.NodeRecord
+	36, // 42: stockd.log.v1.SnapshotRecord.sku:type_name -> stockd.log.v1.SkuRecord
+	37, // 43: stockd.log.v1.SnapshotRecord.location_group:type_name -> stockd.log.v1.LocationGroupRecord
+	38, // 44: stockd.log.v1.SnapshotRecord.incoming:type_name -> stockd.log.v1.IncomingRecord
+	39, // 45: stockd.log.v1.SnapshotRecord.release_all:type_name -> stockd.log.v1.ReleaseAllRecord
+	34, // 46: stockd.log.v1.SnapshotRecord.rejected_row:type_name -> stockd.log.v1.RejectedRowRecord
+	35, // 47: stockd.log.v1.SnapshotRecord.rejected_count:type_name -> stockd.log.v1.RejectedCountRecord
+	18, // 48: stockd.log.v1.IncomingRecord.line:type_name -> stockd.log.v1.IncomingLine
+	46, // 49: stockd.log.v1.ReservationLineRecord.allocations:type_name -> stockd.log.v1.AllocationRecord
+	47, // 50: stockd.log.v1.ReservationRecord.lines:type_name -> stockd.log.v1.ReservationLineRecord
+	5,  // 51: stockd.log.v1.ReservationRecord.request:type_name -> stockd.log.v1.Reserve
+	49, // 52: stockd.log.v1.ReservationRecord.ops:type_name -> stockd.log.v1.OpRecord
+	8,  // 53: stockd.log.v1.OpRecord.lines:type_name -> stockd.log.v1.ReleaseLine
+	5,  // 54: stockd.log.v1.RefusalRecord.request:type_name -> stockd.log.v1.Reserve
+	32, // 55: stockd.log.v1.RefusalRecord.rejection:type_name -> stockd.log.v1.Rejection
+	22, // 56: stockd.log.v1.DeltaRecord.row:type_name -> stockd.log.v1.StockAdjustment
+	52, // 57: stockd.log.v1.OrderRecord.lines:type_name -> stockd.log.v1.OrderLineRecord
+	58, // [58:58] is the sub-list for method output_type
+	58, // [58:58] is the sub-list for method input_type
+	58, // [58:58] is the sub-list for extension type_name
+	58, // [58:58] is the sub-list for extension extendee
+	0,  // [0:58] is the sub-list for field type_name
 }
 
 func init() { file_stockd_log_v1_log_proto_init() }
@@ -4360,8 +4726,9 @@ func file_stockd_log_v1_log_proto_init() {
 		(*Command_CancelOrder)(nil),
 		(*Command_ReleaseAll)(nil),
 		(*Command_SetIncoming)(nil),
+		(*Command_AckOrders)(nil),
 	}
-	file_stockd_log_v1_log_proto_msgTypes[31].OneofWrappers = []any{
+	file_stockd_log_v1_log_proto_msgTypes[33].OneofWrappers = []any{
 		(*SnapshotRecord_Meta)(nil),
 		(*SnapshotRecord_Location)(nil),
 		(*SnapshotRecord_Channel)(nil),
@@ -4376,6 +4743,8 @@ func file_stockd_log_v1_log_proto_init() {
 		(*SnapshotRecord_LocationGroup)(nil),
 		(*SnapshotRecord_Incoming)(nil),
 		(*SnapshotRecord_ReleaseAll)(nil),
+		(*SnapshotRecord_RejectedRow)(nil),
+		(*SnapshotRecord_RejectedCount)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -4383,7 +4752,7 @@ func file_stockd_log_v1_log_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stockd_log_v1_log_proto_rawDesc), len(file_stockd_log_v1_log_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   50,
+			NumMessages:   54,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -22,6 +22,110 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type OutboxKind int32
+
+const (
+	OutboxKind_OUTBOX_KIND_UNSPECIFIED OutboxKind = 0
+	// A confirmed order to book.
+	OutboxKind_OUTBOX_KIND_ORDER OutboxKind = 1
+	// A confirmed order taken back (Inventory.CancelOrder): cancels_seq names it.
+	OutboxKind_OUTBOX_KIND_CANCELLATION OutboxKind = 2
+)
+
+// Enum value maps for OutboxKind.
+var (
+	OutboxKind_name = map[int32]string{
+		0: "OUTBOX_KIND_UNSPECIFIED",
+		1: "OUTBOX_KIND_ORDER",
+		2: "OUTBOX_KIND_CANCELLATION",
+	}
+	OutboxKind_value = map[string]int32{
+		"OUTBOX_KIND_UNSPECIFIED":  0,
+		"OUTBOX_KIND_ORDER":        1,
+		"OUTBOX_KIND_CANCELLATION": 2,
+	}
+)
+
+func (x OutboxKind) Enum() *OutboxKind {
+	p := new(OutboxKind)
+	*p = x
+	return p
+}
+
+func (x OutboxKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (OutboxKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_stockd_v1_erp_proto_enumTypes[0].Descriptor()
+}
+
+func (OutboxKind) Type() protoreflect.EnumType {
+	return &file_stockd_v1_erp_proto_enumTypes[0]
+}
+
+func (x OutboxKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use OutboxKind.Descriptor instead.
+func (OutboxKind) EnumDescriptor() ([]byte, []int) {
+	return file_stockd_v1_erp_proto_rawDescGZIP(), []int{0}
+}
+
+type OrderOutcome int32
+
+const (
+	OrderOutcome_ORDER_OUTCOME_UNSPECIFIED OrderOutcome = 0
+	OrderOutcome_ORDER_OUTCOME_BOOKED      OrderOutcome = 1
+	OrderOutcome_ORDER_OUTCOME_REFUSED     OrderOutcome = 2
+	// The ERP processed a cancellation entry.
+	OrderOutcome_ORDER_OUTCOME_DONE OrderOutcome = 3
+)
+
+// Enum value maps for OrderOutcome.
+var (
+	OrderOutcome_name = map[int32]string{
+		0: "ORDER_OUTCOME_UNSPECIFIED",
+		1: "ORDER_OUTCOME_BOOKED",
+		2: "ORDER_OUTCOME_REFUSED",
+		3: "ORDER_OUTCOME_DONE",
+	}
+	OrderOutcome_value = map[string]int32{
+		"ORDER_OUTCOME_UNSPECIFIED": 0,
+		"ORDER_OUTCOME_BOOKED":      1,
+		"ORDER_OUTCOME_REFUSED":     2,
+		"ORDER_OUTCOME_DONE":        3,
+	}
+)
+
+func (x OrderOutcome) Enum() *OrderOutcome {
+	p := new(OrderOutcome)
+	*p = x
+	return p
+}
+
+func (x OrderOutcome) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (OrderOutcome) Descriptor() protoreflect.EnumDescriptor {
+	return file_stockd_v1_erp_proto_enumTypes[1].Descriptor()
+}
+
+func (OrderOutcome) Type() protoreflect.EnumType {
+	return &file_stockd_v1_erp_proto_enumTypes[1]
+}
+
+func (x OrderOutcome) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use OrderOutcome.Descriptor instead.
+func (OrderOutcome) EnumDescriptor() ([]byte, []int) {
+	return file_stockd_v1_erp_proto_rawDescGZIP(), []int{1}
+}
+
 type StockCount struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Item     string                 `protobuf:"bytes,1,opt,name=item,proto3" json:"item,omitempty"`
@@ -802,6 +906,799 @@ func (x *ListIncomingResponse) GetRevision() uint64 {
 	return 0
 }
 
+type PullOrdersRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	AfterSeq uint64                 `protobuf:"varint,1,opt,name=after_seq,json=afterSeq,proto3" json:"after_seq,omitempty"`
+	// Keep the stream open and send new entries as they are applied.
+	Follow        bool `protobuf:"varint,2,opt,name=follow,proto3" json:"follow,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PullOrdersRequest) Reset() {
+	*x = PullOrdersRequest{}
+	mi := &file_stockd_v1_erp_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PullOrdersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PullOrdersRequest) ProtoMessage() {}
+
+func (x *PullOrdersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_erp_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PullOrdersRequest.ProtoReflect.Descriptor instead.
+func (*PullOrdersRequest) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_erp_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *PullOrdersRequest) GetAfterSeq() uint64 {
+	if x != nil {
+		return x.AfterSeq
+	}
+	return 0
+}
+
+func (x *PullOrdersRequest) GetFollow() bool {
+	if x != nil {
+		return x.Follow
+	}
+	return false
+}
+
+type OutboxLine struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Item              string                 `protobuf:"bytes,1,opt,name=item,proto3" json:"item,omitempty"`
+	Location          string                 `protobuf:"bytes,2,opt,name=location,proto3" json:"location,omitempty"`
+	QuantityBaseUnits int64                  `protobuf:"varint,3,opt,name=quantity_base_units,json=quantityBaseUnits,proto3" json:"quantity_base_units,omitempty"`
+	// Set while the units wait for this incoming line (a backorder).
+	PoLineId      string `protobuf:"bytes,4,opt,name=po_line_id,json=poLineId,proto3" json:"po_line_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OutboxLine) Reset() {
+	*x = OutboxLine{}
+	mi := &file_stockd_v1_erp_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OutboxLine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OutboxLine) ProtoMessage() {}
+
+func (x *OutboxLine) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_erp_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OutboxLine.ProtoReflect.Descriptor instead.
+func (*OutboxLine) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_erp_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *OutboxLine) GetItem() string {
+	if x != nil {
+		return x.Item
+	}
+	return ""
+}
+
+func (x *OutboxLine) GetLocation() string {
+	if x != nil {
+		return x.Location
+	}
+	return ""
+}
+
+func (x *OutboxLine) GetQuantityBaseUnits() int64 {
+	if x != nil {
+		return x.QuantityBaseUnits
+	}
+	return 0
+}
+
+func (x *OutboxLine) GetPoLineId() string {
+	if x != nil {
+		return x.PoLineId
+	}
+	return ""
+}
+
+type OutboxEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Kind          OutboxKind             `protobuf:"varint,2,opt,name=kind,proto3,enum=stockd.v1.OutboxKind" json:"kind,omitempty"`
+	Channel       string                 `protobuf:"bytes,3,opt,name=channel,proto3" json:"channel,omitempty"`
+	ReservationId string                 `protobuf:"bytes,4,opt,name=reservation_id,json=reservationId,proto3" json:"reservation_id,omitempty"`
+	OrderRef      string                 `protobuf:"bytes,5,opt,name=order_ref,json=orderRef,proto3" json:"order_ref,omitempty"`
+	Lines         []*OutboxLine          `protobuf:"bytes,6,rep,name=lines,proto3" json:"lines,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// For a cancellation: the order's seq.
+	CancelsSeq    uint64       `protobuf:"varint,8,opt,name=cancels_seq,json=cancelsSeq,proto3" json:"cancels_seq,omitempty"`
+	Outcome       OrderOutcome `protobuf:"varint,9,opt,name=outcome,proto3,enum=stockd.v1.OrderOutcome" json:"outcome,omitempty"`
+	OutcomeReason string       `protobuf:"bytes,10,opt,name=outcome_reason,json=outcomeReason,proto3" json:"outcome_reason,omitempty"`
+	// The absorbed mark has passed this order: the ERP's counts include it.
+	Absorbed bool `protobuf:"varint,11,opt,name=absorbed,proto3" json:"absorbed,omitempty"`
+	// The order was cancelled (for an order entry).
+	Cancelled bool `protobuf:"varint,12,opt,name=cancelled,proto3" json:"cancelled,omitempty"`
+	// The revision at which the entry was read.
+	Revision      uint64 `protobuf:"varint,13,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OutboxEntry) Reset() {
+	*x = OutboxEntry{}
+	mi := &file_stockd_v1_erp_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OutboxEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OutboxEntry) ProtoMessage() {}
+
+func (x *OutboxEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_erp_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OutboxEntry.ProtoReflect.Descriptor instead.
+func (*OutboxEntry) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_erp_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *OutboxEntry) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *OutboxEntry) GetKind() OutboxKind {
+	if x != nil {
+		return x.Kind
+	}
+	return OutboxKind_OUTBOX_KIND_UNSPECIFIED
+}
+
+func (x *OutboxEntry) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *OutboxEntry) GetReservationId() string {
+	if x != nil {
+		return x.ReservationId
+	}
+	return ""
+}
+
+func (x *OutboxEntry) GetOrderRef() string {
+	if x != nil {
+		return x.OrderRef
+	}
+	return ""
+}
+
+func (x *OutboxEntry) GetLines() []*OutboxLine {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
+func (x *OutboxEntry) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *OutboxEntry) GetCancelsSeq() uint64 {
+	if x != nil {
+		return x.CancelsSeq
+	}
+	return 0
+}
+
+func (x *OutboxEntry) GetOutcome() OrderOutcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return OrderOutcome_ORDER_OUTCOME_UNSPECIFIED
+}
+
+func (x *OutboxEntry) GetOutcomeReason() string {
+	if x != nil {
+		return x.OutcomeReason
+	}
+	return ""
+}
+
+func (x *OutboxEntry) GetAbsorbed() bool {
+	if x != nil {
+		return x.Absorbed
+	}
+	return false
+}
+
+func (x *OutboxEntry) GetCancelled() bool {
+	if x != nil {
+		return x.Cancelled
+	}
+	return false
+}
+
+func (x *OutboxEntry) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type OrderAck struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Seq     uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Outcome OrderOutcome           `protobuf:"varint,2,opt,name=outcome,proto3,enum=stockd.v1.OrderOutcome" json:"outcome,omitempty"`
+	// Why, for REFUSED (shown on the order), at most 256 bytes.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OrderAck) Reset() {
+	*x = OrderAck{}
+	mi := &file_stockd_v1_erp_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OrderAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OrderAck) ProtoMessage() {}
+
+func (x *OrderAck) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_erp_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OrderAck.ProtoReflect.Descriptor instead.
+func (*OrderAck) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_erp_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *OrderAck) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *OrderAck) GetOutcome() OrderOutcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return OrderOutcome_ORDER_OUTCOME_UNSPECIFIED
+}
+
+func (x *OrderAck) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type AckOrdersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1 to 10,000 acks.
+	Acks          []*OrderAck `protobuf:"bytes,1,rep,name=acks,proto3" json:"acks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckOrdersRequest) Reset() {
+	*x = AckOrdersRequest{}
+	mi := &file_stockd_v1_erp_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckOrdersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckOrdersRequest) ProtoMessage() {}
+
+func (x *AckOrdersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_erp_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckOrdersRequest.ProtoReflect.Descriptor instead.
+func (*AckOrdersRequest) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_erp_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *AckOrdersRequest) GetAcks() []*OrderAck {
+	if x != nil {
+		return x.Acks
+	}
+	return nil
+}
+
+type AckOrdersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per ack: APPLIED, IGNORED_STALE (the same outcome again), or
+	// REJECTED (unknown seq, or another outcome than the one recorded).
+	Rows          []*RowResult `protobuf:"bytes,1,rep,name=rows,proto3" json:"rows,omitempty"`
+	Revision      uint64       `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckOrdersResponse) Reset() {
+	*x = AckOrdersResponse{}
+	mi := &file_stockd_v1_erp_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckOrdersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckOrdersResponse) ProtoMessage() {}
+
+func (x *AckOrdersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_erp_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckOrdersResponse.ProtoReflect.Descriptor instead.
+func (*AckOrdersResponse) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_erp_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *AckOrdersResponse) GetRows() []*RowResult {
+	if x != nil {
+		return x.Rows
+	}
+	return nil
+}
+
+func (x *AckOrdersResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type GetOutboxRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetOutboxRequest) Reset() {
+	*x = GetOutboxRequest{}
+	mi := &file_stockd_v1_erp_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetOutboxRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetOutboxRequest) ProtoMessage() {}
+
+func (x *GetOutboxRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_erp_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetOutboxRequest.ProtoReflect.Descriptor instead.
+func (*GetOutboxRequest) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_erp_proto_rawDescGZIP(), []int{18}
+}
+
+type GetOutboxResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Entries without an outcome.
+	Pending                uint64                 `protobuf:"varint,1,opt,name=pending,proto3" json:"pending,omitempty"`
+	OldestPendingSeq       uint64                 `protobuf:"varint,2,opt,name=oldest_pending_seq,json=oldestPendingSeq,proto3" json:"oldest_pending_seq,omitempty"`
+	OldestPendingCreatedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=oldest_pending_created_at,json=oldestPendingCreatedAt,proto3" json:"oldest_pending_created_at,omitempty"`
+	NextSeq                uint64                 `protobuf:"varint,4,opt,name=next_seq,json=nextSeq,proto3" json:"next_seq,omitempty"`
+	AbsorbedMark           uint64                 `protobuf:"varint,5,opt,name=absorbed_mark,json=absorbedMark,proto3" json:"absorbed_mark,omitempty"`
+	Revision               uint64                 `protobuf:"varint,6,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
+}
+
+func (x *GetOutboxResponse) Reset() {
+	*x = GetOutboxResponse{}
+	mi := &file_stockd_v1_erp_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetOutboxResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetOutboxResponse) ProtoMessage() {}
+
+func (x *GetOutboxResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_erp_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetOutboxResponse.ProtoReflect.Descriptor instead.
+func (*GetOutboxResponse) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_erp_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *GetOutboxResponse) GetPending() uint64 {
+	if x != nil {
+		return x.Pending
+	}
+	return 0
+}
+
+func (x *GetOutboxResponse) GetOldestPendingSeq() uint64 {
+	if x != nil {
+		return x.OldestPendingSeq
+	}
+	return 0
+}
+
+func (x *GetOutboxResponse) GetOldestPendingCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OldestPendingCreatedAt
+	}
+	return nil
+}
+
+func (x *GetOutboxResponse) GetNextSeq() uint64 {
+	if x != nil {
+		return x.NextSeq
+	}
+	return 0
+}
+
+func (x *GetOutboxResponse) GetAbsorbedMark() uint64 {
+	if x != nil {
+		return x.AbsorbedMark
+	}
+	return 0
+}
+
+func (x *GetOutboxResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type ListRejectedRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many of the most recent, newest first; 0 means 100, at most 10,000.
+	Limit         uint32 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRejectedRequest) Reset() {
+	*x = ListRejectedRequest{}
+	mi := &file_stockd_v1_erp_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRejectedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRejectedRequest) ProtoMessage() {}
+
+func (x *ListRejectedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_erp_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRejectedRequest.ProtoReflect.Descriptor instead.
+func (*ListRejectedRequest) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_erp_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ListRejectedRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type RejectedRow struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The revision of the batch that carried the row.
+	Revision uint64                 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	At       *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
+	// set_stock, adjust_stock, set_incoming or ack_orders.
+	Source string `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
+	// The row's index in its batch.
+	Row uint32 `protobuf:"varint,4,opt,name=row,proto3" json:"row,omitempty"`
+	// The row's key: "ITEM@LOCATION", the delta id, the po line id, or the seq.
+	Key           string `protobuf:"bytes,5,opt,name=key,proto3" json:"key,omitempty"`
+	Reason        string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RejectedRow) Reset() {
+	*x = RejectedRow{}
+	mi := &file_stockd_v1_erp_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RejectedRow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RejectedRow) ProtoMessage() {}
+
+func (x *RejectedRow) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_erp_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RejectedRow.ProtoReflect.Descriptor instead.
+func (*RejectedRow) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_erp_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *RejectedRow) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *RejectedRow) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *RejectedRow) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *RejectedRow) GetRow() uint32 {
+	if x != nil {
+		return x.Row
+	}
+	return 0
+}
+
+func (x *RejectedRow) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *RejectedRow) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type RejectedCount struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The field at fault ("rows[].version", "lines[].location", ...).
+	Reason        string `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	Count         uint64 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RejectedCount) Reset() {
+	*x = RejectedCount{}
+	mi := &file_stockd_v1_erp_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RejectedCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RejectedCount) ProtoMessage() {}
+
+func (x *RejectedCount) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_erp_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RejectedCount.ProtoReflect.Descriptor instead.
+func (*RejectedCount) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_erp_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RejectedCount) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RejectedCount) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+type ListRejectedResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rows          []*RejectedRow         `protobuf:"bytes,1,rep,name=rows,proto3" json:"rows,omitempty"`
+	Counts        []*RejectedCount       `protobuf:"bytes,2,rep,name=counts,proto3" json:"counts,omitempty"`
+	Revision      uint64                 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRejectedResponse) Reset() {
+	*x = ListRejectedResponse{}
+	mi := &file_stockd_v1_erp_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRejectedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRejectedResponse) ProtoMessage() {}
+
+func (x *ListRejectedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_erp_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRejectedResponse.ProtoReflect.Descriptor instead.
+func (*ListRejectedResponse) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_erp_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ListRejectedResponse) GetRows() []*RejectedRow {
+	if x != nil {
+		return x.Rows
+	}
+	return nil
+}
+
+func (x *ListRejectedResponse) GetCounts() []*RejectedCount {
+	if x != nil {
+		return x.Counts
+	}
+	return nil
+}
+
+func (x *ListRejectedResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 var File_stockd_v1_erp_proto protoreflect.FileDescriptor
 
 const file_stockd_v1_erp_proto_rawDesc = "" +
@@ -861,12 +1758,87 @@ const file_stockd_v1_erp_proto_rawDesc = "" +
 	"\x16backordered_base_units\x18\x02 \x01(\x03R\x14backorderedBaseUnits\"c\n" +
 	"\x14ListIncomingResponse\x12/\n" +
 	"\x05lines\x18\x01 \x03(\v2\x19.stockd.v1.IncomingStatusR\x05lines\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x04R\brevision2\xb7\x02\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\"H\n" +
+	"\x11PullOrdersRequest\x12\x1b\n" +
+	"\tafter_seq\x18\x01 \x01(\x04R\bafterSeq\x12\x16\n" +
+	"\x06follow\x18\x02 \x01(\bR\x06follow\"\x8a\x01\n" +
+	"\n" +
+	"OutboxLine\x12\x12\n" +
+	"\x04item\x18\x01 \x01(\tR\x04item\x12\x1a\n" +
+	"\blocation\x18\x02 \x01(\tR\blocation\x12.\n" +
+	"\x13quantity_base_units\x18\x03 \x01(\x03R\x11quantityBaseUnits\x12\x1c\n" +
+	"\n" +
+	"po_line_id\x18\x04 \x01(\tR\bpoLineId\"\xe1\x03\n" +
+	"\vOutboxEntry\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12)\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x15.stockd.v1.OutboxKindR\x04kind\x12\x18\n" +
+	"\achannel\x18\x03 \x01(\tR\achannel\x12%\n" +
+	"\x0ereservation_id\x18\x04 \x01(\tR\rreservationId\x12\x1b\n" +
+	"\torder_ref\x18\x05 \x01(\tR\borderRef\x12+\n" +
+	"\x05lines\x18\x06 \x03(\v2\x15.stockd.v1.OutboxLineR\x05lines\x129\n" +
+	"\n" +
+	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x1f\n" +
+	"\vcancels_seq\x18\b \x01(\x04R\n" +
+	"cancelsSeq\x121\n" +
+	"\aoutcome\x18\t \x01(\x0e2\x17.stockd.v1.OrderOutcomeR\aoutcome\x12%\n" +
+	"\x0eoutcome_reason\x18\n" +
+	" \x01(\tR\routcomeReason\x12\x1a\n" +
+	"\babsorbed\x18\v \x01(\bR\babsorbed\x12\x1c\n" +
+	"\tcancelled\x18\f \x01(\bR\tcancelled\x12\x1a\n" +
+	"\brevision\x18\r \x01(\x04R\brevision\"g\n" +
+	"\bOrderAck\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x121\n" +
+	"\aoutcome\x18\x02 \x01(\x0e2\x17.stockd.v1.OrderOutcomeR\aoutcome\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\";\n" +
+	"\x10AckOrdersRequest\x12'\n" +
+	"\x04acks\x18\x01 \x03(\v2\x13.stockd.v1.OrderAckR\x04acks\"Y\n" +
+	"\x11AckOrdersResponse\x12(\n" +
+	"\x04rows\x18\x01 \x03(\v2\x14.stockd.v1.RowResultR\x04rows\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\"\x12\n" +
+	"\x10GetOutboxRequest\"\x8e\x02\n" +
+	"\x11GetOutboxResponse\x12\x18\n" +
+	"\apending\x18\x01 \x01(\x04R\apending\x12,\n" +
+	"\x12oldest_pending_seq\x18\x02 \x01(\x04R\x10oldestPendingSeq\x12U\n" +
+	"\x19oldest_pending_created_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x16oldestPendingCreatedAt\x12\x19\n" +
+	"\bnext_seq\x18\x04 \x01(\x04R\anextSeq\x12#\n" +
+	"\rabsorbed_mark\x18\x05 \x01(\x04R\fabsorbedMark\x12\x1a\n" +
+	"\brevision\x18\x06 \x01(\x04R\brevision\"+\n" +
+	"\x13ListRejectedRequest\x12\x14\n" +
+	"\x05limit\x18\x01 \x01(\rR\x05limit\"\xa9\x01\n" +
+	"\vRejectedRow\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\x12*\n" +
+	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x16\n" +
+	"\x06source\x18\x03 \x01(\tR\x06source\x12\x10\n" +
+	"\x03row\x18\x04 \x01(\rR\x03row\x12\x10\n" +
+	"\x03key\x18\x05 \x01(\tR\x03key\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\"=\n" +
+	"\rRejectedCount\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x04R\x05count\"\x90\x01\n" +
+	"\x14ListRejectedResponse\x12*\n" +
+	"\x04rows\x18\x01 \x03(\v2\x16.stockd.v1.RejectedRowR\x04rows\x120\n" +
+	"\x06counts\x18\x02 \x03(\v2\x18.stockd.v1.RejectedCountR\x06counts\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x04R\brevision*^\n" +
+	"\n" +
+	"OutboxKind\x12\x1b\n" +
+	"\x17OUTBOX_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11OUTBOX_KIND_ORDER\x10\x01\x12\x1c\n" +
+	"\x18OUTBOX_KIND_CANCELLATION\x10\x02*z\n" +
+	"\fOrderOutcome\x12\x1d\n" +
+	"\x19ORDER_OUTCOME_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14ORDER_OUTCOME_BOOKED\x10\x01\x12\x19\n" +
+	"\x15ORDER_OUTCOME_REFUSED\x10\x02\x12\x16\n" +
+	"\x12ORDER_OUTCOME_DONE\x10\x032\xde\x04\n" +
 	"\x03Erp\x12C\n" +
 	"\bSetStock\x12\x1a.stockd.v1.SetStockRequest\x1a\x1b.stockd.v1.SetStockResponse\x12L\n" +
 	"\vAdjustStock\x12\x1d.stockd.v1.AdjustStockRequest\x1a\x1e.stockd.v1.AdjustStockResponse\x12L\n" +
 	"\vSetIncoming\x12\x1d.stockd.v1.SetIncomingRequest\x1a\x1e.stockd.v1.SetIncomingResponse\x12O\n" +
-	"\fListIncoming\x12\x1e.stockd.v1.ListIncomingRequest\x1a\x1f.stockd.v1.ListIncomingResponseB0Z.github.com/stockd/stockd/api/stockdv1;stockdv1b\x06proto3"
+	"\fListIncoming\x12\x1e.stockd.v1.ListIncomingRequest\x1a\x1f.stockd.v1.ListIncomingResponse\x12D\n" +
+	"\n" +
+	"PullOrders\x12\x1c.stockd.v1.PullOrdersRequest\x1a\x16.stockd.v1.OutboxEntry0\x01\x12F\n" +
+	"\tAckOrders\x12\x1b.stockd.v1.AckOrdersRequest\x1a\x1c.stockd.v1.AckOrdersResponse\x12F\n" +
+	"\tGetOutbox\x12\x1b.stockd.v1.GetOutboxRequest\x1a\x1c.stockd.v1.GetOutboxResponse\x12O\n" +
+	"\fListRejected\x12\x1e.stockd.v1.ListRejectedRequest\x1a\x1f.stockd.v1.ListRejectedResponseB0Z.github.com/stockd/stockd/api/stockdv1;stockdv1b\x06proto3"
 
 var (
 	file_stockd_v1_erp_proto_rawDescOnce sync.Once
@@ -880,46 +1852,80 @@ func file_stockd_v1_erp_proto_rawDescGZIP() []byte {
 	return file_stockd_v1_erp_proto_rawDescData
 }
 
-var file_stockd_v1_erp_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_stockd_v1_erp_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_stockd_v1_erp_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_stockd_v1_erp_proto_goTypes = []any{
-	(*StockCount)(nil),            // 0: stockd.v1.StockCount
-	(*SetStockRequest)(nil),       // 1: stockd.v1.SetStockRequest
-	(*SetStockResponse)(nil),      // 2: stockd.v1.SetStockResponse
-	(*StockAdjustment)(nil),       // 3: stockd.v1.StockAdjustment
-	(*AdjustStockRequest)(nil),    // 4: stockd.v1.AdjustStockRequest
-	(*AdjustStockResponse)(nil),   // 5: stockd.v1.AdjustStockResponse
-	(*IncomingLine)(nil),          // 6: stockd.v1.IncomingLine
-	(*SetIncomingRequest)(nil),    // 7: stockd.v1.SetIncomingRequest
-	(*SetIncomingResponse)(nil),   // 8: stockd.v1.SetIncomingResponse
-	(*ListIncomingRequest)(nil),   // 9: stockd.v1.ListIncomingRequest
-	(*IncomingStatus)(nil),        // 10: stockd.v1.IncomingStatus
-	(*ListIncomingResponse)(nil),  // 11: stockd.v1.ListIncomingResponse
-	(*RowResult)(nil),             // 12: stockd.v1.RowResult
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(OutboxKind)(0),               // 0: stockd.v1.OutboxKind
+	(OrderOutcome)(0),             // 1: stockd.v1.OrderOutcome
+	(*StockCount)(nil),            // 2: stockd.v1.StockCount
+	(*SetStockRequest)(nil),       // 3: stockd.v1.SetStockRequest
+	(*SetStockResponse)(nil),      // 4: stockd.v1.SetStockResponse
+	(*StockAdjustment)(nil),       // 5: stockd.v1.StockAdjustment
+	(*AdjustStockRequest)(nil),    // 6: stockd.v1.AdjustStockRequest
+	(*AdjustStockResponse)(nil),   // 7: stockd.v1.AdjustStockResponse
+	(*IncomingLine)(nil),          // 8: stockd.v1.IncomingLine
+	(*SetIncomingRequest)(nil),    // 9: stockd.v1.SetIncomingRequest
+	(*SetIncomingResponse)(nil),   // 10: stockd.v1.SetIncomingResponse
+	(*ListIncomingRequest)(nil),   // 11: stockd.v1.ListIncomingRequest
+	(*IncomingStatus)(nil),        // 12: stockd.v1.IncomingStatus
+	(*ListIncomingResponse)(nil),  // 13: stockd.v1.ListIncomingResponse
+	(*PullOrdersRequest)(nil),     // 14: stockd.v1.PullOrdersRequest
+	(*OutboxLine)(nil),            // 15: stockd.v1.OutboxLine
+	(*OutboxEntry)(nil),           // 16: stockd.v1.OutboxEntry
+	(*OrderAck)(nil),              // 17: stockd.v1.OrderAck
+	(*AckOrdersRequest)(nil),      // 18: stockd.v1.AckOrdersRequest
+	(*AckOrdersResponse)(nil),     // 19: stockd.v1.AckOrdersResponse
+	(*GetOutboxRequest)(nil),      // 20: stockd.v1.GetOutboxRequest
+	(*GetOutboxResponse)(nil),     // 21: stockd.v1.GetOutboxResponse
+	(*ListRejectedRequest)(nil),   // 22: stockd.v1.ListRejectedRequest
+	(*RejectedRow)(nil),           // 23: stockd.v1.RejectedRow
+	(*RejectedCount)(nil),         // 24: stockd.v1.RejectedCount
+	(*ListRejectedResponse)(nil),  // 25: stockd.v1.ListRejectedResponse
+	(*RowResult)(nil),             // 26: stockd.v1.RowResult
+	(*timestamppb.Timestamp)(nil), // 27: google.protobuf.Timestamp
 }
 var file_stockd_v1_erp_proto_depIdxs = []int32{
-	0,  // 0: stockd.v1.SetStockRequest.rows:type_name -> stockd.v1.StockCount
-	12, // 1: stockd.v1.SetStockResponse.rows:type_name -> stockd.v1.RowResult
-	3,  // 2: stockd.v1.AdjustStockRequest.rows:type_name -> stockd.v1.StockAdjustment
-	12, // 3: stockd.v1.AdjustStockResponse.rows:type_name -> stockd.v1.RowResult
-	13, // 4: stockd.v1.IncomingLine.eta:type_name -> google.protobuf.Timestamp
-	6,  // 5: stockd.v1.SetIncomingRequest.lines:type_name -> stockd.v1.IncomingLine
-	12, // 6: stockd.v1.SetIncomingResponse.rows:type_name -> stockd.v1.RowResult
-	6,  // 7: stockd.v1.IncomingStatus.line:type_name -> stockd.v1.IncomingLine
-	10, // 8: stockd.v1.ListIncomingResponse.lines:type_name -> stockd.v1.IncomingStatus
-	1,  // 9: stockd.v1.Erp.SetStock:input_type -> stockd.v1.SetStockRequest
-	4,  // 10: stockd.v1.Erp.AdjustStock:input_type -> stockd.v1.AdjustStockRequest
-	7,  // 11: stockd.v1.Erp.SetIncoming:input_type -> stockd.v1.SetIncomingRequest
-	9,  // 12: stockd.v1.Erp.ListIncoming:input_type -> stockd.v1.ListIncomingRequest
-	2,  // 13: stockd.v1.Erp.SetStock:output_type -> stockd.v1.SetStockResponse
-	5,  // 14: stockd.v1.Erp.AdjustStock:output_type -> stockd.v1.AdjustStockResponse
-	8,  // 15: stockd.v1.Erp.SetIncoming:output_type -> stockd.v1.SetIncomingResponse
-	11, // 16: stockd.v1.Erp.ListIncoming:output_type -> stockd.v1.ListIncomingResponse
-	13, // [13:17] is the sub-list for method output_type
-	9,  // [9:13] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	2,  // 0: stockd.v1.SetStockRequest.rows:type_name -> stockd.v1.StockCount
+	26, // 1: stockd.v1.SetStockResponse.rows:type_name -> stockd.v1.RowResult
+	5,  // 2: stockd.v1.AdjustStockRequest.rows:type_name -> stockd.v1.StockAdjustment
+	26, // 3: stockd.v1.AdjustStockResponse.rows:type_name -> stockd.v1.RowResult
+	27, // 4: stockd.v1.IncomingLine.eta:type_name -> google.protobuf.Timestamp
+	8,  // 5: stockd.v1.SetIncomingRequest.lines:type_name -> stockd.v1.IncomingLine
+	26, // 6: stockd.v1.SetIncomingResponse.rows:type_name -> stockd.v1.RowResult
+	8,  // 7: stockd.v1.IncomingStatus.line:type_name -> stockd.v1.IncomingLine
+	12, // 8: stockd.v1.ListIncomingResponse.lines:type_name -> stockd.v1.IncomingStatus
+	0,  // 9: stockd.v1.OutboxEntry.kind:type_name -> stockd.v1.OutboxKind
+	15, // 10: stockd.v1.OutboxEntry.lines:type_name -> stockd.v1.OutboxLine
+	27, // 11: stockd.v1.OutboxEntry.created_at:type_name -> google.protobuf.Timestamp
+	1,  // 12: stockd.v1.OutboxEntry.outcome:type_name -> stockd.v1.OrderOutcome
+	1,  // 13: stockd.v1.OrderAck.outcome:type_name -> stockd.v1.OrderOutcome
+	17, // 14: stockd.v1.AckOrdersRequest.acks:type_name -> stockd.v1.OrderAck
+	26, // 15: stockd.v1.AckOrdersResponse.rows:type_name -> stockd.v1.RowResult
+	27, // 16: stockd.v1.GetOutboxResponse.oldest_pending_created_at:type_name -> google.protobuf.Timestamp
+	27, // 17: stockd.v1.RejectedRow.at:type_name -> google.protobuf.Timestamp
+	23, // 18: stockd.v1.ListRejectedResponse.rows:type_name -> stockd.v1.RejectedRow
+	24, // 19: stockd.v1.ListRejectedResponse.counts:type_name -> stockd.v1.RejectedCount
+	3,  // 20: stockd.v1.Erp.SetStock:input_type -> stockd.v1.SetStockRequest
+	6,  // 21: stockd.v1.Erp.AdjustStock:input_type -> stockd.v1.AdjustStockRequest
+	9,  // 22: stockd.v1.Erp.SetIncoming:input_type -> stockd.v1.SetIncomingRequest
+	11, // 23: stockd.v1.Erp.ListIncoming:input_type -> stockd.v1.ListIncomingRequest
+	14, // 24: stockd.v1.Erp.PullOrders:input_type -> stockd.v1.PullOrdersRequest
+	18, // 25: stockd.v1.Erp.AckOrders:input_type -> stockd.v1.AckOrdersRequest
+	20, // 26: stockd.v1.Erp.GetOutbox:input_type -> stockd.v1.GetOutboxRequest
+	22, // 27: stockd.v1.Erp.ListRejected:input_type -> stockd.v1.ListRejectedRequest
+	4,  // 28: stockd.v1.Erp.SetStock:output_type -> stockd.v1.SetStockResponse
+	7,  // 29: stockd.v1.Erp.AdjustStock:output_type -> stockd.v1.AdjustStockResponse
+	10, // 30: stockd.v1.Erp.SetIncoming:output_type -> stockd.v1.SetIncomingResponse
+	13, // 31: stockd.v1.Erp.ListIncoming:output_type -> stockd.v1.ListIncomingResponse
+	16, // 32: stockd.v1.Erp.PullOrders:output_type -> stockd.v1.OutboxEntry
+	19, // 33: stockd.v1.Erp.AckOrders:output_type -> stockd.v1.AckOrdersResponse
+	21, // 34: stockd.v1.Erp.GetOutbox:output_type -> stockd.v1.GetOutboxResponse
+	25, // 35: stockd.v1.Erp.ListRejected:output_type -> stockd.v1.ListRejectedResponse
+	28, // [28:36] is the sub-list for method output_type
+	20, // [20:28] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_stockd_v1_erp_proto_init() }
@@ -933,13 +1939,14 @@ func file_stockd_v1_erp_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stockd_v1_erp_proto_rawDesc), len(file_stockd_v1_erp_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   12,
+			NumEnums:      2,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_stockd_v1_erp_proto_goTypes,
 		DependencyIndexes: file_stockd_v1_erp_proto_depIdxs,
+		EnumInfos:         file_stockd_v1_erp_proto_enumTypes,
 		MessageInfos:      file_stockd_v1_erp_proto_msgTypes,
 	}.Build()
 	File_stockd_v1_erp_proto = out.File

@@ -23,6 +23,10 @@ const (
 	Erp_AdjustStock_FullMethodName  = "/stockd.v1.Erp/AdjustStock"
 	Erp_SetIncoming_FullMethodName  = "/stockd.v1.Erp/SetIncoming"
 	Erp_ListIncoming_FullMethodName = "/stockd.v1.Erp/ListIncoming"
+	Erp_PullOrders_FullMethodName   = "/stockd.v1.Erp/PullOrders"
+	Erp_AckOrders_FullMethodName    = "/stockd.v1.Erp/AckOrders"
+	Erp_GetOutbox_FullMethodName    = "/stockd.v1.Erp/GetOutbox"
+	Erp_ListRejected_FullMethodName = "/stockd.v1.Erp/ListRejected"
 )
 
 // ErpClient is the client API for Erp service.
@@ -43,6 +47,22 @@ type ErpClient interface {
 	// count that includes the receipt in the same or an earlier batch).
 	SetIncoming(ctx context.Context, in *SetIncomingRequest, opts ...grpc.CallOption) (*SetIncomingResponse, error)
 	ListIncoming(ctx context.Context, in *ListIncomingRequest, opts ...grpc.CallOption) (*ListIncomingResponse, error)
+	// PullOrders streams outbox entries (confirmed orders and cancellations)
+	// with sequence > after_seq that have no outcome yet, in sequence order;
+	// with follow, it then keeps streaming new ones as they are applied.
+	// Delivery is at least once: de-duplicate by seq.
+	PullOrders(ctx context.Context, in *PullOrdersRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[OutboxEntry], error)
+	// AckOrders reports outcomes: BOOKED (the order stays committed until the
+	// absorbed mark passes it), REFUSED (its units are freed at once) or, for a
+	// cancellation entry, DONE. An entry with an outcome is no longer delivered.
+	AckOrders(ctx context.Context, in *AckOrdersRequest, opts ...grpc.CallOption) (*AckOrdersResponse, error)
+	// GetOutbox reports the backlog: entries without an outcome and the age of
+	// the oldest, the next sequence and the absorbed mark.
+	GetOutbox(ctx context.Context, in *GetOutboxRequest, opts ...grpc.CallOption) (*GetOutboxResponse, error)
+	// ListRejected lists the most recent rejected ERP rows (a dead-letter list
+	// of at most 10,000, oldest evicted first) and counts of all rejections by
+	// reason.
+	ListRejected(ctx context.Context, in *ListRejectedRequest, opts ...grpc.CallOption) (*ListRejectedResponse, error)
 }
 
 type erpClient struct {
@@ -93,6 +113,55 @@ func (c *erpClient) ListIncoming(ctx context.Context, in *ListIncomingRequest, o
 	return out, nil
 }
 
+func (c *erpClient) PullOrders(ctx context.Context, in *PullOrdersRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[OutboxEntry], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Erp_ServiceDesc.Streams[0], Erp_PullOrders_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[PullOrdersRequest, OutboxEntry]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Erp_PullOrdersClient = grpc.ServerStreamingClient[OutboxEntry]
+
+func (c *erpClient) AckOrders(ctx context.Context, in *AckOrdersRequest, opts ...grpc.CallOption) (*AckOrdersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AckOrdersResponse)
+	err := c.cc.Invoke(ctx, Erp_AckOrders_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *erpClient) GetOutbox(ctx context.Context, in *GetOutboxRequest, opts ...grpc.CallOption) (*GetOutboxResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetOutboxResponse)
+	err := c.cc.Invoke(ctx, Erp_GetOutbox_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *erpClient) ListRejected(ctx context.Context, in *ListRejectedRequest, opts ...grpc.CallOption) (*ListRejectedResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListRejectedResponse)
+	err := c.cc.Invoke(ctx, Erp_ListRejected_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ErpServer is the server API for Erp service.
 // All implementations must embed UnimplementedErpServer
 // for forward compatibility.
@@ -111,6 +180,22 @@ type ErpServer interface {
 	// count that includes the receipt in the same or an earlier batch).
 	SetIncoming(context.Context, *SetIncomingRequest) (*SetIncomingResponse, error)
 	ListIncoming(context.Context, *ListIncomingRequest) (*ListIncomingResponse, error)
+	// PullOrders streams outbox entries (confirmed orders and cancellations)
+	// with sequence > after_seq that have no outcome yet, in sequence order;
+	// with follow, it then keeps streaming new ones as they are applied.
+	// Delivery is at least once: de-duplicate by seq.
+	PullOrders(*PullOrdersRequest, grpc.ServerStreamingServer[OutboxEntry]) error
+	// AckOrders reports outcomes: BOOKED (the order stays committed until the
+	// absorbed mark passes it), REFUSED (its units are freed at once) or, for a
+	// cancellation entry, DONE. An entry with an outcome is no longer delivered.
+	AckOrders(context.Context, *AckOrdersRequest) (*AckOrdersResponse, error)
+	// GetOutbox reports the backlog: entries without an outcome and the age of
+	// the oldest, the next sequence and the absorbed mark.
+	GetOutbox(context.Context, *GetOutboxRequest) (*GetOutboxResponse, error)
+	// ListRejected lists the most recent rejected ERP rows (a dead-letter list
+	// of at most 10,000, oldest evicted first) and counts of all rejections by
+	// reason.
+	ListRejected(context.Context, *ListRejectedRequest) (*ListRejectedResponse, error)
 	mustEmbedUnimplementedErpServer()
 }
 
@@ -132,6 +217,18 @@ func (UnimplementedErpServer) SetIncoming(context.Context, *SetIncomingRequest) 
 }
 func (UnimplementedErpServer) ListIncoming(context.Context, *ListIncomingRequest) (*ListIncomingResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListIncoming not implemented")
+}
+func (UnimplementedErpServer) PullOrders(*PullOrdersRequest, grpc.ServerStreamingServer[OutboxEntry]) error {
+	return status.Error(codes.Unimplemented, "method PullOrders not implemented")
+}
+func (UnimplementedErpServer) AckOrders(context.Context, *AckOrdersRequest) (*AckOrdersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AckOrders not implemented")
+}
+func (UnimplementedErpServer) GetOutbox(context.Context, *GetOutboxRequest) (*GetOutboxResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetOutbox not implemented")
+}
+func (UnimplementedErpServer) ListRejected(context.Context, *ListRejectedRequest) (*ListRejectedResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListRejected not implemented")
 }
 func (UnimplementedErpServer) mustEmbedUnimplementedErpServer() {}
 func (UnimplementedErpServer) testEmbeddedByValue()             {}
@@ -226,6 +323,71 @@ func _Erp_ListIncoming_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Erp_PullOrders_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(PullOrdersRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ErpServer).PullOrders(m, &grpc.GenericServerStream[PullOrdersRequest, OutboxEntry]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Erp_PullOrdersServer = grpc.ServerStreamingServer[OutboxEntry]
+
+func _Erp_AckOrders_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AckOrdersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ErpServer).AckOrders(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Erp_AckOrders_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ErpServer).AckOrders(ctx, req.(*AckOrdersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Erp_GetOutbox_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetOutboxRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ErpServer).GetOutbox(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Erp_GetOutbox_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ErpServer).GetOutbox(ctx, req.(*GetOutboxRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Erp_ListRejected_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRejectedRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ErpServer).ListRejected(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Erp_ListRejected_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ErpServer).ListRejected(ctx, req.(*ListRejectedRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Erp_ServiceDesc is the grpc.ServiceDesc for Erp service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -249,7 +411,25 @@ var Erp_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "ListIncoming",
 			Handler:    _Erp_ListIncoming_Handler,
 		},
+		{
+			MethodName: "AckOrders",
+			Handler:    _Erp_AckOrders_Handler,
+		},
+		{
+			MethodName: "GetOutbox",
+			Handler:    _Erp_GetOutbox_Handler,
+		},
+		{
+			MethodName: "ListRejected",
+			Handler:    _Erp_ListRejected_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "PullOrders",
+			Handler:       _Erp_PullOrders_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "stockd/v1/erp.proto",
 }

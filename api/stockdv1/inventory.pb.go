@@ -1315,6 +1315,126 @@ func (x *ListReservationsResponse) GetRevision() uint64 {
 	return 0
 }
 
+type GetOrderRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Channel       string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	OrderRef      string                 `protobuf:"bytes,2,opt,name=order_ref,json=orderRef,proto3" json:"order_ref,omitempty"`
+	MinRevision   uint64                 `protobuf:"varint,3,opt,name=min_revision,json=minRevision,proto3" json:"min_revision,omitempty"`
+	Linearizable  bool                   `protobuf:"varint,4,opt,name=linearizable,proto3" json:"linearizable,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetOrderRequest) Reset() {
+	*x = GetOrderRequest{}
+	mi := &file_stockd_v1_inventory_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetOrderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetOrderRequest) ProtoMessage() {}
+
+func (x *GetOrderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_inventory_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetOrderRequest.ProtoReflect.Descriptor instead.
+func (*GetOrderRequest) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *GetOrderRequest) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *GetOrderRequest) GetOrderRef() string {
+	if x != nil {
+		return x.OrderRef
+	}
+	return ""
+}
+
+func (x *GetOrderRequest) GetMinRevision() uint64 {
+	if x != nil {
+		return x.MinRevision
+	}
+	return 0
+}
+
+func (x *GetOrderRequest) GetLinearizable() bool {
+	if x != nil {
+		return x.Linearizable
+	}
+	return false
+}
+
+type GetOrderResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Order         *OutboxEntry           `protobuf:"bytes,1,opt,name=order,proto3" json:"order,omitempty"`
+	Revision      uint64                 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetOrderResponse) Reset() {
+	*x = GetOrderResponse{}
+	mi := &file_stockd_v1_inventory_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetOrderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetOrderResponse) ProtoMessage() {}
+
+func (x *GetOrderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_inventory_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetOrderResponse.ProtoReflect.Descriptor instead.
+func (*GetOrderResponse) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *GetOrderResponse) GetOrder() *OutboxEntry {
+	if x != nil {
+		return x.Order
+	}
+	return nil
+}
+
+func (x *GetOrderResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 type ReleaseAllRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Channel string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
@@ -1326,7 +1446,7 @@ type ReleaseAllRequest struct {
 
 func (x *ReleaseAllRequest) Reset() {
 	*x = ReleaseAllRequest{}
-	mi := &file_stockd_v1_inventory_proto_msgTypes[18]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1338,7 +1458,7 @@ func (x *ReleaseAllRequest) String() string {
 func (*ReleaseAllRequest) ProtoMessage() {}
 
 func (x *ReleaseAllRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_v1_inventory_proto_msgTypes[18]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1351,7 +1471,7 @@ func (x *ReleaseAllRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseAllRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseAllRequest) Descriptor() ([]byte, []int) {
-	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{18}
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ReleaseAllRequest) GetChannel() string {
@@ -1379,7 +1499,7 @@ type ReleaseAllResponse struct {
 
 func (x *ReleaseAllResponse) Reset() {
 	*x = ReleaseAllResponse{}
-	mi := &file_stockd_v1_inventory_proto_msgTypes[19]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1391,7 +1511,7 @@ func (x *ReleaseAllResponse) String() string {
 func (*ReleaseAllResponse) ProtoMessage() {}
 
 func (x *ReleaseAllResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_v1_inventory_proto_msgTypes[19]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1404,7 +1524,7 @@ func (x *ReleaseAllResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseAllResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseAllResponse) Descriptor() ([]byte, []int) {
-	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{19}
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ReleaseAllResponse) GetReleased() uint32 {
@@ -1437,7 +1557,7 @@ type ReserveStreamRequest struct {
 
 func (x *ReserveStreamRequest) Reset() {
 	*x = ReserveStreamRequest{}
-	mi := &file_stockd_v1_inventory_proto_msgTypes[20]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1449,7 +1569,7 @@ func (x *ReserveStreamRequest) String() string {
 func (*ReserveStreamRequest) ProtoMessage() {}
 
 func (x *ReserveStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_v1_inventory_proto_msgTypes[20]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1462,7 +1582,7 @@ func (x *ReserveStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReserveStreamRequest.ProtoReflect.Descriptor instead.
 func (*ReserveStreamRequest) Descriptor() ([]byte, []int) {
-	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{20}
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ReserveStreamRequest) GetRequestId() string {
@@ -1544,7 +1664,7 @@ type ReserveStreamResponse struct {
 
 func (x *ReserveStreamResponse) Reset() {
 	*x = ReserveStreamResponse{}
-	mi := &file_stockd_v1_inventory_proto_msgTypes[21]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1556,7 +1676,7 @@ func (x *ReserveStreamResponse) String() string {
 func (*ReserveStreamResponse) ProtoMessage() {}
 
 func (x *ReserveStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_v1_inventory_proto_msgTypes[21]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1569,7 +1689,7 @@ func (x *ReserveStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReserveStreamResponse.ProtoReflect.Descriptor instead.
 func (*ReserveStreamResponse) Descriptor() ([]byte, []int) {
-	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{21}
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ReserveStreamResponse) GetRequestId() string {
@@ -1665,7 +1785,7 @@ type StreamError struct {
 
 func (x *StreamError) Reset() {
 	*x = StreamError{}
-	mi := &file_stockd_v1_inventory_proto_msgTypes[22]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1677,7 +1797,7 @@ func (x *StreamError) String() string {
 func (*StreamError) ProtoMessage() {}
 
 func (x *StreamError) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_v1_inventory_proto_msgTypes[22]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1690,7 +1810,7 @@ func (x *StreamError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamError.ProtoReflect.Descriptor instead.
 func (*StreamError) Descriptor() ([]byte, []int) {
-	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{22}
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *StreamError) GetCode() uint32 {
@@ -1724,7 +1844,7 @@ type ReleaseResponse struct {
 
 func (x *ReleaseResponse) Reset() {
 	*x = ReleaseResponse{}
-	mi := &file_stockd_v1_inventory_proto_msgTypes[23]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1736,7 +1856,7 @@ func (x *ReleaseResponse) String() string {
 func (*ReleaseResponse) ProtoMessage() {}
 
 func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_v1_inventory_proto_msgTypes[23]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1749,7 +1869,7 @@ func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{23}
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ReleaseResponse) GetReservation() *Reservation {
@@ -1779,7 +1899,7 @@ type GetReservationRequest struct {
 
 func (x *GetReservationRequest) Reset() {
 	*x = GetReservationRequest{}
-	mi := &file_stockd_v1_inventory_proto_msgTypes[24]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1791,7 +1911,7 @@ func (x *GetReservationRequest) String() string {
 func (*GetReservationRequest) ProtoMessage() {}
 
 func (x *GetReservationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_v1_inventory_proto_msgTypes[24]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1804,7 +1924,7 @@ func (x *GetReservationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReservationRequest.ProtoReflect.Descriptor instead.
 func (*GetReservationRequest) Descriptor() ([]byte, []int) {
-	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{24}
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetReservationRequest) GetChannel() string {
@@ -1845,7 +1965,7 @@ type GetReservationResponse struct {
 
 func (x *GetReservationResponse) Reset() {
 	*x = GetReservationResponse{}
-	mi := &file_stockd_v1_inventory_proto_msgTypes[25]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1857,7 +1977,7 @@ func (x *GetReservationResponse) String() string {
 func (*GetReservationResponse) ProtoMessage() {}
 
 func (x *GetReservationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_v1_inventory_proto_msgTypes[25]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1870,7 +1990,7 @@ func (x *GetReservationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReservationResponse.ProtoReflect.Descriptor instead.
 func (*GetReservationResponse) Descriptor() ([]byte, []int) {
-	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{25}
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetReservationResponse) GetReservation() *Reservation {
@@ -1905,7 +2025,7 @@ type Reservation struct {
 
 func (x *Reservation) Reset() {
 	*x = Reservation{}
-	mi := &file_stockd_v1_inventory_proto_msgTypes[26]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1917,7 +2037,7 @@ func (x *Reservation) String() string {
 func (*Reservation) ProtoMessage() {}
 
 func (x *Reservation) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_v1_inventory_proto_msgTypes[26]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1930,7 +2050,7 @@ func (x *Reservation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reservation.ProtoReflect.Descriptor instead.
 func (*Reservation) Descriptor() ([]byte, []int) {
-	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{26}
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Reservation) GetChannel() string {
@@ -2006,7 +2126,7 @@ type ReservationLine struct {
 
 func (x *ReservationLine) Reset() {
 	*x = ReservationLine{}
-	mi := &file_stockd_v1_inventory_proto_msgTypes[27]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2018,7 +2138,7 @@ func (x *ReservationLine) String() string {
 func (*ReservationLine) ProtoMessage() {}
 
 func (x *ReservationLine) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_v1_inventory_proto_msgTypes[27]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2031,7 +2151,7 @@ func (x *ReservationLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReservationLine.ProtoReflect.Descriptor instead.
 func (*ReservationLine) Descriptor() ([]byte, []int) {
-	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{27}
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ReservationLine) GetSku() string {
@@ -2091,7 +2211,7 @@ type Allocation struct {
 
 func (x *Allocation) Reset() {
 	*x = Allocation{}
-	mi := &file_stockd_v1_inventory_proto_msgTypes[28]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2103,7 +2223,7 @@ func (x *Allocation) String() string {
 func (*Allocation) ProtoMessage() {}
 
 func (x *Allocation) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_v1_inventory_proto_msgTypes[28]
+	mi := &file_stockd_v1_inventory_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2116,7 +2236,7 @@ func (x *Allocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Allocation.ProtoReflect.Descriptor instead.
 func (*Allocation) Descriptor() ([]byte, []int) {
-	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{28}
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Allocation) GetLocation() string {
@@ -2158,7 +2278,7 @@ var File_stockd_v1_inventory_proto protoreflect.FileDescriptor
 
 const file_stockd_v1_inventory_proto_rawDesc = "" +
 	"\n" +
-	"\x19stockd/v1/inventory.proto\x12\tstockd.v1\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\x01\n" +
+	"\x19stockd/v1/inventory.proto\x12\tstockd.v1\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13stockd/v1/erp.proto\"\x8d\x01\n" +
 	"\x16GetAvailabilityRequest\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12\x12\n" +
 	"\x04skus\x18\x02 \x03(\tR\x04skus\x12!\n" +
@@ -2246,7 +2366,15 @@ const file_stockd_v1_inventory_proto_rawDesc = "" +
 	"\x18ListReservationsResponse\x12:\n" +
 	"\freservations\x18\x01 \x03(\v2\x16.stockd.v1.ReservationR\freservations\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1a\n" +
-	"\brevision\x18\x03 \x01(\x04R\brevision\"S\n" +
+	"\brevision\x18\x03 \x01(\x04R\brevision\"\x8f\x01\n" +
+	"\x0fGetOrderRequest\x12\x18\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\x12\x1b\n" +
+	"\torder_ref\x18\x02 \x01(\tR\borderRef\x12!\n" +
+	"\fmin_revision\x18\x03 \x01(\x04R\vminRevision\x12\"\n" +
+	"\flinearizable\x18\x04 \x01(\bR\flinearizable\"\\\n" +
+	"\x10GetOrderResponse\x12,\n" +
+	"\x05order\x18\x01 \x01(\v2\x16.stockd.v1.OutboxEntryR\x05order\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\"S\n" +
 	"\x11ReleaseAllRequest\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12$\n" +
 	"\x0erelease_all_id\x18\x02 \x01(\tR\freleaseAllId\"L\n" +
@@ -2317,7 +2445,7 @@ const file_stockd_v1_inventory_proto_rawDesc = "" +
 	"\x1bRESERVATION_STATE_CONFIRMED\x10\x02\x12\x1e\n" +
 	"\x1aRESERVATION_STATE_RELEASED\x10\x03\x12\x1d\n" +
 	"\x19RESERVATION_STATE_EXPIRED\x10\x04\x12\x1f\n" +
-	"\x1bRESERVATION_STATE_CANCELLED\x10\x052\x8f\x06\n" +
+	"\x1bRESERVATION_STATE_CANCELLED\x10\x052\xd4\x06\n" +
 	"\tInventory\x12X\n" +
 	"\x0fGetAvailability\x12!.stockd.v1.GetAvailabilityRequest\x1a\".stockd.v1.GetAvailabilityResponse\x12@\n" +
 	"\aReserve\x12\x19.stockd.v1.ReserveRequest\x1a\x1a.stockd.v1.ReserveResponse\x12@\n" +
@@ -2326,7 +2454,8 @@ const file_stockd_v1_inventory_proto_rawDesc = "" +
 	"\x0eGetReservation\x12 .stockd.v1.GetReservationRequest\x1a!.stockd.v1.GetReservationResponse\x12=\n" +
 	"\x06Extend\x12\x18.stockd.v1.ExtendRequest\x1a\x19.stockd.v1.ExtendResponse\x12L\n" +
 	"\vCancelOrder\x12\x1d.stockd.v1.CancelOrderRequest\x1a\x1e.stockd.v1.CancelOrderResponse\x12[\n" +
-	"\x10ListReservations\x12\".stockd.v1.ListReservationsRequest\x1a#.stockd.v1.ListReservationsResponse\x12I\n" +
+	"\x10ListReservations\x12\".stockd.v1.ListReservationsRequest\x1a#.stockd.v1.ListReservationsResponse\x12C\n" +
+	"\bGetOrder\x12\x1a.stockd.v1.GetOrderRequest\x1a\x1b.stockd.v1.GetOrderResponse\x12I\n" +
 	"\n" +
 	"ReleaseAll\x12\x1c.stockd.v1.ReleaseAllRequest\x1a\x1d.stockd.v1.ReleaseAllResponse\x12V\n" +
 	"\rReserveStream\x12\x1f.stockd.v1.ReserveStreamRequest\x1a .stockd.v1.ReserveStreamResponse(\x010\x01B0Z.github.com/stockd/stockd/api/stockdv1;stockdv1b\x06proto3"
@@ -2344,7 +2473,7 @@ func file_stockd_v1_inventory_proto_rawDescGZIP() []byte {
 }
 
 var file_stockd_v1_inventory_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_stockd_v1_inventory_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_stockd_v1_inventory_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_stockd_v1_inventory_proto_goTypes = []any{
 	(ReservationState)(0),            // 0: stockd.v1.ReservationState
 	(*GetAvailabilityRequest)(nil),   // 1: stockd.v1.GetAvailabilityRequest
@@ -2365,79 +2494,85 @@ var file_stockd_v1_inventory_proto_goTypes = []any{
 	(*CancelOrderResponse)(nil),      // 16: stockd.v1.CancelOrderResponse
 	(*ListReservationsRequest)(nil),  // 17: stockd.v1.ListReservationsRequest
 	(*ListReservationsResponse)(nil), // 18: stockd.v1.ListReservationsResponse
-	(*ReleaseAllRequest)(nil),        // 19: stockd.v1.ReleaseAllRequest
-	(*ReleaseAllResponse)(nil),       // 20: stockd.v1.ReleaseAllResponse
-	(*ReserveStreamRequest)(nil),     // 21: stockd.v1.ReserveStreamRequest
-	(*ReserveStreamResponse)(nil),    // 22: stockd.v1.ReserveStreamResponse
-	(*StreamError)(nil),              // 23: stockd.v1.StreamError
-	(*ReleaseResponse)(nil),          // 24: stockd.v1.ReleaseResponse
-	(*GetReservationRequest)(nil),    // 25: stockd.v1.GetReservationRequest
-	(*GetReservationResponse)(nil),   // 26: stockd.v1.GetReservationResponse
-	(*Reservation)(nil),              // 27: stockd.v1.Reservation
-	(*ReservationLine)(nil),          // 28: stockd.v1.ReservationLine
-	(*Allocation)(nil),               // 29: stockd.v1.Allocation
-	(*timestamppb.Timestamp)(nil),    // 30: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 31: google.protobuf.Duration
-	(*anypb.Any)(nil),                // 32: google.protobuf.Any
+	(*GetOrderRequest)(nil),          // 19: stockd.v1.GetOrderRequest
+	(*GetOrderResponse)(nil),         // 20: stockd.v1.GetOrderResponse
+	(*ReleaseAllRequest)(nil),        // 21: stockd.v1.ReleaseAllRequest
+	(*ReleaseAllResponse)(nil),       // 22: stockd.v1.ReleaseAllResponse
+	(*ReserveStreamRequest)(nil),     // 23: stockd.v1.ReserveStreamRequest
+	(*ReserveStreamResponse)(nil),    // 24: stockd.v1.ReserveStreamResponse
+	(*StreamError)(nil),              // 25: stockd.v1.StreamError
+	(*ReleaseResponse)(nil),          // 26: stockd.v1.ReleaseResponse
+	(*GetReservationRequest)(nil),    // 27: stockd.v1.GetReservationRequest
+	(*GetReservationResponse)(nil),   // 28: stockd.v1.GetReservationResponse
+	(*Reservation)(nil),              // 29: stockd.v1.Reservation
+	(*ReservationLine)(nil),          // 30: stockd.v1.ReservationLine
+	(*Allocation)(nil),               // 31: stockd.v1.Allocation
+	(*timestamppb.Timestamp)(nil),    // 32: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 33: google.protobuf.Duration
+	(*OutboxEntry)(nil),              // 34: stockd.v1.OutboxEntry
+	(*anypb.Any)(nil),                // 35: google.protobuf.Any
 }
 var file_stockd_v1_inventory_proto_depIdxs = []int32{
 	3,  // 0: stockd.v1.GetAvailabilityResponse.skus:type_name -> stockd.v1.SkuAvailability
 	5,  // 1: stockd.v1.SkuAvailability.locations:type_name -> stockd.v1.LocationAvailability
 	4,  // 2: stockd.v1.SkuAvailability.incoming:type_name -> stockd.v1.IncomingAvailability
-	30, // 3: stockd.v1.IncomingAvailability.eta:type_name -> google.protobuf.Timestamp
+	32, // 3: stockd.v1.IncomingAvailability.eta:type_name -> google.protobuf.Timestamp
 	6,  // 4: stockd.v1.ReserveRequest.lines:type_name -> stockd.v1.ReserveLine
-	31, // 5: stockd.v1.ReserveRequest.ttl:type_name -> google.protobuf.Duration
-	27, // 6: stockd.v1.ReserveResponse.reservation:type_name -> stockd.v1.Reservation
-	27, // 7: stockd.v1.ConfirmResponse.reservation:type_name -> stockd.v1.Reservation
+	33, // 5: stockd.v1.ReserveRequest.ttl:type_name -> google.protobuf.Duration
+	29, // 6: stockd.v1.ReserveResponse.reservation:type_name -> stockd.v1.Reservation
+	29, // 7: stockd.v1.ConfirmResponse.reservation:type_name -> stockd.v1.Reservation
 	12, // 8: stockd.v1.ReleaseRequest.lines:type_name -> stockd.v1.ReleaseLine
-	31, // 9: stockd.v1.ExtendRequest.ttl:type_name -> google.protobuf.Duration
-	27, // 10: stockd.v1.ExtendResponse.reservation:type_name -> stockd.v1.Reservation
-	27, // 11: stockd.v1.CancelOrderResponse.reservation:type_name -> stockd.v1.Reservation
+	33, // 9: stockd.v1.ExtendRequest.ttl:type_name -> google.protobuf.Duration
+	29, // 10: stockd.v1.ExtendResponse.reservation:type_name -> stockd.v1.Reservation
+	29, // 11: stockd.v1.CancelOrderResponse.reservation:type_name -> stockd.v1.Reservation
 	0,  // 12: stockd.v1.ListReservationsRequest.state:type_name -> stockd.v1.ReservationState
-	31, // 13: stockd.v1.ListReservationsRequest.expiring_within:type_name -> google.protobuf.Duration
-	27, // 14: stockd.v1.ListReservationsResponse.reservations:type_name -> stockd.v1.Reservation
-	7,  // 15: stockd.v1.ReserveStreamRequest.reserve:type_name -> stockd.v1.ReserveRequest
-	9,  // 16: stockd.v1.ReserveStreamRequest.confirm:type_name -> stockd.v1.ConfirmRequest
-	11, // 17: stockd.v1.ReserveStreamRequest.release:type_name -> stockd.v1.ReleaseRequest
-	8,  // 18: stockd.v1.ReserveStreamResponse.reserve:type_name -> stockd.v1.ReserveResponse
-	10, // 19: stockd.v1.ReserveStreamResponse.confirm:type_name -> stockd.v1.ConfirmResponse
-	24, // 20: stockd.v1.ReserveStreamResponse.release:type_name -> stockd.v1.ReleaseResponse
-	23, // 21: stockd.v1.ReserveStreamResponse.error:type_name -> stockd.v1.StreamError
-	32, // 22: stockd.v1.StreamError.details:type_name -> google.protobuf.Any
-	27, // 23: stockd.v1.ReleaseResponse.reservation:type_name -> stockd.v1.Reservation
-	27, // 24: stockd.v1.GetReservationResponse.reservation:type_name -> stockd.v1.Reservation
-	0,  // 25: stockd.v1.Reservation.state:type_name -> stockd.v1.ReservationState
-	28, // 26: stockd.v1.Reservation.lines:type_name -> stockd.v1.ReservationLine
-	30, // 27: stockd.v1.Reservation.created_at:type_name -> google.protobuf.Timestamp
-	30, // 28: stockd.v1.Reservation.expires_at:type_name -> google.protobuf.Timestamp
-	29, // 29: stockd.v1.ReservationLine.allocations:type_name -> stockd.v1.Allocation
-	30, // 30: stockd.v1.ReservationLine.promised_at:type_name -> google.protobuf.Timestamp
-	30, // 31: stockd.v1.Allocation.promised_at:type_name -> google.protobuf.Timestamp
-	1,  // 32: stockd.v1.Inventory.GetAvailability:input_type -> stockd.v1.GetAvailabilityRequest
-	7,  // 33: stockd.v1.Inventory.Reserve:input_type -> stockd.v1.ReserveRequest
-	9,  // 34: stockd.v1.Inventory.Confirm:input_type -> stockd.v1.ConfirmRequest
-	11, // 35: stockd.v1.Inventory.Release:input_type -> stockd.v1.ReleaseRequest
-	25, // 36: stockd.v1.Inventory.GetReservation:input_type -> stockd.v1.GetReservationRequest
-	13, // 37: stockd.v1.Inventory.Extend:input_type -> stockd.v1.ExtendRequest
-	15, // 38: stockd.v1.Inventory.CancelOrder:input_type -> stockd.v1.CancelOrderRequest
-	17, // 39: stockd.v1.Inventory.ListReservations:input_type -> stockd.v1.ListReservationsRequest
-	19, // 40: stockd.v1.Inventory.ReleaseAll:input_type -> stockd.v1.ReleaseAllRequest
-	21, // 41: stockd.v1.Inventory.ReserveStream:input_type -> stockd.v1.ReserveStreamRequest
-	2,  // 42: stockd.v1.Inventory.GetAvailability:output_type -> stockd.v1.GetAvailabilityResponse
-	8,  // 43: stockd.v1.Inventory.Reserve:output_type -> stockd.v1.ReserveResponse
-	10, // 44: stockd.v1.Inventory.Confirm:output_type -> stockd.v1.ConfirmResponse
-	24, // 45: stockd.v1.Inventory.Release:output_type -> stockd.v1.ReleaseResponse
-	26, // 46: stockd.v1.Inventory.GetReservation:output_type -> stockd.v1.GetReservationResponse
-	14, // 47: stockd.v1.Inventory.Extend:output_type -> stockd.v1.ExtendResponse
-	16, // 48: stockd.v1.Inventory.CancelOrder:output_type -> stockd.v1.CancelOrderResponse
-	18, // 49: stockd.v1.Inventory.ListReservations:output_type -> stockd.v1.ListReservationsResponse
-	20, // 50: stockd.v1.Inventory.ReleaseAll:output_type -> stockd.v1.ReleaseAllResponse
-	22, // 51: stockd.v1.Inventory.ReserveStream:output_type -> stockd.v1.ReserveStreamResponse
-	42, // [42:52] is the sub-list for method output_type
-	32, // [32:42] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	33, // 13: stockd.v1.ListReservationsRequest.expiring_within:type_name -> google.protobuf.Duration
+	29, // 14: stockd.v1.ListReservationsResponse.reservations:type_name -> stockd.v1.Reservation
+	34, // 15: stockd.v1.GetOrderResponse.order:type_name -> stockd.v1.OutboxEntry
+	7,  // 16: stockd.v1.ReserveStreamRequest.reserve:type_name -> stockd.v1.ReserveRequest
+	9,  // 17: stockd.v1.ReserveStreamRequest.confirm:type_name -> stockd.v1.ConfirmRequest
+	11, // 18: stockd.v1.ReserveStreamRequest.release:type_name -> stockd.v1.ReleaseRequest
+	8,  // 19: stockd.v1.ReserveStreamResponse.reserve:type_name -> stockd.v1.ReserveResponse
+	10, // 20: stockd.v1.ReserveStreamResponse.confirm:type_name -> stockd.v1.ConfirmResponse
+	26, // 21: stockd.v1.ReserveStreamResponse.release:type_name -> stockd.v1.ReleaseResponse
+	25, // 22: stockd.v1.ReserveStreamResponse.error:type_name -> stockd.v1.StreamError
+	35, // 23: stockd.v1.StreamError.details:type_name -> google.protobuf.Any
+	29, // 24: stockd.v1.ReleaseResponse.reservation:type_name -> stockd.v1.Reservation
+	29, // 25: stockd.v1.GetReservationResponse.reservation:type_name -> stockd.v1.Reservation
+	0,  // 26: stockd.v1.Reservation.state:type_name -> stockd.v1.ReservationState
+	30, // 27: stockd.v1.Reservation.lines:type_name -> stockd.v1.ReservationLine
+	32, // 28: stockd.v1.Reservation.created_at:type_name -> google.protobuf.Timestamp
+	32, // 29: stockd.v1.Reservation.expires_at:type_name -> google.protobuf.Timestamp
+	31, // 30: stockd.v1.ReservationLine.allocations:type_name -> stockd.v1.Allocation
+	32, // 31: stockd.v1.ReservationLine.promised_at:type_name -> google.protobuf.Timestamp
+	32, // 32: stockd.v1.Allocation.promised_at:type_name -> google.protobuf.Timestamp
+	1,  // 33: stockd.v1.Inventory.GetAvailability:input_type -> stockd.v1.GetAvailabilityRequest
+	7,  // 34: stockd.v1.Inventory.Reserve:input_type -> stockd.v1.ReserveRequest
+	9,  // 35: stockd.v1.Inventory.Confirm:input_type -> stockd.v1.ConfirmRequest
+	11, // 36: stockd.v1.Inventory.Release:input_type -> stockd.v1.ReleaseRequest
+	27, // 37: stockd.v1.Inventory.GetReservation:input_type -> stockd.v1.GetReservationRequest
+	13, // 38: stockd.v1.Inventory.Extend:input_type -> stockd.v1.ExtendRequest
+	15, // 39: stockd.v1.Inventory.CancelOrder:input_type -> stockd.v1.CancelOrderRequest
+	17, // 40: stockd.v1.Inventory.ListReservations:input_type -> stockd.v1.ListReservationsRequest
+	19, // 41: stockd.v1.Inventory.GetOrder:input_type -> stockd.v1.GetOrderRequest
+	21, // 42: stockd.v1.Inventory.ReleaseAll:input_type -> stockd.v1.ReleaseAllRequest
+	23, // 43: stockd.v1.Inventory.ReserveStream:input_type -> stockd.v1.ReserveStreamRequest
+	2,  // 44: stockd.v1.Inventory.GetAvailability:output_type -> stockd.v1.GetAvailabilityResponse
+	8,  // 45: stockd.v1.Inventory.Reserve:output_type -> stockd.v1.ReserveResponse
+	10, // 46: stockd.v1.Inventory.Confirm:output_type -> stockd.v1.ConfirmResponse
+	26, // 47: stockd.v1.Inventory.Release:output_type -> stockd.v1.ReleaseResponse
+	28, // 48: stockd.v1.Inventory.GetReservation:output_type -> stockd.v1.GetReservationResponse
+	14, // 49: stockd.v1.Inventory.Extend:output_type -> stockd.v1.ExtendResponse
+	16, // 50: stockd.v1.Inventory.CancelOrder:output_type -> stockd.v1.CancelOrderResponse
+	18, // 51: stockd.v1.Inventory.ListReservations:output_type -> stockd.v1.ListReservationsResponse
+	20, // 52: stockd.v1.Inventory.GetOrder:output_type -> stockd.v1.GetOrderResponse
+	22, // 53: stockd.v1.Inventory.ReleaseAll:output_type -> stockd.v1.ReleaseAllResponse
+	24, // 54: stockd.v1.Inventory.ReserveStream:output_type -> stockd.v1.ReserveStreamResponse
+	44, // [44:55] is the sub-list for method output_type
+	33, // [33:44] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_stockd_v1_inventory_proto_init() }
@@ -2445,12 +2580,13 @@ func file_stockd_v1_inventory_proto_init() {
 	if File_stockd_v1_inventory_proto != nil {
 		return
 	}
-	file_stockd_v1_inventory_proto_msgTypes[20].OneofWrappers = []any{
+	file_stockd_v1_erp_proto_init()
+	file_stockd_v1_inventory_proto_msgTypes[22].OneofWrappers = []any{
 		(*ReserveStreamRequest_Reserve)(nil),
 		(*ReserveStreamRequest_Confirm)(nil),
 		(*ReserveStreamRequest_Release)(nil),
 	}
-	file_stockd_v1_inventory_proto_msgTypes[21].OneofWrappers = []any{
+	file_stockd_v1_inventory_proto_msgTypes[23].OneofWrappers = []any{
 		(*ReserveStreamResponse_Reserve)(nil),
 		(*ReserveStreamResponse_Confirm)(nil),
 		(*ReserveStreamResponse_Release)(nil),
@@ -2462,7 +2598,7 @@ func file_stockd_v1_inventory_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stockd_v1_inventory_proto_rawDesc), len(file_stockd_v1_inventory_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   29,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -27,6 +27,7 @@ const (
 	Inventory_Extend_FullMethodName           = "/stockd.v1.Inventory/Extend"
 	Inventory_CancelOrder_FullMethodName      = "/stockd.v1.Inventory/CancelOrder"
 	Inventory_ListReservations_FullMethodName = "/stockd.v1.Inventory/ListReservations"
+	Inventory_GetOrder_FullMethodName         = "/stockd.v1.Inventory/GetOrder"
 	Inventory_ReleaseAll_FullMethodName       = "/stockd.v1.Inventory/ReleaseAll"
 	Inventory_ReserveStream_FullMethodName    = "/stockd.v1.Inventory/ReserveStream"
 )
@@ -59,6 +60,9 @@ type InventoryClient interface {
 	// ListReservations pages through one channel's reservations in id order,
 	// optionally only those in one state or expiring within a window.
 	ListReservations(ctx context.Context, in *ListReservationsRequest, opts ...grpc.CallOption) (*ListReservationsResponse, error)
+	// GetOrder shows a confirmed order by (channel, order_ref): its lines,
+	// outcome, whether it was cancelled and whether the ERP's counts include it.
+	GetOrder(ctx context.Context, in *GetOrderRequest, opts ...grpc.CallOption) (*GetOrderResponse, error)
 	// ReleaseAll releases every live hold of one channel (a marketplace
 	// incident). Idempotent by release_all_id: a retry answers the first count.
 	ReleaseAll(ctx context.Context, in *ReleaseAllRequest, opts ...grpc.CallOption) (*ReleaseAllResponse, error)
@@ -158,6 +162,16 @@ func (c *inventoryClient) ListReservations(ctx context.Context, in *ListReservat
 	return out, nil
 }
 
+func (c *inventoryClient) GetOrder(ctx context.Context, in *GetOrderRequest, opts ...grpc.CallOption) (*GetOrderResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetOrderResponse)
+	err := c.cc.Invoke(ctx, Inventory_GetOrder_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *inventoryClient) ReleaseAll(ctx context.Context, in *ReleaseAllRequest, opts ...grpc.CallOption) (*ReleaseAllResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ReleaseAllResponse)
@@ -209,6 +223,9 @@ type InventoryServer interface {
 	// ListReservations pages through one channel's reservations in id order,
 	// optionally only those in one state or expiring within a window.
 	ListReservations(context.Context, *ListReservationsRequest) (*ListReservationsResponse, error)
+	// GetOrder shows a confirmed order by (channel, order_ref): its lines,
+	// outcome, whether it was cancelled and whether the ERP's counts include it.
+	GetOrder(context.Context, *GetOrderRequest) (*GetOrderResponse, error)
 	// ReleaseAll releases every live hold of one channel (a marketplace
 	// incident). Idempotent by release_all_id: a retry answers the first count.
 	ReleaseAll(context.Context, *ReleaseAllRequest) (*ReleaseAllResponse, error)
@@ -251,6 +268,9 @@ func (UnimplementedInventoryServer) CancelOrder(context.Context, *CancelOrderReq
 }
 func (UnimplementedInventoryServer) ListReservations(context.Context, *ListReservationsRequest) (*ListReservationsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListReservations not implemented")
+}
+func (UnimplementedInventoryServer) GetOrder(context.Context, *GetOrderRequest) (*GetOrderResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetOrder not implemented")
 }
 func (UnimplementedInventoryServer) ReleaseAll(context.Context, *ReleaseAllRequest) (*ReleaseAllResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReleaseAll not implemented")
@@ -423,6 +443,24 @@ func _Inventory_ListReservations_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Inventory_GetOrder_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetOrderRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InventoryServer).GetOrder(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Inventory_GetOrder_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InventoryServer).GetOrder(ctx, req.(*GetOrderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Inventory_ReleaseAll_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ReleaseAllRequest)
 	if err := dec(in); err != nil {
@@ -486,6 +524,10 @@ var Inventory_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListReservations",
 			Handler:    _Inventory_ListReservations_Handler,
+		},
+		{
+			MethodName: "GetOrder",
+			Handler:    _Inventory_GetOrder_Handler,
 		},
 		{
 			MethodName: "ReleaseAll",
