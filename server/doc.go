@@ -14,6 +14,13 @@
 // at fault, anything unexpected becomes INTERNAL with a generic message and
 // its detail goes to the log, never to the client.
 //
+// Streams (stream.go): ReserveStream runs each request through the unary
+// handler's own path in a goroutine of its own, at most 1,024 per stream,
+// and stops reading while that window is full, so a client that stops
+// reading holds a bounded amount of server memory and no other stream waits
+// on it. Every goroutine a stream handler starts recovers its own panics and
+// exits before the handler returns.
+//
 // server must never import cluster, raft or bbolt: the Proposer, Reader and
 // Cluster interfaces (and the ClusterStatus they report) are declared here,
 // and the cluster's infrastructure errors (not leader, stopped, queue full,
