@@ -366,8 +366,8 @@ func (st *state) checkBackorders() error {
 		}
 	}
 	for _, o := range st.orders {
-		if o.cancelled {
-			continue // CancelOrder gave its waiting units back
+		if o.kind != OutboxOrder || o.cancelled || o.outcome == OutcomeRefused {
+			continue // CancelOrder or the refusal gave its waiting units back; a cancellation holds none
 		}
 		for _, l := range o.lines {
 			if l.poLine == "" {

@@ -459,6 +459,7 @@ func TestCommandFeature(t *testing.T) {
 		{"an order cancellation", &logv1.Command{Kind: &logv1.Command_CancelOrder{CancelOrder: &logv1.CancelOrder{}}}, 2},
 		{"a release of all", &logv1.Command{Kind: &logv1.Command_ReleaseAll{ReleaseAll: &logv1.ReleaseAll{}}}, 2},
 		{"incoming supply", &logv1.Command{Kind: &logv1.Command_SetIncoming{SetIncoming: &logv1.SetIncoming{}}}, 2},
+		{"order acks", ackCmd(ackBooked(1)), 2},
 	} {
 		if got := store.CommandFeature(tc.cmd); got != tc.want {
 			t.Errorf("input %s (%v): got feature %d, want %d", tc.name, tc.cmd, got, tc.want)

@@ -208,5 +208,5 @@ var allSentinels = []error{
 	store.ErrInvalid, store.ErrUnknownChannel, store.ErrUnknownLocation, store.ErrUnknownReservation,
 	store.ErrInsufficientStock, store.ErrNotHeld, store.ErrLocationNotVisible, store.ErrIdempotencyConflict,
 	store.ErrOverflow, store.ErrUnknownSKU, store.ErrRevisionChanged, store.ErrInUse, store.ErrUnknownLocationGroup,
-	store.ErrNotConfirmed, store.ErrAbsorbed, store.ErrUnknownIncoming,
+	store.ErrNotConfirmed, store.ErrAbsorbed, store.ErrUnknownIncoming, store.ErrUnknownOrder,
 }

@@ -93,6 +93,36 @@ func TestI5ReadsDuringApply(t *testing.T) {
 						return
 					}
 				}
+				// The outbox and the dead-letter list (outbox.go, deadletter.go).
+				os := m.OutboxStatus()
+				if os.OldestPendingSeq >= os.NextSeq && os.OldestPendingSeq != 0 || os.AbsorbedMark >= os.NextSeq {
+					errs <- fmt.Errorf("reader %d: got outbox status %+v, want the oldest pending and the mark below the next seq", r, os)
+					return
+				}
+				entries := m.Outbox(uint64(n%20), 20)
+				for i, e := range entries {
+					if e.Outcome != 0 || e.Seq <= uint64(n%20) || i > 0 && e.Seq <= entries[i-1].Seq || len(e.Lines) == 0 {
+						errs <- fmt.Errorf("reader %d: outbox after %d: got %+v, want pending entries with lines in seq order", r, n%20, entries)
+						return
+					}
+				}
+				ref := fmt.Sprintf("o%d", n%3)
+				if o, err := m.Order(ch, ref); err != nil && !errors.Is(err, store.ErrUnknownOrder) ||
+					err == nil && (o.OrderRef != ref || o.Channel != ch || o.Kind != store.OutboxOrder) {
+					errs <- fmt.Errorf("reader %d: order %s/%s: got %+v, %v, want it or unknown", r, ch, ref, o, err)
+					return
+				}
+				dead, counts := m.Rejected(20)
+				for i, d := range dead {
+					if i > 0 && d.Revision > dead[i-1].Revision || d.Reason == "" {
+						errs <- fmt.Errorf("reader %d: got rejected rows %+v, want newest first with reasons", r, dead)
+						return
+					}
+				}
+				if len(dead) > 0 && len(counts) == 0 {
+					errs <- fmt.Errorf("reader %d: got rejected rows %+v without counts", r, dead)
+					return
+				}
 				if d, live := m.NextDeadline(); live && d <= 0 {
 					errs <- fmt.Errorf("reader %d: got next deadline %d, want a positive time", r, d)
 					return

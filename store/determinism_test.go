@@ -29,6 +29,7 @@ type logGen struct {
 	lastConfirmed [2]string                      // the last hold lifecycleCommand confirmed
 	incoming      map[string]*logv1.IncomingLine // the last row backorderCommand sent per po line
 	carts         [][2]string                    // (channel, id) of the last few carts backorderCommand sent
+	acked         uint64                         // the last seq ackCommand's sweep reached
 }
 
 var (
@@ -77,7 +78,9 @@ func genLog(seed uint64, n int) []*logv1.Entry {
 
 func (g *logGen) command() *logv1.Command {
 	ttls := []time.Duration{0, time.Second, 5 * time.Second, 30 * time.Second, 2 * time.Minute}
-	switch p := g.r.IntN(140); {
+	switch p := g.r.IntN(150); {
+	case p >= 140:
+		return g.ackCommand() // determinism_outbox_test.go
 	case p >= 122:
 		return g.backorderCommand() // determinism_backorder_test.go
 	case p >= 112:
@@ -110,7 +113,7 @@ func (g *logGen) command() *logv1.Command {
 		}
 		var mark uint64
 		if g.r.IntN(2) == 0 {
-			g.orders += uint64(g.r.IntN(4))
+			g.orders += uint64(g.r.IntN(2))
 			mark = g.orders
 		}
 		return setStockMark(mark, rows...)

@@ -27,6 +27,15 @@
 //     per-shard locks concurrently with Apply.
 //   - I6 one master: on_hand moves only by ERP commands.
 //
+// The order outbox (outbox.go) carries confirmed orders and cancellations
+// to the ERP with increasing sequences. An order's units stay committed
+// until the ERP refuses it or the absorbed mark passes it, whichever comes
+// first, and leave committed exactly once; committed lives in the counters,
+// so trimming finished entries never frees units. Rejected ERP rows are
+// kept in a dead-letter list of MaxRejectedRows and counted by field
+// (deadletter.go).
+//
 // Apply runs on one goroutine. Reads (Availability, Reservation, Locations,
-// Channels, AppliedIndex, NextDeadline) are safe from any goroutine.
+// Channels, AppliedIndex, NextDeadline, Outbox, Order, OutboxStatus,
+// Rejected) are safe from any goroutine.
 package store

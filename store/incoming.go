@@ -85,6 +85,7 @@ func (st *state) setIncoming(c *logv1.SetIncoming) Result {
 	for i, row := range c.GetLines() {
 		rows[i] = st.setIncomingRow(cat, i, row)
 	}
+	st.recordRejected(sourceSetIncoming, rows, func(i int) string { return c.GetLines()[i].GetPoLineId() }) // deadletter.go
 	return Result{Rows: rows}
 }
 
@@ -253,7 +254,9 @@ func (st *state) receive(in *incomingLine, n Units) (reserved, committed Units) 
 	for _, o := range in.orders {
 		if left > 0 {
 			lines, took := receiveOrderLines(o.lines, in.POLine, left)
+			st.omu.Lock() // outbox readers see order lines (outbox.go)
 			o.lines = lines
+			st.omu.Unlock()
 			if !o.absorbed {
 				committed += took
 			}

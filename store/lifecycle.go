@@ -227,9 +227,11 @@ func sameReleaseLines(a, b []*logv1.ReleaseLine) bool {
 }
 
 // cancelOrder takes back a confirmed order the ERP has not absorbed: its
-// units leave committed and the reservation is cancelled. Cancelling again
-// answers the same; an absorbed order cannot be cancelled.
-func (st *state) cancelOrder(c *logv1.CancelOrder) Result {
+// units leave committed, the reservation is cancelled, and a cancellation
+// entry goes out through the outbox (outbox.go). Cancelling again answers the
+// same; an absorbed order cannot be cancelled. An order the ERP refused has
+// no units left to free and nothing for the ERP to undo: it is only marked.
+func (st *state) cancelOrder(now Timestamp, c *logv1.CancelOrder) Result {
 	if r := validateCancelOrder(c); r != nil {
 		return Result{Err: r}
 	}
@@ -248,19 +250,18 @@ func (st *state) cancelOrder(c *logv1.CancelOrder) Result {
 			return Result{Err: reject(ErrAbsorbed, "reservation_id", "order "+strconv.FormatUint(o.seq, 10)+
 				" is at or below the absorbed mark "+strconv.FormatUint(st.absorbedMark, 10))}
 		}
-		for _, l := range o.lines {
-			if l.poLine != "" {
-				continue // waiting on an incoming line, not committed: cancelBackorders
-			}
-			sh := st.shardFor(l.item)
-			sh.mu.Lock()
-			ct := sh.items[l.item].counterAt(l.location)
-			ct.committed -= l.quantity
-			st.touch(ct)
-			sh.mu.Unlock()
+		if o.outcome == OutcomeRefused {
+			st.omu.Lock()
+			o.cancelled = true
+			st.omu.Unlock()
+		} else {
+			st.freeCommitted(o) // outbox.go
+			st.cancelBackorders(o)
+			st.omu.Lock()
+			o.cancelled = true
+			st.omu.Unlock()
+			st.appendCancellation(now, o)
 		}
-		st.cancelBackorders(o)
-		o.cancelled = true
 		st.lmu.Lock()
 		r.State = StateCancelled
 		st.lmu.Unlock()

@@ -92,6 +92,7 @@ func (m *Machine) apply(index Revision, ts Timestamp, cmd *logv1.Command) Result
 	now := Timestamp(st.now.Load())
 	st.expire(now)
 	st.prune(now, m.cfg)
+	st.trimOutbox(now, m.cfg.RetryWindowNanos)
 
 	var res Result
 	switch k := cmd.GetKind().(type) {
@@ -118,7 +119,9 @@ func (m *Machine) apply(index Revision, ts Timestamp, cmd *logv1.Command) Result
 	case *logv1.Command_Extend:
 		res = st.extend(now, k.Extend)
 	case *logv1.Command_CancelOrder:
-		res = st.cancelOrder(k.CancelOrder)
+		res = st.cancelOrder(now, k.CancelOrder)
+	case *logv1.Command_AckOrders:
+		res = st.ackOrders(k.AckOrders)
 	case *logv1.Command_ReleaseAll:
 		res = st.releaseAllHolds(now, k.ReleaseAll)
 	case *logv1.Command_SetIncoming:

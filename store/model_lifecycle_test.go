@@ -140,7 +140,8 @@ func (md *model) releasePart(c *logv1.Release) (error, string, *store.Reservatio
 }
 
 // cancelOrder takes a confirmed order the absorbed mark has not passed out of
-// committed; again answers the same.
+// committed and sends a cancellation entry (a seq of its own); again answers
+// the same.
 func (md *model) cancelOrder(c *logv1.CancelOrder) (error, string, *store.Reservation) {
 	r := md.res[rkey{c.GetChannel(), c.GetReservationId()}]
 	switch {
@@ -170,6 +171,7 @@ func (md *model) cancelOrder(c *logv1.CancelOrder) (error, string, *store.Reserv
 		md.touch(mkey{l.item, l.loc})
 	}
 	o.cancelled = true
+	md.nextSeq++ // the cancellation entry goes out through the outbox with its own seq
 	r.state = store.StateCancelled
 	return nil, "", r.current()
 }

@@ -272,8 +272,7 @@ func (st *state) confirm(now Timestamp, c *logv1.Confirm) Result {
 	case StateReleased, StateExpired:
 		return Result{Err: reject(ErrNotHeld, "reservation_id", "reservation is "+r.State.String())}
 	case StateHeld:
-		o := &order{seq: st.nextOrderSeq, channel: r.Channel, reservationID: r.ID, orderRef: c.GetOrderRef()}
-		st.nextOrderSeq++
+		o := &order{seq: st.nextOrderSeq, kind: OutboxOrder, channel: r.Channel, reservationID: r.ID, orderRef: c.GetOrderRef(), createdAt: now}
 		for _, l := range r.Lines {
 			for _, a := range l.Allocations {
 				if a.POLine != "" {
@@ -291,7 +290,7 @@ func (st *state) confirm(now Timestamp, c *logv1.Confirm) Result {
 				o.lines = append(o.lines, orderLine{item: l.Item, location: a.Location, quantity: a.Quantity})
 			}
 		}
-		st.orders = append(st.orders, o)
+		st.appendOutbox(o) // outbox.go
 		st.confirmBackorders(r, o)
 		st.lmu.Lock()
 		r.OrderRef, r.OrderSeq = o.orderRef, o.seq

@@ -20,7 +20,8 @@ var ErrCorruptSnapshot = errors.New("corrupt snapshot")
 // Restore replaces the state with the one a record stream describes. next
 // returns one record at a time and io.EOF after the last. The stream is
 // decoded into fresh state and its invariants checked (reserved equals the
-// live holds, committed equals the unabsorbed orders, ids unique); only then
+// live holds, committed equals the orders neither absorbed, cancelled nor
+// refused, the outbox and dead-letter list consistent, ids unique); only then
 // is it swapped in. On error the machine is unchanged. Call it on the apply
 // goroutine.
 func (m *Machine) Restore(next func() ([]byte, error)) error {
@@ -81,8 +82,9 @@ func decodeState(next func() ([]byte, error)) (*state, error) {
 		}
 	}
 	st.pruneQueue = queue
-	for st.absorbedPos < len(st.orders) && st.orders[st.absorbedPos].seq <= st.absorbedMark {
-		st.absorbedPos++
+	st.restoreOutbox() // outbox.go
+	if err := st.checkDeadLetters(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCorruptSnapshot, err)
 	}
 	if err := st.checkInvariants(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCorruptSnapshot, err)
@@ -201,17 +203,11 @@ func (st *state) restoreRecord(cat *catalog, rec *logv1.SnapshotRecord, queue *[
 			Version: d.GetVersion(), OnHand: Units(d.GetOnHandBaseUnits())}, pruneSeq: d.GetPruneSeq(), prunableAt: Timestamp(d.GetPrunableUnixNanos())}
 		*queue = append(*queue, pruneItem{seq: d.GetPruneSeq(), at: Timestamp(d.GetPrunableUnixNanos()), kind: pruneDelta, deltaID: id})
 	case *logv1.SnapshotRecord_Order:
-		o := k.Order
-		if n := len(st.orders); n > 0 && st.orders[n-1].seq >= o.GetSeq() {
-			return fmt.Errorf("order %d out of order", o.GetSeq())
-		}
-		ord := &order{seq: o.GetSeq(), channel: ChannelID(o.GetChannel()), reservationID: ReservationID(o.GetReservationId()),
-			orderRef: o.GetOrderRef(), absorbed: o.GetAbsorbed(), cancelled: o.GetCancelled()}
-		for _, l := range o.GetLines() {
-			ord.lines = append(ord.lines, orderLine{item: ItemID(l.GetItem()), location: LocationID(l.GetLocation()),
-				quantity: Units(l.GetQuantityBaseUnits()), poLine: l.GetPoLineId()})
-		}
-		st.orders = append(st.orders, ord)
+		return st.restoreOrder(k.Order) // outbox.go
+	case *logv1.SnapshotRecord_RejectedRow:
+		return st.restoreRejectedRow(k.RejectedRow) // deadletter.go
+	case *logv1.SnapshotRecord_RejectedCount:
+		return st.restoreRejectedCount(k.RejectedCount)
 	case *logv1.SnapshotRecord_ReleaseAll:
 		ra := k.ReleaseAll
 		key := resKey{ChannelID(ra.GetChannel()), ReservationID(ra.GetReleaseAllId())}
@@ -227,8 +223,8 @@ func (st *state) restoreRecord(cat *catalog, rec *logv1.SnapshotRecord, queue *[
 }
 
 // checkInvariants verifies what every applied log keeps true: reserved is the
-// sum of live holds and committed the sum of unabsorbed, uncancelled orders,
-// per counter; no counter's reserved or committed is negative.
+// sum of live holds and committed the sum of orders that are not absorbed,
+// cancelled or refused, per counter; no counter's reserved or committed is negative.
 func (st *state) checkInvariants() error {
 	reserved := map[counterKey]Units{}
 	for _, r := range st.reservations {
@@ -245,7 +241,7 @@ func (st *state) checkInvariants() error {
 	}
 	committed := map[counterKey]Units{}
 	for _, o := range st.orders {
-		if o.absorbed || o.cancelled {
+		if !o.holdsCommitted() { // absorbed, cancelled, refused, or a cancellation
 			continue
 		}
 		for _, l := range o.lines {

@@ -24,8 +24,9 @@ const snapshotFormat = 1
 // What it shares with the live state is never changed once written: strings,
 // the catalog's channels (the catalog is replaced whole), a hold's lines and
 // allocations (fixed when the hold is made), an order's lines, and the
-// remembered requests, rows and rejections. Everything Apply changes in place
-// (counters, buffer rules, a hold's state, an order's absorbed flag) is copied.
+// remembered requests, rows and rejections, rejected rows. Everything Apply
+// changes in place (counters, buffer rules, a hold's state, an order's flags
+// and outcome) is copied.
 type Snapshot struct {
 	index        Revision
 	now          Timestamp
@@ -51,6 +52,9 @@ type Snapshot struct {
 	deltas       []delta          // in deltaIDs order
 	orders       []order          // in sequence order
 	releaseAlls  []snapReleaseAll // sorted by (channel, release_all_id)
+
+	rejectedRows   []RejectedRow   // the dead-letter list, oldest first
+	rejectedCounts []RejectedCount // sorted by reason
 }
 
 // snapReleaseAll is one remembered ReleaseAll of a Snapshot.
@@ -150,12 +154,14 @@ func (m *Machine) Snapshot() *Snapshot {
 	s.orders = make([]order, len(st.orders))
 	for i, o := range st.orders {
 		s.orders[i] = *o
+		s.orders[i].cancellation = nil // live state; the record holds cancels_seq
 	}
 	keys = slices.SortedFunc(maps.Keys(st.releaseAlls), cmpKey)
 	s.releaseAlls = make([]snapReleaseAll, len(keys))
 	for i, k := range keys {
 		s.releaseAlls[i] = snapReleaseAll{key: k, rec: *st.releaseAlls[k]}
 	}
+	s.rejectedRows, s.rejectedCounts = st.deadLetters.ordered(), st.deadLetters.sortedCounts()
 	return s
 }
 
@@ -271,19 +277,7 @@ func (s *Snapshot) WriteRecords(emit func(rec []byte) error) error {
 		dr.OnHandBaseUnits, dr.PruneSeq, dr.PrunableUnixNanos = int64(d.result.OnHand), d.pruneSeq, int64(d.prunableAt)
 		w.write(rec)
 	}
-	or := &logv1.OrderRecord{}
-	rec = &logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_Order{Order: or}}
-	for i := range s.orders {
-		o := &s.orders[i]
-		or.Seq, or.Channel, or.ReservationId = o.seq, string(o.channel), string(o.reservationID)
-		or.OrderRef, or.Absorbed, or.Cancelled = o.orderRef, o.absorbed, o.cancelled
-		or.Lines = reuseMessages(or.Lines, len(o.lines))
-		for j, l := range o.lines {
-			ol := or.Lines[j]
-			ol.Item, ol.Location, ol.QuantityBaseUnits, ol.PoLineId = string(l.item), string(l.location), int64(l.quantity), l.poLine
-		}
-		w.write(rec)
-	}
+	writeOrders(&w, s.orders) // outbox.go
 	rar := &logv1.ReleaseAllRecord{}
 	rec = &logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_ReleaseAll{ReleaseAll: rar}}
 	for i := range s.releaseAlls {
@@ -292,6 +286,7 @@ func (s *Snapshot) WriteRecords(emit func(rec []byte) error) error {
 		rar.PruneSeq, rar.PrunableUnixNanos = ra.rec.pruneSeq, int64(ra.rec.prunableAt)
 		w.write(rec)
 	}
+	writeDeadLetters(&w, s.rejectedRows, s.rejectedCounts) // deadletter.go
 	return w.err
 }
 

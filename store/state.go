@@ -100,9 +100,13 @@ type delta struct {
 	prunableAt Timestamp
 }
 
-// order is a confirmed reservation in the outbox, on its way to the ERP.
+// order is an outbox entry on its way to the ERP: a confirmed order, or the
+// cancellation of one (kind OutboxCancellation, which holds no units and is
+// never absorbed). Readers on other goroutines see its fields under st.omu
+// (outbox.go).
 type order struct {
 	seq           uint64
+	kind          OutboxKind
 	channel       ChannelID
 	reservationID ReservationID
 	orderRef      string
@@ -111,6 +115,17 @@ type order struct {
 	// cancelled: CancelOrder took it back before the absorbed mark passed it;
 	// its units left committed then, and absorb never takes them again.
 	cancelled bool
+	// createdAt is the log time of the entry that created it.
+	createdAt Timestamp
+	// cancelsSeq is, for a cancellation, the order it cancels.
+	cancelsSeq uint64
+	// outcome is what the ERP reported (0: none yet). A refused order's
+	// units left committed when the refusal was applied, and absorb never
+	// takes them again.
+	outcome       OrderOutcome
+	outcomeReason string
+	// cancellation is an order's cancellation entry, while both are kept.
+	cancellation *order
 }
 
 type orderLine struct {
@@ -162,15 +177,25 @@ type state struct {
 	lmu          sync.RWMutex
 	reservations map[resKey]*reservation
 
-	// Apply-goroutine only.
-	refusals     map[resKey]*refusal
-	deltas       map[string]*delta
-	releaseAlls  map[resKey]*releaseAll // by (channel, release_all_id)
-	orders       []*order
+	// omu guards what the outbox and dead-letter reads (outbox.go,
+	// deadletter.go) touch from any goroutine: orders and their fields, the
+	// order index, the outbox figures and the dead-letter list. The apply
+	// goroutine changes them under omu and reads them without it.
+	omu          sync.RWMutex
+	orders       []*order // in sequence order; finished entries leave from the front (trimOutbox)
+	orderRefs    map[orderRefKey]*order
 	nextOrderSeq uint64
 	absorbedMark uint64
-	absorbedPos  int // orders[:absorbedPos] are all absorbed
-	deadlines    deadlineHeap
+	absorbedPos  int // orders[:absorbedPos] are all at or below the absorbed mark
+	pending      int // entries without an outcome
+	pendingPos   int // orders[:pendingPos] all have an outcome
+	deadLetters  deadLetters
+
+	// Apply-goroutine only.
+	refusals    map[resKey]*refusal
+	deltas      map[string]*delta
+	releaseAlls map[resKey]*releaseAll // by (channel, release_all_id)
+	deadlines   deadlineHeap
 	// Live (held) holds per SKU line, per allocation location and per
 	// channel; see holdStarted/holdEnded in catalog.go.
 	holdsBySKU      map[SKU]int
@@ -191,6 +216,7 @@ func newState() *state {
 		holdsBySKU:      make(map[SKU]int),
 		holdsByLocation: make(map[LocationID]int),
 		holdsByChannel:  make(map[ChannelID]int),
+		orderRefs:       make(map[orderRefKey]*order),
 		nextOrderSeq:    1,
 		nextPruneSeq:    1,
 	}

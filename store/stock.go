@@ -19,6 +19,9 @@ func (st *state) setStock(c *logv1.SetStock) Result {
 	for i, row := range c.GetRows() {
 		rows[i] = st.setStockRow(cat, i, row)
 	}
+	st.recordRejected(sourceSetStock, rows, func(i int) string { // deadletter.go
+		return c.GetRows()[i].GetItem() + "@" + c.GetRows()[i].GetLocation()
+	})
 	st.absorb(c.GetAbsorbedMark())
 	return Result{Rows: rows}
 }
@@ -68,6 +71,7 @@ func (st *state) adjustStock(now Timestamp, c *logv1.AdjustStock) Result {
 	for i, row := range c.GetRows() {
 		rows[i] = st.adjustRow(now, cat, i, row)
 	}
+	st.recordRejected(sourceAdjustStock, rows, func(i int) string { return c.GetRows()[i].GetDeltaId() })
 	return Result{Rows: rows}
 }
 
@@ -124,17 +128,20 @@ func (st *state) adjustRow(now Timestamp, cat *catalog, i int, row *logv1.StockA
 
 // absorb moves every confirmed order with sequence <= mark out of committed:
 // the ERP's counts now include it (or it refused it). The mark never passes
-// the last order issued, and never moves back.
+// the last entry issued, and never moves back.
 func (st *state) absorb(mark uint64) {
 	mark = min(mark, st.nextOrderSeq-1)
 	if mark <= st.absorbedMark {
 		return
 	}
+	st.omu.Lock()
+	defer st.omu.Unlock()
 	st.absorbedMark = mark
 	for st.absorbedPos < len(st.orders) && st.orders[st.absorbedPos].seq <= mark {
 		o := st.orders[st.absorbedPos]
-		// A cancelled order's units left committed when it was cancelled.
-		if !o.absorbed && !o.cancelled {
+		// A cancelled or refused order's units left committed when it was
+		// cancelled or refused; a cancellation entry holds none.
+		if o.holdsCommitted() {
 			for _, l := range o.lines {
 				if l.poLine != "" {
 					continue // waiting on incoming, never committed (backorder.go)

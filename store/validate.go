@@ -61,6 +61,8 @@ func validate(cmd *logv1.Command) *Rejection {
 		return checkID("id", k.DeleteLocation.GetId())
 	case *logv1.Command_DeleteChannel:
 		return checkID("id", k.DeleteChannel.GetId())
+	case *logv1.Command_AckOrders:
+		return validateAckOrders(k.AckOrders)
 	case *logv1.Command_Tick:
 		return nil
 	case nil:
@@ -112,6 +114,29 @@ func validateExtend(c *logv1.Extend) *Rejection {
 
 func validateCancelOrder(c *logv1.CancelOrder) *Rejection {
 	return firstOf(checkID("channel", c.GetChannel()), checkID("reservation_id", c.GetReservationId()))
+}
+
+// validateAckOrders checks 1 to MaxRows acks, each with an outcome of 1
+// (booked), 2 (refused) or 3 (done) and a reason of at most MaxIDBytes bytes
+// of text; whether a seq exists and takes that outcome is decided per ack in
+// Apply.
+func validateAckOrders(c *logv1.AckOrders) *Rejection {
+	n := len(c.GetAcks())
+	if n == 0 {
+		return invalid("acks", "at least one ack is required")
+	}
+	if n > MaxRows {
+		return invalid("acks", "at most "+strconv.Itoa(MaxRows)+" acks, got "+strconv.Itoa(n))
+	}
+	for i, a := range c.GetAcks() {
+		if o := a.GetOutcome(); o < uint32(OutcomeBooked) || o > uint32(OutcomeDone) {
+			return invalid(indexed("acks", i, "outcome"), "must be 1 (booked), 2 (refused) or 3 (done), got "+strconv.FormatUint(uint64(o), 10))
+		}
+		if r := checkText(indexed("acks", i, "reason"), a.GetReason()); r != nil {
+			return r
+		}
+	}
+	return nil
 }
 
 func validateReleaseAll(c *logv1.ReleaseAll) *Rejection {
@@ -238,13 +263,15 @@ func firstOf(rs ...*Rejection) *Rejection {
 
 // CommandFeature is the log feature version a command needs: a leader
 // proposes it only once every voter's build applies that version (DESIGN.md,
-// rolling upgrades). The issue 4 command kinds (put_sku to set_incoming)
-// and the issue 4 fields of older kinds need version 2; the rest version 1.
+// rolling upgrades). The issue 4 command kinds (put_sku to set_incoming),
+// ack_orders and the issue 4 fields of older kinds need version 2; the rest
+// version 1.
 func CommandFeature(cmd *logv1.Command) uint32 {
 	switch k := cmd.GetKind().(type) {
 	case *logv1.Command_PutSku, *logv1.Command_DeleteSku, *logv1.Command_PutLocationGroup,
 		*logv1.Command_DeleteLocationGroup, *logv1.Command_DeleteLocation, *logv1.Command_DeleteChannel,
-		*logv1.Command_Extend, *logv1.Command_CancelOrder, *logv1.Command_ReleaseAll, *logv1.Command_SetIncoming:
+		*logv1.Command_Extend, *logv1.Command_CancelOrder, *logv1.Command_ReleaseAll, *logv1.Command_SetIncoming,
+		*logv1.Command_AckOrders:
 		return 2
 	case *logv1.Command_Reserve:
 		for _, l := range k.Reserve.GetLines() {
