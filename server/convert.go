@@ -232,3 +232,66 @@ func timeNanos(field string, ts *timestamppb.Timestamp) (int64, error) {
 	}
 	return ts.AsTime().UnixNano(), nil
 }
+
+// outboxEntryToProto converts e, read at revision rev. The store's kind and
+// outcome numbers are the proto's (TestOutboxEnumsMatchTheProto pins them).
+func outboxEntryToProto(e *store.OutboxEntry, rev store.Revision) *stockdv1.OutboxEntry {
+	out := &stockdv1.OutboxEntry{
+		Seq:           e.Seq,
+		Kind:          stockdv1.OutboxKind(e.Kind),
+		Channel:       string(e.Channel),
+		ReservationId: string(e.ReservationID),
+		OrderRef:      e.OrderRef,
+		Lines:         make([]*stockdv1.OutboxLine, len(e.Lines)),
+		CreatedAt:     timestamp(e.CreatedAt),
+		CancelsSeq:    e.CancelsSeq,
+		Outcome:       stockdv1.OrderOutcome(e.Outcome),
+		OutcomeReason: e.OutcomeReason,
+		Absorbed:      e.Absorbed,
+		Cancelled:     e.Cancelled,
+		Revision:      uint64(rev),
+	}
+	lines := make([]stockdv1.OutboxLine, len(e.Lines))
+	for i, l := range e.Lines {
+		p := &lines[i]
+		p.Item = string(l.Item)
+		p.Location = string(l.Location)
+		p.QuantityBaseUnits = int64(l.Quantity)
+		p.PoLineId = l.POLine
+		out.Lines[i] = p
+	}
+	return out
+}
+
+func outboxStatusToProto(st store.OutboxStatus, rev store.Revision) *stockdv1.GetOutboxResponse {
+	return &stockdv1.GetOutboxResponse{
+		Pending:                st.Pending,
+		OldestPendingSeq:       st.OldestPendingSeq,
+		OldestPendingCreatedAt: timestamp(st.OldestPendingCreatedAt),
+		NextSeq:                st.NextSeq,
+		AbsorbedMark:           st.AbsorbedMark,
+		Revision:               uint64(rev),
+	}
+}
+
+func rejectedToProto(rows []store.RejectedRow, counts []store.RejectedCount, rev store.Revision) *stockdv1.ListRejectedResponse {
+	out := &stockdv1.ListRejectedResponse{
+		Rows:     make([]*stockdv1.RejectedRow, len(rows)),
+		Counts:   make([]*stockdv1.RejectedCount, len(counts)),
+		Revision: uint64(rev),
+	}
+	for i, r := range rows {
+		out.Rows[i] = &stockdv1.RejectedRow{
+			Revision: uint64(r.Revision),
+			At:       timestamp(r.At),
+			Source:   r.Source,
+			Row:      r.Row,
+			Key:      r.Key,
+			Reason:   r.Reason,
+		}
+	}
+	for i, c := range counts {
+		out.Counts[i] = &stockdv1.RejectedCount{Reason: c.Reason, Count: c.Count}
+	}
+	return out
+}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/stockd/stockd/api/stockdv1"
@@ -66,5 +67,60 @@ func TestReservationToProto(t *testing.T) {
 	}
 	if reservationToProto(nil) != nil {
 		t.Errorf("reservationToProto(nil): want nil")
+	}
+}
+
+// TestOutboxEnumsMatchTheProto pins what outboxEntryToProto and AckOrders
+// rely on: the store's kind and outcome numbers are the proto's.
+func TestOutboxEnumsMatchTheProto(t *testing.T) {
+	kinds := map[store.OutboxKind]stockdv1.OutboxKind{
+		store.OutboxOrder:        stockdv1.OutboxKind_OUTBOX_KIND_ORDER,
+		store.OutboxCancellation: stockdv1.OutboxKind_OUTBOX_KIND_CANCELLATION,
+	}
+	for k, want := range kinds {
+		if got := stockdv1.OutboxKind(k); got != want {
+			t.Errorf("store kind %d: got proto %s, want %s", k, got, want)
+		}
+	}
+	outcomes := map[store.OrderOutcome]stockdv1.OrderOutcome{
+		0:                    stockdv1.OrderOutcome_ORDER_OUTCOME_UNSPECIFIED,
+		store.OutcomeBooked:  stockdv1.OrderOutcome_ORDER_OUTCOME_BOOKED,
+		store.OutcomeRefused: stockdv1.OrderOutcome_ORDER_OUTCOME_REFUSED,
+		store.OutcomeDone:    stockdv1.OrderOutcome_ORDER_OUTCOME_DONE,
+	}
+	for o, want := range outcomes {
+		if got := stockdv1.OrderOutcome(o); got != want {
+			t.Errorf("store outcome %d: got proto %s, want %s", o, got, want)
+		}
+	}
+	if n := len(stockdv1.OutboxKind_name) - 1; n != len(kinds) {
+		t.Errorf("proto OutboxKind has %d kinds, the test maps %d: map the new one", n, len(kinds))
+	}
+	if n := len(stockdv1.OrderOutcome_name); n != len(outcomes) {
+		t.Errorf("proto OrderOutcome has %d values, the test maps %d: map the new one", n, len(outcomes))
+	}
+}
+
+func TestOutboxEntryToProto(t *testing.T) {
+	e := &store.OutboxEntry{
+		Seq: 12, Kind: store.OutboxCancellation, Channel: "web", ReservationID: "cart", OrderRef: "SO-1",
+		Lines: []store.OutboxLine{
+			{Item: "ROSE", Location: "WH1", Quantity: 24},
+			{Item: "ROSE", Location: "WH2", Quantity: 12, POLine: "PO-7/1"},
+		},
+		CreatedAt: 1_700_000_000_123_456_789, CancelsSeq: 9, Outcome: store.OutcomeDone, OutcomeReason: "ok",
+		Absorbed: true, Cancelled: true,
+	}
+	want := &stockdv1.OutboxEntry{
+		Seq: 12, Kind: stockdv1.OutboxKind_OUTBOX_KIND_CANCELLATION, Channel: "web", ReservationId: "cart", OrderRef: "SO-1",
+		Lines: []*stockdv1.OutboxLine{
+			{Item: "ROSE", Location: "WH1", QuantityBaseUnits: 24},
+			{Item: "ROSE", Location: "WH2", QuantityBaseUnits: 12, PoLineId: "PO-7/1"},
+		},
+		CreatedAt: timestamp(1_700_000_000_123_456_789), CancelsSeq: 9, Outcome: stockdv1.OrderOutcome_ORDER_OUTCOME_DONE,
+		OutcomeReason: "ok", Absorbed: true, Cancelled: true, Revision: 40,
+	}
+	if got := outboxEntryToProto(e, 40); !proto.Equal(got, want) {
+		t.Errorf("outboxEntryToProto(%+v, 40): got %v, want %v", e, got, want)
 	}
 }

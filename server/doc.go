@@ -19,7 +19,10 @@
 // and stops reading while that window is full, so a client that stops
 // reading holds a bounded amount of server memory and no other stream waits
 // on it. Every goroutine a stream handler starts recovers its own panics and
-// exits before the handler returns.
+// exits before the handler returns. PullOrders (outbox.go) sends the order
+// outbox in pages and, when it follows, waits for each next applied revision
+// (Proposer.WaitApplied: no polling) until the client leaves, the node stops
+// or Drain ends it with UNAVAILABLE, so a graceful stop does not wait for it.
 //
 // server must never import cluster, raft or bbolt: the Proposer, Reader and
 // Cluster interfaces (and the ClusterStatus they report) are declared here,

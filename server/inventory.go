@@ -288,3 +288,25 @@ func (v *inventory) GetReservation(ctx context.Context, req *stockdv1.GetReserva
 	}
 	return &stockdv1.GetReservationResponse{Reservation: reservationToProto(&r), Revision: uint64(rev)}, nil
 }
+
+// GetOrder reads a confirmed order by (channel, order_ref): its lines,
+// outcome, whether it was cancelled and whether the ERP's counts include it;
+// stamped like GetAvailability.
+func (v *inventory) GetOrder(ctx context.Context, req *stockdv1.GetOrderRequest) (*stockdv1.GetOrderResponse, error) {
+	s := v.s
+	if err := checkID("channel", req.GetChannel()); err != nil {
+		return nil, s.status(ctx, err)
+	}
+	if err := checkID("order_ref", req.GetOrderRef()); err != nil {
+		return nil, s.status(ctx, err)
+	}
+	if err := s.awaitRead(ctx, store.Revision(req.GetMinRevision()), req.GetLinearizable()); err != nil {
+		return nil, s.status(ctx, err)
+	}
+	rev := s.reader.AppliedIndex()
+	o, err := s.reader.Order(store.ChannelID(req.GetChannel()), req.GetOrderRef())
+	if err != nil {
+		return nil, s.status(ctx, err)
+	}
+	return &stockdv1.GetOrderResponse{Order: outboxEntryToProto(&o, rev), Revision: uint64(rev)}, nil
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
@@ -50,6 +51,10 @@ type Reader interface {
 	Buffers(item store.ItemID) []store.BufferRule
 	Incoming(item store.ItemID) []store.IncomingLine
 	Reservations(q store.ReservationQuery) (page []store.Reservation, more bool)
+	Outbox(afterSeq uint64, limit int) []store.OutboxEntry
+	Order(ch store.ChannelID, orderRef string) (store.OutboxEntry, error)
+	OutboxStatus() store.OutboxStatus
+	Rejected(limit int) ([]store.RejectedRow, []store.RejectedCount)
 }
 
 // Config is what New needs. Proposer and Reader are required.
@@ -99,6 +104,10 @@ type Server struct {
 	readWait     time.Duration
 	snapshotDir  string
 	health       *health.Server
+	// draining is closed by Drain (once): streams that would otherwise wait
+	// for new revisions forever (PullOrders with follow) end on it.
+	draining  chan struct{}
+	drainOnce sync.Once
 }
 
 // New returns a Server over cfg; it starts nothing. It panics if cfg.Proposer
@@ -118,6 +127,7 @@ func New(cfg Config) *Server {
 		readWait:     cfg.ReadWaitTimeout,
 		snapshotDir:  cfg.SnapshotDir,
 		health:       health.NewServer(),
+		draining:     make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -162,10 +172,14 @@ func (s *Server) Register(gs *grpc.Server) {
 }
 
 // Drain marks the server and every service NOT_SERVING in the health service,
-// so balancers stop sending new calls before the grpc.Server stops. It does
-// not stop anything itself and cannot be undone.
+// so balancers stop sending new calls before the grpc.Server stops, and ends
+// the open PullOrders streams that follow the outbox (UNAVAILABLE: the
+// client reconnects, to another node if it has one), so a graceful stop does
+// not wait for them. Other calls in flight finish. It cannot be undone; a
+// second call does nothing more.
 func (s *Server) Drain() {
 	s.health.Shutdown()
+	s.drainOnce.Do(func() { close(s.draining) })
 }
 
 // propose validates cmd, proposes it and returns its result; the returned

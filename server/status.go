@@ -37,7 +37,8 @@ func (s *Server) status(ctx context.Context, err error) error {
 		errors.Is(err, store.ErrUnknownReservation),
 		errors.Is(err, store.ErrUnknownSKU),
 		errors.Is(err, store.ErrUnknownLocationGroup),
-		errors.Is(err, store.ErrUnknownIncoming):
+		errors.Is(err, store.ErrUnknownIncoming),
+		errors.Is(err, store.ErrUnknownOrder):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, store.ErrInsufficientStock):
 		return insufficientStock(err, rej)
@@ -67,7 +68,7 @@ func (s *Server) status(ctx context.Context, err error) error {
 	switch {
 	case errors.Is(err, errLinearizableUnsupported):
 		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, errReadLag), errors.Is(err, errReadIndexLag):
+	case errors.Is(err, errReadLag), errors.Is(err, errReadIndexLag), errors.Is(err, errDraining):
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, context.Canceled.Error())

@@ -27,6 +27,8 @@ func TestStatusMapping(t *testing.T) {
 		{rej(store.ErrUnknownLocation, "lines[0].location"), codes.NotFound, "lines[0].location"},
 		{rej(store.ErrUnknownReservation, "reservation_id"), codes.NotFound, "reservation_id"},
 		{store.ErrUnknownReservation, codes.NotFound, ""},
+		{rej(store.ErrUnknownOrder, "order_ref"), codes.NotFound, "order_ref"},
+		{errDraining, codes.Unavailable, ""},
 		{rej(store.ErrInsufficientStock, "lines[0].quantity"), codes.FailedPrecondition, "lines[0].quantity"},
 		{rej(store.ErrNotHeld, "reservation_id"), codes.FailedPrecondition, "reservation_id"},
 		{rej(store.ErrLocationNotVisible, "lines[1].location"), codes.FailedPrecondition, "lines[1].location"},

@@ -209,7 +209,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 
 	gs := grpc.NewServer(server.ServerOptions(logger)...)
-	server.New(server.Config{
+	srv := server.New(server.Config{
 		Proposer:     node,
 		Reader:       machine,
 		Cluster:      clusterAdapter{node},
@@ -218,7 +218,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		Exhausted:    []error{cluster.ErrQueueFull},
 		Precondition: []error{cluster.ErrFeatureNotEnabled},
 		SnapshotDir:  dataDir,
-	}).Register(gs)
+	})
+	srv.Register(gs)
 	peerv1.RegisterPeerServer(gs, cluster.NewPeerServer(node))
 
 	serveErr := make(chan error, 1)
@@ -239,6 +240,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		logger.Warn("leadership transfer", "err", err)
 	}
 	cancel()
+	// Health says NOT_SERVING and PullOrders streams that follow the outbox
+	// end, so the graceful stop waits only for calls that finish on their own.
+	srv.Drain()
 	stopped := make(chan struct{})
 	go func() { gs.GracefulStop(); close(stopped) }()
 	select {
