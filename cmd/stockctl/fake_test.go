@@ -53,6 +53,8 @@ type fakeState struct {
 	modRevisions map[string]uint64
 	// releasedAll answers a repeated release_all_id with its first count.
 	releasedAll map[string]uint32
+	// outbox is the fake order outbox and dead-letter list.
+	outbox fakeOutbox
 }
 
 type bufferKey struct{ item, channel, location string }

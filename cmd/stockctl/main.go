@@ -1,8 +1,10 @@
 // Command stockctl is the command-line client of stockd: it reads
 // availability, holds, extends, releases and lists stock holds for a channel,
-// sends ERP counts, adjustments and incoming supply, changes configuration
-// (locations, channels, location groups, SKU mappings, buffers), manages
-// cluster membership, saves snapshots, and loads a demo catalog.
+// shows confirmed orders, sends ERP counts, adjustments and incoming supply,
+// pulls and acknowledges the order outbox, lists rejected ERP rows, changes
+// configuration (locations, channels, location groups, SKU mappings,
+// buffers), manages cluster membership, saves snapshots, and loads a demo
+// catalog.
 //
 // Global flags come before or after the subcommand; subcommand flags may be
 // mixed with its arguments. Exit status: 0 on success, 1 when the server (or
@@ -51,6 +53,8 @@ channel commands:
                [--expiring-within D] [--limit N] [--page-token T] [--all]
                [--min-revision N] [--linearizable]
   release-all  --channel C [--id ID]
+  order        --channel C --ref REF [--min-revision N] [--linearizable]
+               a confirmed order: its lines, the ERP's outcome, cancelled, absorbed
 
 ERP commands:
   stock set     [--mark N] ITEM@LOCATION=ON_HAND[:VERSION]...
@@ -58,6 +62,15 @@ ERP commands:
   incoming set  PO_LINE=ITEM@LOCATION:QTY[/RECEIVED][,eta=TIME][,version=N]...
                 (TIME: RFC 3339 or YYYY-MM-DD, midnight UTC)
   incoming list [--item I]
+  orders pull   [--after N] [--follow] [--limit N]
+                the outbox entries (confirmed orders, cancellations) with
+                sequence > N and no outcome yet; --follow keeps printing new
+                ones until interrupted or --limit entries
+  orders ack    SEQ=booked|refused[:REASON]|done...
+  orders status the backlog: pending entries, the oldest and its age, the
+                next sequence, the absorbed mark
+  rejected      [--limit N]   the most recent rejected ERP rows (default 100,
+                at most 10000) and the count of rejections by reason
 
 admin commands:
   location add    ID [--name NAME]
@@ -91,7 +104,7 @@ global flags:
   --addr HOST:PORT  server address (default 127.0.0.1:7400)
   --json            print each response as protojson, one object per line
   --timeout D       deadline of each call (default 5s; 0 means none); snapshot
-                    save is a stream and is not bounded by it
+                    save and orders pull are streams and are not bounded by it
 
 Run 'stockctl COMMAND -h' for the flags of one command.
 `
@@ -184,6 +197,16 @@ func (s *session) dispatch(ctx context.Context, name string, args []string) erro
 			"set":  s.incomingSet,
 			"list": s.incomingList,
 		})
+	case "orders":
+		return s.dispatchVerb(ctx, name, args, map[string]func(context.Context, []string) error{
+			"pull":   s.ordersPull,
+			"ack":    s.ordersAck,
+			"status": s.ordersStatus,
+		})
+	case "order":
+		return s.order(ctx, args)
+	case "rejected":
+		return s.rejected(ctx, args)
 	case "location":
 		return s.dispatchVerb(ctx, name, args, map[string]func(context.Context, []string) error{
 			"add":    s.locationAdd,
