@@ -118,6 +118,8 @@ type Command struct {
 	//	*Command_ReleaseAll
 	//	*Command_SetIncoming
 	//	*Command_AckOrders
+	//	*Command_BackfillChunk
+	//	*Command_BackfillCommit
 	Kind          isCommand_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -358,6 +360,24 @@ func (x *Command) GetAckOrders() *AckOrders {
 	return nil
 }
 
+func (x *Command) GetBackfillChunk() *BackfillChunk {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_BackfillChunk); ok {
+			return x.BackfillChunk
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetBackfillCommit() *BackfillCommit {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_BackfillCommit); ok {
+			return x.BackfillCommit
+		}
+	}
+	return nil
+}
+
 type isCommand_Kind interface {
 	isCommand_Kind()
 }
@@ -451,6 +471,14 @@ type Command_AckOrders struct {
 	AckOrders *AckOrders `protobuf:"bytes,22,opt,name=ack_orders,json=ackOrders,proto3,oneof"`
 }
 
+type Command_BackfillChunk struct {
+	BackfillChunk *BackfillChunk `protobuf:"bytes,23,opt,name=backfill_chunk,json=backfillChunk,proto3,oneof"`
+}
+
+type Command_BackfillCommit struct {
+	BackfillCommit *BackfillCommit `protobuf:"bytes,24,opt,name=backfill_commit,json=backfillCommit,proto3,oneof"`
+}
+
 func (*Command_Reserve) isCommand_Kind() {}
 
 func (*Command_Confirm) isCommand_Kind() {}
@@ -495,6 +523,144 @@ func (*Command_SetIncoming) isCommand_Kind() {}
 
 func (*Command_AckOrders) isCommand_Kind() {}
 
+func (*Command_BackfillChunk) isCommand_Kind() {}
+
+func (*Command_BackfillCommit) isCommand_Kind() {}
+
+// BackfillChunk stages rows of a generation; nothing is visible until its
+// commit. A chunk for a generation other than the one staged discards the
+// older staging (one backfill at a time).
+type BackfillChunk struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	GenerationId string                 `protobuf:"bytes,1,opt,name=generation_id,json=generationId,proto3" json:"generation_id,omitempty"`
+	// The chunk's position, from 0; a chunk out of order discards the staging.
+	Chunk         uint32        `protobuf:"varint,2,opt,name=chunk,proto3" json:"chunk,omitempty"`
+	Rows          []*StockCount `protobuf:"bytes,3,rep,name=rows,proto3" json:"rows,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackfillChunk) Reset() {
+	*x = BackfillChunk{}
+	mi := &file_stockd_log_v1_log_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackfillChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackfillChunk) ProtoMessage() {}
+
+func (x *BackfillChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_log_v1_log_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackfillChunk.ProtoReflect.Descriptor instead.
+func (*BackfillChunk) Descriptor() ([]byte, []int) {
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *BackfillChunk) GetGenerationId() string {
+	if x != nil {
+		return x.GenerationId
+	}
+	return ""
+}
+
+func (x *BackfillChunk) GetChunk() uint32 {
+	if x != nil {
+		return x.Chunk
+	}
+	return 0
+}
+
+func (x *BackfillChunk) GetRows() []*StockCount {
+	if x != nil {
+		return x.Rows
+	}
+	return nil
+}
+
+// BackfillCommit applies a staged generation at once.
+type BackfillCommit struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	GenerationId string                 `protobuf:"bytes,1,opt,name=generation_id,json=generationId,proto3" json:"generation_id,omitempty"`
+	// How many chunks the client sent, to detect a lost one.
+	Chunks        uint32 `protobuf:"varint,2,opt,name=chunks,proto3" json:"chunks,omitempty"`
+	Prune         bool   `protobuf:"varint,3,opt,name=prune,proto3" json:"prune,omitempty"`
+	AbsorbedMark  uint64 `protobuf:"varint,4,opt,name=absorbed_mark,json=absorbedMark,proto3" json:"absorbed_mark,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackfillCommit) Reset() {
+	*x = BackfillCommit{}
+	mi := &file_stockd_log_v1_log_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackfillCommit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackfillCommit) ProtoMessage() {}
+
+func (x *BackfillCommit) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_log_v1_log_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackfillCommit.ProtoReflect.Descriptor instead.
+func (*BackfillCommit) Descriptor() ([]byte, []int) {
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *BackfillCommit) GetGenerationId() string {
+	if x != nil {
+		return x.GenerationId
+	}
+	return ""
+}
+
+func (x *BackfillCommit) GetChunks() uint32 {
+	if x != nil {
+		return x.Chunks
+	}
+	return 0
+}
+
+func (x *BackfillCommit) GetPrune() bool {
+	if x != nil {
+		return x.Prune
+	}
+	return false
+}
+
+func (x *BackfillCommit) GetAbsorbedMark() uint64 {
+	if x != nil {
+		return x.AbsorbedMark
+	}
+	return 0
+}
+
 type OrderAck struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Seq   uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
@@ -507,7 +673,7 @@ type OrderAck struct {
 
 func (x *OrderAck) Reset() {
 	*x = OrderAck{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[2]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -519,7 +685,7 @@ func (x *OrderAck) String() string {
 func (*OrderAck) ProtoMessage() {}
 
 func (x *OrderAck) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[2]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -532,7 +698,7 @@ func (x *OrderAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderAck.ProtoReflect.Descriptor instead.
 func (*OrderAck) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{2}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *OrderAck) GetSeq() uint64 {
@@ -565,7 +731,7 @@ type AckOrders struct {
 
 func (x *AckOrders) Reset() {
 	*x = AckOrders{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[3]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -577,7 +743,7 @@ func (x *AckOrders) String() string {
 func (*AckOrders) ProtoMessage() {}
 
 func (x *AckOrders) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[3]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -590,7 +756,7 @@ func (x *AckOrders) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckOrders.ProtoReflect.Descriptor instead.
 func (*AckOrders) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{3}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *AckOrders) GetAcks() []*OrderAck {
@@ -614,7 +780,7 @@ type ReserveLine struct {
 
 func (x *ReserveLine) Reset() {
 	*x = ReserveLine{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[4]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -626,7 +792,7 @@ func (x *ReserveLine) String() string {
 func (*ReserveLine) ProtoMessage() {}
 
 func (x *ReserveLine) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[4]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -639,7 +805,7 @@ func (x *ReserveLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReserveLine.ProtoReflect.Descriptor instead.
 func (*ReserveLine) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{4}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ReserveLine) GetSku() string {
@@ -689,7 +855,7 @@ type Reserve struct {
 
 func (x *Reserve) Reset() {
 	*x = Reserve{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[5]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -701,7 +867,7 @@ func (x *Reserve) String() string {
 func (*Reserve) ProtoMessage() {}
 
 func (x *Reserve) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[5]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -714,7 +880,7 @@ func (x *Reserve) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reserve.ProtoReflect.Descriptor instead.
 func (*Reserve) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{5}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Reserve) GetChannel() string {
@@ -756,7 +922,7 @@ type Confirm struct {
 
 func (x *Confirm) Reset() {
 	*x = Confirm{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[6]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -768,7 +934,7 @@ func (x *Confirm) String() string {
 func (*Confirm) ProtoMessage() {}
 
 func (x *Confirm) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[6]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -781,7 +947,7 @@ func (x *Confirm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Confirm.ProtoReflect.Descriptor instead.
 func (*Confirm) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{6}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Confirm) GetChannel() string {
@@ -818,7 +984,7 @@ type Release struct {
 
 func (x *Release) Reset() {
 	*x = Release{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[7]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -830,7 +996,7 @@ func (x *Release) String() string {
 func (*Release) ProtoMessage() {}
 
 func (x *Release) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[7]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -843,7 +1009,7 @@ func (x *Release) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Release.ProtoReflect.Descriptor instead.
 func (*Release) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{7}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Release) GetChannel() string {
@@ -884,7 +1050,7 @@ type ReleaseLine struct {
 
 func (x *ReleaseLine) Reset() {
 	*x = ReleaseLine{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[8]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -896,7 +1062,7 @@ func (x *ReleaseLine) String() string {
 func (*ReleaseLine) ProtoMessage() {}
 
 func (x *ReleaseLine) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[8]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -909,7 +1075,7 @@ func (x *ReleaseLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseLine.ProtoReflect.Descriptor instead.
 func (*ReleaseLine) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{8}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReleaseLine) GetLine() uint32 {
@@ -938,7 +1104,7 @@ type Extend struct {
 
 func (x *Extend) Reset() {
 	*x = Extend{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[9]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -950,7 +1116,7 @@ func (x *Extend) String() string {
 func (*Extend) ProtoMessage() {}
 
 func (x *Extend) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[9]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -963,7 +1129,7 @@ func (x *Extend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Extend.ProtoReflect.Descriptor instead.
 func (*Extend) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{9}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Extend) GetChannel() string {
@@ -1004,7 +1170,7 @@ type CancelOrder struct {
 
 func (x *CancelOrder) Reset() {
 	*x = CancelOrder{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[10]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1016,7 +1182,7 @@ func (x *CancelOrder) String() string {
 func (*CancelOrder) ProtoMessage() {}
 
 func (x *CancelOrder) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[10]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1029,7 +1195,7 @@ func (x *CancelOrder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelOrder.ProtoReflect.Descriptor instead.
 func (*CancelOrder) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{10}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CancelOrder) GetChannel() string {
@@ -1056,7 +1222,7 @@ type ReleaseAll struct {
 
 func (x *ReleaseAll) Reset() {
 	*x = ReleaseAll{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[11]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1068,7 +1234,7 @@ func (x *ReleaseAll) String() string {
 func (*ReleaseAll) ProtoMessage() {}
 
 func (x *ReleaseAll) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[11]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1081,7 +1247,7 @@ func (x *ReleaseAll) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseAll.ProtoReflect.Descriptor instead.
 func (*ReleaseAll) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{11}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ReleaseAll) GetChannel() string {
@@ -1109,7 +1275,7 @@ type PutSku struct {
 
 func (x *PutSku) Reset() {
 	*x = PutSku{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[12]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1121,7 +1287,7 @@ func (x *PutSku) String() string {
 func (*PutSku) ProtoMessage() {}
 
 func (x *PutSku) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[12]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1134,7 +1300,7 @@ func (x *PutSku) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutSku.ProtoReflect.Descriptor instead.
 func (*PutSku) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{12}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PutSku) GetSku() string {
@@ -1167,7 +1333,7 @@ type DeleteSku struct {
 
 func (x *DeleteSku) Reset() {
 	*x = DeleteSku{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[13]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1179,7 +1345,7 @@ func (x *DeleteSku) String() string {
 func (*DeleteSku) ProtoMessage() {}
 
 func (x *DeleteSku) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[13]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1192,7 +1358,7 @@ func (x *DeleteSku) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSku.ProtoReflect.Descriptor instead.
 func (*DeleteSku) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{13}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeleteSku) GetSku() string {
@@ -1212,7 +1378,7 @@ type PutLocationGroup struct {
 
 func (x *PutLocationGroup) Reset() {
 	*x = PutLocationGroup{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[14]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1224,7 +1390,7 @@ func (x *PutLocationGroup) String() string {
 func (*PutLocationGroup) ProtoMessage() {}
 
 func (x *PutLocationGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[14]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1237,7 +1403,7 @@ func (x *PutLocationGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutLocationGroup.ProtoReflect.Descriptor instead.
 func (*PutLocationGroup) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{14}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PutLocationGroup) GetId() string {
@@ -1263,7 +1429,7 @@ type DeleteLocationGroup struct {
 
 func (x *DeleteLocationGroup) Reset() {
 	*x = DeleteLocationGroup{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[15]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1275,7 +1441,7 @@ func (x *DeleteLocationGroup) String() string {
 func (*DeleteLocationGroup) ProtoMessage() {}
 
 func (x *DeleteLocationGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[15]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1288,7 +1454,7 @@ func (x *DeleteLocationGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteLocationGroup.ProtoReflect.Descriptor instead.
 func (*DeleteLocationGroup) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{15}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DeleteLocationGroup) GetId() string {
@@ -1307,7 +1473,7 @@ type DeleteLocation struct {
 
 func (x *DeleteLocation) Reset() {
 	*x = DeleteLocation{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[16]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1319,7 +1485,7 @@ func (x *DeleteLocation) String() string {
 func (*DeleteLocation) ProtoMessage() {}
 
 func (x *DeleteLocation) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[16]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1332,7 +1498,7 @@ func (x *DeleteLocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteLocation.ProtoReflect.Descriptor instead.
 func (*DeleteLocation) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{16}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DeleteLocation) GetId() string {
@@ -1351,7 +1517,7 @@ type DeleteChannel struct {
 
 func (x *DeleteChannel) Reset() {
 	*x = DeleteChannel{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[17]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1363,7 +1529,7 @@ func (x *DeleteChannel) String() string {
 func (*DeleteChannel) ProtoMessage() {}
 
 func (x *DeleteChannel) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[17]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1376,7 +1542,7 @@ func (x *DeleteChannel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteChannel.ProtoReflect.Descriptor instead.
 func (*DeleteChannel) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{17}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DeleteChannel) GetId() string {
@@ -1401,7 +1567,7 @@ type IncomingLine struct {
 
 func (x *IncomingLine) Reset() {
 	*x = IncomingLine{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[18]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1413,7 +1579,7 @@ func (x *IncomingLine) String() string {
 func (*IncomingLine) ProtoMessage() {}
 
 func (x *IncomingLine) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[18]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1426,7 +1592,7 @@ func (x *IncomingLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IncomingLine.ProtoReflect.Descriptor instead.
 func (*IncomingLine) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{18}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *IncomingLine) GetPoLineId() string {
@@ -1487,7 +1653,7 @@ type SetIncoming struct {
 
 func (x *SetIncoming) Reset() {
 	*x = SetIncoming{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[19]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1499,7 +1665,7 @@ func (x *SetIncoming) String() string {
 func (*SetIncoming) ProtoMessage() {}
 
 func (x *SetIncoming) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[19]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1512,7 +1678,7 @@ func (x *SetIncoming) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetIncoming.ProtoReflect.Descriptor instead.
 func (*SetIncoming) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{19}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SetIncoming) GetLines() []*IncomingLine {
@@ -1534,7 +1700,7 @@ type StockCount struct {
 
 func (x *StockCount) Reset() {
 	*x = StockCount{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[20]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1546,7 +1712,7 @@ func (x *StockCount) String() string {
 func (*StockCount) ProtoMessage() {}
 
 func (x *StockCount) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[20]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1559,7 +1725,7 @@ func (x *StockCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StockCount.ProtoReflect.Descriptor instead.
 func (*StockCount) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{20}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *StockCount) GetItem() string {
@@ -1600,7 +1766,7 @@ type SetStock struct {
 
 func (x *SetStock) Reset() {
 	*x = SetStock{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[21]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1612,7 +1778,7 @@ func (x *SetStock) String() string {
 func (*SetStock) ProtoMessage() {}
 
 func (x *SetStock) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[21]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1625,7 +1791,7 @@ func (x *SetStock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetStock.ProtoReflect.Descriptor instead.
 func (*SetStock) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{21}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SetStock) GetRows() []*StockCount {
@@ -1656,7 +1822,7 @@ type StockAdjustment struct {
 
 func (x *StockAdjustment) Reset() {
 	*x = StockAdjustment{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[22]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1668,7 +1834,7 @@ func (x *StockAdjustment) String() string {
 func (*StockAdjustment) ProtoMessage() {}
 
 func (x *StockAdjustment) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[22]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1681,7 +1847,7 @@ func (x *StockAdjustment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StockAdjustment.ProtoReflect.Descriptor instead.
 func (*StockAdjustment) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{22}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *StockAdjustment) GetDeltaId() string {
@@ -1735,7 +1901,7 @@ type AdjustStock struct {
 
 func (x *AdjustStock) Reset() {
 	*x = AdjustStock{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[23]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1747,7 +1913,7 @@ func (x *AdjustStock) String() string {
 func (*AdjustStock) ProtoMessage() {}
 
 func (x *AdjustStock) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[23]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1760,7 +1926,7 @@ func (x *AdjustStock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdjustStock.ProtoReflect.Descriptor instead.
 func (*AdjustStock) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{23}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AdjustStock) GetRows() []*StockAdjustment {
@@ -1780,7 +1946,7 @@ type PutLocation struct {
 
 func (x *PutLocation) Reset() {
 	*x = PutLocation{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[24]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1792,7 +1958,7 @@ func (x *PutLocation) String() string {
 func (*PutLocation) ProtoMessage() {}
 
 func (x *PutLocation) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[24]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1805,7 +1971,7 @@ func (x *PutLocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutLocation.ProtoReflect.Descriptor instead.
 func (*PutLocation) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{24}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PutLocation) GetId() string {
@@ -1836,7 +2002,7 @@ type PutChannel struct {
 
 func (x *PutChannel) Reset() {
 	*x = PutChannel{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[25]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1848,7 +2014,7 @@ func (x *PutChannel) String() string {
 func (*PutChannel) ProtoMessage() {}
 
 func (x *PutChannel) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[25]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1861,7 +2027,7 @@ func (x *PutChannel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutChannel.ProtoReflect.Descriptor instead.
 func (*PutChannel) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{25}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PutChannel) GetId() string {
@@ -1911,7 +2077,7 @@ type SetBuffer struct {
 
 func (x *SetBuffer) Reset() {
 	*x = SetBuffer{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[26]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1923,7 +2089,7 @@ func (x *SetBuffer) String() string {
 func (*SetBuffer) ProtoMessage() {}
 
 func (x *SetBuffer) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[26]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1936,7 +2102,7 @@ func (x *SetBuffer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetBuffer.ProtoReflect.Descriptor instead.
 func (*SetBuffer) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{26}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SetBuffer) GetItem() string {
@@ -1976,7 +2142,7 @@ type Tick struct {
 
 func (x *Tick) Reset() {
 	*x = Tick{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[27]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1988,7 +2154,7 @@ func (x *Tick) String() string {
 func (*Tick) ProtoMessage() {}
 
 func (x *Tick) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[27]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2001,7 +2167,7 @@ func (x *Tick) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tick.ProtoReflect.Descriptor instead.
 func (*Tick) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{27}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{29}
 }
 
 // PutNode records a cluster member's addresses and the highest feature
@@ -2018,7 +2184,7 @@ type PutNode struct {
 
 func (x *PutNode) Reset() {
 	*x = PutNode{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[28]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2030,7 +2196,7 @@ func (x *PutNode) String() string {
 func (*PutNode) ProtoMessage() {}
 
 func (x *PutNode) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[28]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2043,7 +2209,7 @@ func (x *PutNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutNode.ProtoReflect.Descriptor instead.
 func (*PutNode) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{28}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *PutNode) GetId() string {
@@ -2084,7 +2250,7 @@ type RemoveNode struct {
 
 func (x *RemoveNode) Reset() {
 	*x = RemoveNode{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[29]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2096,7 +2262,7 @@ func (x *RemoveNode) String() string {
 func (*RemoveNode) ProtoMessage() {}
 
 func (x *RemoveNode) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[29]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2109,7 +2275,7 @@ func (x *RemoveNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNode.ProtoReflect.Descriptor instead.
 func (*RemoveNode) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{29}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RemoveNode) GetId() string {
@@ -2136,7 +2302,7 @@ type CommandResult struct {
 
 func (x *CommandResult) Reset() {
 	*x = CommandResult{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[30]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2148,7 +2314,7 @@ func (x *CommandResult) String() string {
 func (*CommandResult) ProtoMessage() {}
 
 func (x *CommandResult) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[30]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2161,7 +2327,7 @@ func (x *CommandResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandResult.ProtoReflect.Descriptor instead.
 func (*CommandResult) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{30}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CommandResult) GetRevision() uint64 {
@@ -2211,7 +2377,7 @@ type RowResultRecord struct {
 
 func (x *RowResultRecord) Reset() {
 	*x = RowResultRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[31]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2223,7 +2389,7 @@ func (x *RowResultRecord) String() string {
 func (*RowResultRecord) ProtoMessage() {}
 
 func (x *RowResultRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[31]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2236,7 +2402,7 @@ func (x *RowResultRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RowResultRecord.ProtoReflect.Descriptor instead.
 func (*RowResultRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{31}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RowResultRecord) GetStatus() uint32 {
@@ -2287,7 +2453,7 @@ type Rejection struct {
 
 func (x *Rejection) Reset() {
 	*x = Rejection{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[32]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2299,7 +2465,7 @@ func (x *Rejection) String() string {
 func (*Rejection) ProtoMessage() {}
 
 func (x *Rejection) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[32]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2312,7 +2478,7 @@ func (x *Rejection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rejection.ProtoReflect.Descriptor instead.
 func (*Rejection) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{32}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Rejection) GetKind() uint32 {
@@ -2387,6 +2553,7 @@ type SnapshotRecord struct {
 	//	*SnapshotRecord_ReleaseAll
 	//	*SnapshotRecord_RejectedRow
 	//	*SnapshotRecord_RejectedCount
+	//	*SnapshotRecord_BackfillStaging
 	Kind          isSnapshotRecord_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2394,7 +2561,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[33]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2406,7 +2573,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[33]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2419,7 +2586,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{33}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SnapshotRecord) GetKind() isSnapshotRecord_Kind {
@@ -2573,6 +2740,15 @@ func (x *SnapshotRecord) GetRejectedCount() *RejectedCountRecord {
 	return nil
 }
 
+func (x *SnapshotRecord) GetBackfillStaging() *BackfillStagingRecord {
+	if x != nil {
+		if x, ok := x.Kind.(*SnapshotRecord_BackfillStaging); ok {
+			return x.BackfillStaging
+		}
+	}
+	return nil
+}
+
 type isSnapshotRecord_Kind interface {
 	isSnapshotRecord_Kind()
 }
@@ -2641,6 +2817,10 @@ type SnapshotRecord_RejectedCount struct {
 	RejectedCount *RejectedCountRecord `protobuf:"bytes,16,opt,name=rejected_count,json=rejectedCount,proto3,oneof"`
 }
 
+type SnapshotRecord_BackfillStaging struct {
+	BackfillStaging *BackfillStagingRecord `protobuf:"bytes,17,opt,name=backfill_staging,json=backfillStaging,proto3,oneof"`
+}
+
 func (*SnapshotRecord_Meta) isSnapshotRecord_Kind() {}
 
 func (*SnapshotRecord_Location) isSnapshotRecord_Kind() {}
@@ -2673,6 +2853,69 @@ func (*SnapshotRecord_RejectedRow) isSnapshotRecord_Kind() {}
 
 func (*SnapshotRecord_RejectedCount) isSnapshotRecord_Kind() {}
 
+func (*SnapshotRecord_BackfillStaging) isSnapshotRecord_Kind() {}
+
+// BackfillStagingRecord is a generation staged but not committed.
+type BackfillStagingRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	GenerationId  string                 `protobuf:"bytes,1,opt,name=generation_id,json=generationId,proto3" json:"generation_id,omitempty"`
+	Chunks        uint32                 `protobuf:"varint,2,opt,name=chunks,proto3" json:"chunks,omitempty"`
+	Rows          []*StockCount          `protobuf:"bytes,3,rep,name=rows,proto3" json:"rows,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackfillStagingRecord) Reset() {
+	*x = BackfillStagingRecord{}
+	mi := &file_stockd_log_v1_log_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackfillStagingRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackfillStagingRecord) ProtoMessage() {}
+
+func (x *BackfillStagingRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_log_v1_log_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackfillStagingRecord.ProtoReflect.Descriptor instead.
+func (*BackfillStagingRecord) Descriptor() ([]byte, []int) {
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *BackfillStagingRecord) GetGenerationId() string {
+	if x != nil {
+		return x.GenerationId
+	}
+	return ""
+}
+
+func (x *BackfillStagingRecord) GetChunks() uint32 {
+	if x != nil {
+		return x.Chunks
+	}
+	return 0
+}
+
+func (x *BackfillStagingRecord) GetRows() []*StockCount {
+	if x != nil {
+		return x.Rows
+	}
+	return nil
+}
+
 type RejectedRowRecord struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Revision      uint64                 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
@@ -2687,7 +2930,7 @@ type RejectedRowRecord struct {
 
 func (x *RejectedRowRecord) Reset() {
 	*x = RejectedRowRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[34]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2699,7 +2942,7 @@ func (x *RejectedRowRecord) String() string {
 func (*RejectedRowRecord) ProtoMessage() {}
 
 func (x *RejectedRowRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[34]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2712,7 +2955,7 @@ func (x *RejectedRowRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectedRowRecord.ProtoReflect.Descriptor instead.
 func (*RejectedRowRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{34}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RejectedRowRecord) GetRevision() uint64 {
@@ -2767,7 +3010,7 @@ type RejectedCountRecord struct {
 
 func (x *RejectedCountRecord) Reset() {
 	*x = RejectedCountRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[35]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2779,7 +3022,7 @@ func (x *RejectedCountRecord) String() string {
 func (*RejectedCountRecord) ProtoMessage() {}
 
 func (x *RejectedCountRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[35]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2792,7 +3035,7 @@ func (x *RejectedCountRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectedCountRecord.ProtoReflect.Descriptor instead.
 func (*RejectedCountRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{35}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RejectedCountRecord) GetReason() string {
@@ -2821,7 +3064,7 @@ type SkuRecord struct {
 
 func (x *SkuRecord) Reset() {
 	*x = SkuRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[36]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2833,7 +3076,7 @@ func (x *SkuRecord) String() string {
 func (*SkuRecord) ProtoMessage() {}
 
 func (x *SkuRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[36]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2846,7 +3089,7 @@ func (x *SkuRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SkuRecord.ProtoReflect.Descriptor instead.
 func (*SkuRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{36}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SkuRecord) GetSku() string {
@@ -2888,7 +3131,7 @@ type LocationGroupRecord struct {
 
 func (x *LocationGroupRecord) Reset() {
 	*x = LocationGroupRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[37]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2900,7 +3143,7 @@ func (x *LocationGroupRecord) String() string {
 func (*LocationGroupRecord) ProtoMessage() {}
 
 func (x *LocationGroupRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[37]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2913,7 +3156,7 @@ func (x *LocationGroupRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocationGroupRecord.ProtoReflect.Descriptor instead.
 func (*LocationGroupRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{37}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *LocationGroupRecord) GetId() string {
@@ -2948,7 +3191,7 @@ type IncomingRecord struct {
 
 func (x *IncomingRecord) Reset() {
 	*x = IncomingRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[38]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2960,7 +3203,7 @@ func (x *IncomingRecord) String() string {
 func (*IncomingRecord) ProtoMessage() {}
 
 func (x *IncomingRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[38]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2973,7 +3216,7 @@ func (x *IncomingRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IncomingRecord.ProtoReflect.Descriptor instead.
 func (*IncomingRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{38}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *IncomingRecord) GetLine() *IncomingLine {
@@ -3004,7 +3247,7 @@ type ReleaseAllRecord struct {
 
 func (x *ReleaseAllRecord) Reset() {
 	*x = ReleaseAllRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[39]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3016,7 +3259,7 @@ func (x *ReleaseAllRecord) String() string {
 func (*ReleaseAllRecord) ProtoMessage() {}
 
 func (x *ReleaseAllRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[39]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3029,7 +3272,7 @@ func (x *ReleaseAllRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseAllRecord.ProtoReflect.Descriptor instead.
 func (*ReleaseAllRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{39}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ReleaseAllRecord) GetChannel() string {
@@ -3081,7 +3324,7 @@ type SnapshotMeta struct {
 
 func (x *SnapshotMeta) Reset() {
 	*x = SnapshotMeta{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[40]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3093,7 +3336,7 @@ func (x *SnapshotMeta) String() string {
 func (*SnapshotMeta) ProtoMessage() {}
 
 func (x *SnapshotMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[40]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3106,7 +3349,7 @@ func (x *SnapshotMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotMeta.ProtoReflect.Descriptor instead.
 func (*SnapshotMeta) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{40}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SnapshotMeta) GetAppliedIndex() uint64 {
@@ -3163,7 +3406,7 @@ type NodeRecord struct {
 
 func (x *NodeRecord) Reset() {
 	*x = NodeRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[41]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3175,7 +3418,7 @@ func (x *NodeRecord) String() string {
 func (*NodeRecord) ProtoMessage() {}
 
 func (x *NodeRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[41]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3188,7 +3431,7 @@ func (x *NodeRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRecord.ProtoReflect.Descriptor instead.
 func (*NodeRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{41}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *NodeRecord) GetId() string {
@@ -3229,7 +3472,7 @@ type LocationRecord struct {
 
 func (x *LocationRecord) Reset() {
 	*x = LocationRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[42]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3241,7 +3484,7 @@ func (x *LocationRecord) String() string {
 func (*LocationRecord) ProtoMessage() {}
 
 func (x *LocationRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[42]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3254,7 +3497,7 @@ func (x *LocationRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocationRecord.ProtoReflect.Descriptor instead.
 func (*LocationRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{42}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *LocationRecord) GetId() string {
@@ -3285,7 +3528,7 @@ type ChannelRecord struct {
 
 func (x *ChannelRecord) Reset() {
 	*x = ChannelRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[43]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3297,7 +3540,7 @@ func (x *ChannelRecord) String() string {
 func (*ChannelRecord) ProtoMessage() {}
 
 func (x *ChannelRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[43]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3310,7 +3553,7 @@ func (x *ChannelRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelRecord.ProtoReflect.Descriptor instead.
 func (*ChannelRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{43}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ChannelRecord) GetId() string {
@@ -3367,7 +3610,7 @@ type BufferRecord struct {
 
 func (x *BufferRecord) Reset() {
 	*x = BufferRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[44]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3379,7 +3622,7 @@ func (x *BufferRecord) String() string {
 func (*BufferRecord) ProtoMessage() {}
 
 func (x *BufferRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[44]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3392,7 +3635,7 @@ func (x *BufferRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BufferRecord.ProtoReflect.Descriptor instead.
 func (*BufferRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{44}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *BufferRecord) GetItem() string {
@@ -3439,7 +3682,7 @@ type CounterRecord struct {
 
 func (x *CounterRecord) Reset() {
 	*x = CounterRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[45]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3451,7 +3694,7 @@ func (x *CounterRecord) String() string {
 func (*CounterRecord) ProtoMessage() {}
 
 func (x *CounterRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[45]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3464,7 +3707,7 @@ func (x *CounterRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CounterRecord.ProtoReflect.Descriptor instead.
 func (*CounterRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{45}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *CounterRecord) GetItem() string {
@@ -3530,7 +3773,7 @@ type AllocationRecord struct {
 
 func (x *AllocationRecord) Reset() {
 	*x = AllocationRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[46]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3542,7 +3785,7 @@ func (x *AllocationRecord) String() string {
 func (*AllocationRecord) ProtoMessage() {}
 
 func (x *AllocationRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[46]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3555,7 +3798,7 @@ func (x *AllocationRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocationRecord.ProtoReflect.Descriptor instead.
 func (*AllocationRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{46}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *AllocationRecord) GetLocation() string {
@@ -3599,7 +3842,7 @@ type ReservationLineRecord struct {
 
 func (x *ReservationLineRecord) Reset() {
 	*x = ReservationLineRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[47]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3611,7 +3854,7 @@ func (x *ReservationLineRecord) String() string {
 func (*ReservationLineRecord) ProtoMessage() {}
 
 func (x *ReservationLineRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[47]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3624,7 +3867,7 @@ func (x *ReservationLineRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReservationLineRecord.ProtoReflect.Descriptor instead.
 func (*ReservationLineRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{47}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ReservationLineRecord) GetSku() string {
@@ -3685,7 +3928,7 @@ type ReservationRecord struct {
 
 func (x *ReservationRecord) Reset() {
 	*x = ReservationRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[48]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3697,7 +3940,7 @@ func (x *ReservationRecord) String() string {
 func (*ReservationRecord) ProtoMessage() {}
 
 func (x *ReservationRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[48]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3710,7 +3953,7 @@ func (x *ReservationRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReservationRecord.ProtoReflect.Descriptor instead.
 func (*ReservationRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{48}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ReservationRecord) GetChannel() string {
@@ -3813,7 +4056,7 @@ type OpRecord struct {
 
 func (x *OpRecord) Reset() {
 	*x = OpRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[49]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3825,7 +4068,7 @@ func (x *OpRecord) String() string {
 func (*OpRecord) ProtoMessage() {}
 
 func (x *OpRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[49]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3838,7 +4081,7 @@ func (x *OpRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpRecord.ProtoReflect.Descriptor instead.
 func (*OpRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{49}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *OpRecord) GetKind() uint32 {
@@ -3889,7 +4132,7 @@ type RefusalRecord struct {
 
 func (x *RefusalRecord) Reset() {
 	*x = RefusalRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[50]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3901,7 +4144,7 @@ func (x *RefusalRecord) String() string {
 func (*RefusalRecord) ProtoMessage() {}
 
 func (x *RefusalRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[50]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3914,7 +4157,7 @@ func (x *RefusalRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefusalRecord.ProtoReflect.Descriptor instead.
 func (*RefusalRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{50}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *RefusalRecord) GetRequest() *Reserve {
@@ -3961,7 +4204,7 @@ type DeltaRecord struct {
 
 func (x *DeltaRecord) Reset() {
 	*x = DeltaRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[51]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3973,7 +4216,7 @@ func (x *DeltaRecord) String() string {
 func (*DeltaRecord) ProtoMessage() {}
 
 func (x *DeltaRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[51]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3986,7 +4229,7 @@ func (x *DeltaRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeltaRecord.ProtoReflect.Descriptor instead.
 func (*DeltaRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{51}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *DeltaRecord) GetRow() *StockAdjustment {
@@ -4051,7 +4294,7 @@ type OrderLineRecord struct {
 
 func (x *OrderLineRecord) Reset() {
 	*x = OrderLineRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[52]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4063,7 +4306,7 @@ func (x *OrderLineRecord) String() string {
 func (*OrderLineRecord) ProtoMessage() {}
 
 func (x *OrderLineRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[52]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4076,7 +4319,7 @@ func (x *OrderLineRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderLineRecord.ProtoReflect.Descriptor instead.
 func (*OrderLineRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{52}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *OrderLineRecord) GetItem() string {
@@ -4131,7 +4374,7 @@ type OrderRecord struct {
 
 func (x *OrderRecord) Reset() {
 	*x = OrderRecord{}
-	mi := &file_stockd_log_v1_log_proto_msgTypes[53]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4143,7 +4386,7 @@ func (x *OrderRecord) String() string {
 func (*OrderRecord) ProtoMessage() {}
 
 func (x *OrderRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stockd_log_v1_log_proto_msgTypes[53]
+	mi := &file_stockd_log_v1_log_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4156,7 +4399,7 @@ func (x *OrderRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderRecord.ProtoReflect.Descriptor instead.
 func (*OrderRecord) Descriptor() ([]byte, []int) {
-	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{53}
+	return file_stockd_log_v1_log_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *OrderRecord) GetSeq() uint64 {
@@ -4251,8 +4494,7 @@ const file_stockd_log_v1_log_proto_rawDesc = "" +
 	"\x05Entry\x12&\n" +
 	"\x0ftime_unix_nanos\x18\x01 \x01(\x03R\rtimeUnixNanos\x12'\n" +
 	"\x0ffeature_version\x18\x02 \x01(\rR\x0efeatureVersion\x122\n" +
-	"\bcommands\x18\x03 \x03(\v2\x16.stockd.log.v1.CommandR\bcommands\"\xd3\n" +
-	"\n" +
+	"\bcommands\x18\x03 \x03(\v2\x16.stockd.log.v1.CommandR\bcommands\"\xe4\v\n" +
 	"\aCommand\x122\n" +
 	"\areserve\x18\x01 \x01(\v2\x16.stockd.log.v1.ReserveH\x00R\areserve\x122\n" +
 	"\aconfirm\x18\x02 \x01(\v2\x16.stockd.log.v1.ConfirmH\x00R\aconfirm\x122\n" +
@@ -4282,8 +4524,19 @@ const file_stockd_log_v1_log_proto_rawDesc = "" +
 	"releaseAll\x12?\n" +
 	"\fset_incoming\x18\x15 \x01(\v2\x1a.stockd.log.v1.SetIncomingH\x00R\vsetIncoming\x129\n" +
 	"\n" +
-	"ack_orders\x18\x16 \x01(\v2\x18.stockd.log.v1.AckOrdersH\x00R\tackOrdersB\x06\n" +
-	"\x04kind\"N\n" +
+	"ack_orders\x18\x16 \x01(\v2\x18.stockd.log.v1.AckOrdersH\x00R\tackOrders\x12E\n" +
+	"\x0ebackfill_chunk\x18\x17 \x01(\v2\x1c.stockd.log.v1.BackfillChunkH\x00R\rbackfillChunk\x12H\n" +
+	"\x0fbackfill_commit\x18\x18 \x01(\v2\x1d.stockd.log.v1.BackfillCommitH\x00R\x0ebackfillCommitB\x06\n" +
+	"\x04kind\"y\n" +
+	"\rBackfillChunk\x12#\n" +
+	"\rgeneration_id\x18\x01 \x01(\tR\fgenerationId\x12\x14\n" +
+	"\x05chunk\x18\x02 \x01(\rR\x05chunk\x12-\n" +
+	"\x04rows\x18\x03 \x03(\v2\x19.stockd.log.v1.StockCountR\x04rows\"\x88\x01\n" +
+	"\x0eBackfillCommit\x12#\n" +
+	"\rgeneration_id\x18\x01 \x01(\tR\fgenerationId\x12\x16\n" +
+	"\x06chunks\x18\x02 \x01(\rR\x06chunks\x12\x14\n" +
+	"\x05prune\x18\x03 \x01(\bR\x05prune\x12#\n" +
+	"\rabsorbed_mark\x18\x04 \x01(\x04R\fabsorbedMark\"N\n" +
 	"\bOrderAck\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x18\n" +
 	"\aoutcome\x18\x02 \x01(\rR\aoutcome\x12\x16\n" +
@@ -4412,7 +4665,7 @@ const file_stockd_log_v1_log_proto_rawDesc = "" +
 	"\x14requested_base_units\x18\x04 \x01(\x03R\x12requestedBaseUnits\x120\n" +
 	"\x14available_base_units\x18\x05 \x01(\x03R\x12availableBaseUnits\x12!\n" +
 	"\fmod_revision\x18\x06 \x01(\x04R\vmodRevision\x12.\n" +
-	"\x13available_sku_units\x18\a \x01(\x03R\x11availableSkuUnits\"\xdc\a\n" +
+	"\x13available_sku_units\x18\a \x01(\x03R\x11availableSkuUnits\"\xaf\b\n" +
 	"\x0eSnapshotRecord\x121\n" +
 	"\x04meta\x18\x01 \x01(\v2\x1b.stockd.log.v1.SnapshotMetaH\x00R\x04meta\x12;\n" +
 	"\blocation\x18\x02 \x01(\v2\x1d.stockd.log.v1.LocationRecordH\x00R\blocation\x128\n" +
@@ -4431,8 +4684,13 @@ const file_stockd_log_v1_log_proto_rawDesc = "" +
 	"\vrelease_all\x18\x0e \x01(\v2\x1f.stockd.log.v1.ReleaseAllRecordH\x00R\n" +
 	"releaseAll\x12E\n" +
 	"\frejected_row\x18\x0f \x01(\v2 .stockd.log.v1.RejectedRowRecordH\x00R\vrejectedRow\x12K\n" +
-	"\x0erejected_count\x18\x10 \x01(\v2\".stockd.log.v1.RejectedCountRecordH\x00R\rrejectedCountB\x06\n" +
-	"\x04kind\"\xa7\x01\n" +
+	"\x0erejected_count\x18\x10 \x01(\v2\".stockd.log.v1.RejectedCountRecordH\x00R\rrejectedCount\x12Q\n" +
+	"\x10backfill_staging\x18\x11 \x01(\v2$.stockd.log.v1.BackfillStagingRecordH\x00R\x0fbackfillStagingB\x06\n" +
+	"\x04kind\"\x83\x01\n" +
+	"\x15BackfillStagingRecord\x12#\n" +
+	"\rgeneration_id\x18\x01 \x01(\tR\fgenerationId\x12\x16\n" +
+	"\x06chunks\x18\x02 \x01(\rR\x06chunks\x12-\n" +
+	"\x04rows\x18\x03 \x03(\v2\x19.stockd.log.v1.StockCountR\x04rows\"\xa7\x01\n" +
 	"\x11RejectedRowRecord\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\x12\"\n" +
 	"\rat_unix_nanos\x18\x02 \x01(\x03R\vatUnixNanos\x12\x16\n" +
@@ -4576,127 +4834,135 @@ func file_stockd_log_v1_log_proto_rawDescGZIP() []byte {
 	return file_stockd_log_v1_log_proto_rawDescData
 }
 
-var file_stockd_log_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
+var file_stockd_log_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_stockd_log_v1_log_proto_goTypes = []any{
 	(*Entry)(nil),                 // 0: stockd.log.v1.Entry
 	(*Command)(nil),               // 1: stockd.log.v1.Command
-	(*OrderAck)(nil),              // 2: stockd.log.v1.OrderAck
-	(*AckOrders)(nil),             // 3: stockd.log.v1.AckOrders
-	(*ReserveLine)(nil),           // 4: stockd.log.v1.ReserveLine
-	(*Reserve)(nil),               // 5: stockd.log.v1.Reserve
-	(*Confirm)(nil),               // 6: stockd.log.v1.Confirm
-	(*Release)(nil),               // 7: stockd.log.v1.Release
-	(*ReleaseLine)(nil),           // 8: stockd.log.v1.ReleaseLine
-	(*Extend)(nil),                // 9: stockd.log.v1.Extend
-	(*CancelOrder)(nil),           // 10: stockd.log.v1.CancelOrder
-	(*ReleaseAll)(nil),            // 11: stockd.log.v1.ReleaseAll
-	(*PutSku)(nil),                // 12: stockd.log.v1.PutSku
-	(*DeleteSku)(nil),             // 13: stockd.log.v1.DeleteSku
-	(*PutLocationGroup)(nil),      // 14: stockd.log.v1.PutLocationGroup
-	(*DeleteLocationGroup)(nil),   // 15: stockd.log.v1.DeleteLocationGroup
-	(*DeleteLocation)(nil),        // 16: stockd.log.v1.DeleteLocation
-	(*DeleteChannel)(nil),         // 17: stockd.log.v1.DeleteChannel
-	(*IncomingLine)(nil),          // 18: stockd.log.v1.IncomingLine
-	(*SetIncoming)(nil),           // 19: stockd.log.v1.SetIncoming
-	(*StockCount)(nil),            // 20: stockd.log.v1.StockCount
-	(*SetStock)(nil),              // 21: stockd.log.v1.SetStock
-	(*StockAdjustment)(nil),       // 22: stockd.log.v1.StockAdjustment
-	(*AdjustStock)(nil),           // 23: stockd.log.v1.AdjustStock
-	(*PutLocation)(nil),           // 24: stockd.log.v1.PutLocation
-	(*PutChannel)(nil),            // 25: stockd.log.v1.PutChannel
-	(*SetBuffer)(nil),             // 26: stockd.log.v1.SetBuffer
-	(*Tick)(nil),                  // 27: stockd.log.v1.Tick
-	(*PutNode)(nil),               // 28: stockd.log.v1.PutNode
-	(*RemoveNode)(nil),            // 29: stockd.log.v1.RemoveNode
-	(*CommandResult)(nil),         // 30: stockd.log.v1.CommandResult
-	(*RowResultRecord)(nil),       // 31: stockd.log.v1.RowResultRecord
-	(*Rejection)(nil),             // 32: stockd.log.v1.Rejection
-	(*SnapshotRecord)(nil),        // 33: stockd.log.v1.SnapshotRecord
-	(*RejectedRowRecord)(nil),     // 34: stockd.log.v1.RejectedRowRecord
-	(*RejectedCountRecord)(nil),   // 35: stockd.log.v1.RejectedCountRecord
-	(*SkuRecord)(nil),             // 36: stockd.log.v1.SkuRecord
-	(*LocationGroupRecord)(nil),   // 37: stockd.log.v1.LocationGroupRecord
-	(*IncomingRecord)(nil),        // 38: stockd.log.v1.IncomingRecord
-	(*ReleaseAllRecord)(nil),      // 39: stockd.log.v1.ReleaseAllRecord
-	(*SnapshotMeta)(nil),          // 40: stockd.log.v1.SnapshotMeta
-	(*NodeRecord)(nil),            // 41: stockd.log.v1.NodeRecord
-	(*LocationRecord)(nil),        // 42: stockd.log.v1.LocationRecord
-	(*ChannelRecord)(nil),         // 43: stockd.log.v1.ChannelRecord
-	(*BufferRecord)(nil),          // 44: stockd.log.v1.BufferRecord
-	(*CounterRecord)(nil),         // 45: stockd.log.v1.CounterRecord
-	(*AllocationRecord)(nil),      // 46: stockd.log.v1.AllocationRecord
-	(*ReservationLineRecord)(nil), // 47: stockd.log.v1.ReservationLineRecord
-	(*ReservationRecord)(nil),     // 48: stockd.log.v1.ReservationRecord
-	(*OpRecord)(nil),              // 49: stockd.log.v1.OpRecord
-	(*RefusalRecord)(nil),         // 50: stockd.log.v1.RefusalRecord
-	(*DeltaRecord)(nil),           // 51: stockd.log.v1.DeltaRecord
-	(*OrderLineRecord)(nil),       // 52: stockd.log.v1.OrderLineRecord
-	(*OrderRecord)(nil),           // 53: stockd.log.v1.OrderRecord
+	(*BackfillChunk)(nil),         // 2: stockd.log.v1.BackfillChunk
+	(*BackfillCommit)(nil),        // 3: stockd.log.v1.BackfillCommit
+	(*OrderAck)(nil),              // 4: stockd.log.v1.OrderAck
+	(*AckOrders)(nil),             // 5: stockd.log.v1.AckOrders
+	(*ReserveLine)(nil),           // 6: stockd.log.v1.ReserveLine
+	(*Reserve)(nil),               // 7: stockd.log.v1.Reserve
+	(*Confirm)(nil),               // 8: stockd.log.v1.Confirm
+	(*Release)(nil),               // 9: stockd.log.v1.Release
+	(*ReleaseLine)(nil),           // 10: stockd.log.v1.ReleaseLine
+	(*Extend)(nil),                // 11: stockd.log.v1.Extend
+	(*CancelOrder)(nil),           // 12: stockd.log.v1.CancelOrder
+	(*ReleaseAll)(nil),            // 13: stockd.log.v1.ReleaseAll
+	(*PutSku)(nil),                // 14: stockd.log.v1.PutSku
+	(*DeleteSku)(nil),             // 15: stockd.log.v1.DeleteSku
+	(*PutLocationGroup)(nil),      // 16: stockd.log.v1.PutLocationGroup
+	(*DeleteLocationGroup)(nil),   // 17: stockd.log.v1.DeleteLocationGroup
+	(*DeleteLocation)(nil),        // 18: stockd.log.v1.DeleteLocation
+	(*DeleteChannel)(nil),         // 19: stockd.log.v1.DeleteChannel
+	(*IncomingLine)(nil),          // 20: stockd.log.v1.IncomingLine
+	(*SetIncoming)(nil),           // 21: stockd.log.v1.SetIncoming
+	(*StockCount)(nil),            // 22: stockd.log.v1.StockCount
+	(*SetStock)(nil),              // 23: stockd.log.v1.SetStock
+	(*StockAdjustment)(nil),       // 24: stockd.log.v1.StockAdjustment
+	(*AdjustStock)(nil),           // 25: stockd.log.v1.AdjustStock
+	(*PutLocation)(nil),           // 26: stockd.log.v1.PutLocation
+	(*PutChannel)(nil),            // 27: stockd.log.v1.PutChannel
+	(*SetBuffer)(nil),             // 28: stockd.log.v1.SetBuffer
+	(*Tick)(nil),                  // 29: stockd.log.v1.Tick
+	(*PutNode)(nil),               // 30: stockd.log.v1.PutNode
+	(*RemoveNode)(nil),            // 31: stockd.log.v1.RemoveNode
+	(*CommandResult)(nil),         // 32: stockd.log.v1.CommandResult
+	(*RowResultRecord)(nil),       // 33: stockd.log.v1.RowResultRecord
+	(*Rejection)(nil),             // 34: stockd.log.v1.Rejection
+	(*SnapshotRecord)(nil),        // 35: stockd.log.v1.SnapshotRecord
+	(*BackfillStagingRecord)(nil), // 36: stockd.log.v1.BackfillStagingRecord
+	(*RejectedRowRecord)(nil),     // 37: stockd.log.v1.RejectedRowRecord
+	(*RejectedCountRecord)(nil),   // 38: stockd.log.v1.RejectedCountRecord
+	(*SkuRecord)(nil),             // 39: stockd.log.v1.SkuRecord
+	(*LocationGroupRecord)(nil),   // 40: stockd.log.v1.LocationGroupRecord
+	(*IncomingRecord)(nil),        // 41: stockd.log.v1.IncomingRecord
+	(*ReleaseAllRecord)(nil),      // 42: stockd.log.v1.ReleaseAllRecord
+	(*SnapshotMeta)(nil),          // 43: stockd.log.v1.SnapshotMeta
+	(*NodeRecord)(nil),            // 44: stockd.log.v1.NodeRecord
+	(*LocationRecord)(nil),        // 45: stockd.log.v1.LocationRecord
+	(*ChannelRecord)(nil),         // 46: stockd.log.v1.ChannelRecord
+	(*BufferRecord)(nil),          // 47: stockd.log.v1.BufferRecord
+	(*CounterRecord)(nil),         // 48: stockd.log.v1.CounterRecord
+	(*AllocationRecord)(nil),      // 49: stockd.log.v1.AllocationRecord
+	(*ReservationLineRecord)(nil), // 50: stockd.log.v1.ReservationLineRecord
+	(*ReservationRecord)(nil),     // 51: stockd.log.v1.ReservationRecord
+	(*OpRecord)(nil),              // 52: stockd.log.v1.OpRecord
+	(*RefusalRecord)(nil),         // 53: stockd.log.v1.RefusalRecord
+	(*DeltaRecord)(nil),           // 54: stockd.log.v1.DeltaRecord
+	(*OrderLineRecord)(nil),       // 55: stockd.log.v1.OrderLineRecord
+	(*OrderRecord)(nil),           // 56: stockd.log.v1.OrderRecord
 }
 var file_stockd_log_v1_log_proto_depIdxs = []int32{
 	1,  // 0: stockd.log.v1.Entry.commands:type_name -> stockd.log.v1.Command
-	5,  // 1: stockd.log.v1.Command.reserve:type_name -> stockd.log.v1.Reserve
-	6,  // 2: stockd.log.v1.Command.confirm:type_name -> stockd.log.v1.Confirm
-	7,  // 3: stockd.log.v1.Command.release:type_name -> stockd.log.v1.Release
-	21, // 4: stockd.log.v1.Command.set_stock:type_name -> stockd.log.v1.SetStock
-	23, // 5: stockd.log.v1.Command.adjust_stock:type_name -> stockd.log.v1.AdjustStock
-	24, // 6: stockd.log.v1.Command.put_location:type_name -> stockd.log.v1.PutLocation
-	25, // 7: stockd.log.v1.Command.put_channel:type_name -> stockd.log.v1.PutChannel
-	26, // 8: stockd.log.v1.Command.set_buffer:type_name -> stockd.log.v1.SetBuffer
-	27, // 9: stockd.log.v1.Command.tick:type_name -> stockd.log.v1.Tick
-	28, // 10: stockd.log.v1.Command.put_node:type_name -> stockd.log.v1.PutNode
-	29, // 11: stockd.log.v1.Command.remove_node:type_name -> stockd.log.v1.RemoveNode
-	12, // 12: stockd.log.v1.Command.put_sku:type_name -> stockd.log.v1.PutSku
-	13, // 13: stockd.log.v1.Command.delete_sku:type_name -> stockd.log.v1.DeleteSku
-	14, // 14: stockd.log.v1.Command.put_location_group:type_name -> stockd.log.v1.PutLocationGroup
-	15, // 15: stockd.log.v1.Command.delete_location_group:type_name -> stockd.log.v1.DeleteLocationGroup
-	16, // 16: stockd.log.v1.Command.delete_location:type_name -> stockd.log.v1.DeleteLocation
-	17, // 17: stockd.log.v1.Command.delete_channel:type_name -> stockd.log.v1.DeleteChannel
-	9,  // 18: stockd.log.v1.Command.extend:type_name -> stockd.log.v1.Extend
-	10, // 19: stockd.log.v1.Command.cancel_order:type_name -> stockd.log.v1.CancelOrder
-	11, // 20: stockd.log.v1.Command.release_all:type_name -> stockd.log.v1.ReleaseAll
-	19, // 21: stockd.log.v1.Command.set_incoming:type_name -> stockd.log.v1.SetIncoming
-	3,  // 22: stockd.log.v1.Command.ack_orders:type_name -> stockd.log.v1.AckOrders
-	2,  // 23: stockd.log.v1.AckOrders.acks:type_name -> stockd.log.v1.OrderAck
-	4,  // 24: stockd.log.v1.Reserve.lines:type_name -> stockd.log.v1.ReserveLine
-	8,  // 25: stockd.log.v1.Release.lines:type_name -> stockd.log.v1.ReleaseLine
-	18, // 26: stockd.log.v1.SetIncoming.lines:type_name -> stockd.log.v1.IncomingLine
-	20, // 27: stockd.log.v1.SetStock.rows:type_name -> stockd.log.v1.StockCount
-	22, // 28: stockd.log.v1.AdjustStock.rows:type_name -> stockd.log.v1.StockAdjustment
-	32, // 29: stockd.log.v1.CommandResult.rejection:type_name -> stockd.log.v1.Rejection
-	48, // 30: stockd.log.v1.CommandResult.reservation:type_name -> stockd.log.v1.ReservationRecord
-	31, // 31: stockd.log.v1.CommandResult.rows:type_name -> stockd.log.v1.RowResultRecord
-	40, // 32: stockd.log.v1.SnapshotRecord.meta:type_name -> stockd.log.v1.SnapshotMeta
-	42, // 33: stockd.log.v1.SnapshotRecord.location:type_name -> stockd.log.v1.LocationRecord
-	43, // 34: stockd.log.v1.SnapshotRecord.channel:type_name -> stockd.log.v1.ChannelRecord
-	44, // 35: stockd.log.v1.SnapshotRecord.buffer:type_name -> stockd.log.v1.BufferRecord
-	45, // 36: stockd.log.v1.SnapshotRecord.counter:type_name -> stockd.log.v1.CounterRecord
-	48, // 37: stockd.log.v1.SnapshotRecord.reservation:type_name -> stockd.log.v1.ReservationRecord
-	50, // 38: stockd.log.v1.SnapshotRecord.refusal:type_name -> stockd.log.v1.RefusalRecord
-	51, // 39: stockd.log.v1.SnapshotRecord.delta:type_name -> stockd.log.v1.DeltaRecord
-	53, // 40: stockd.log.v1.SnapshotRecord.order:type_name -> stockd.log.v1.OrderRecord
-	41, // 41: stockd.log.v1.SnapshotRecord.node:type_name -> stockd.log.v1.NodeRecord
-	36, // 42: stockd.log.v1.SnapshotRecord.sku:type_name -> stockd.log.v1.SkuRecord
-	37, // 43: stockd.log.v1.SnapshotRecord.location_group:type_name -> stockd.log.v1.LocationGroupRecord
-	38, // 44: stockd.log.v1.SnapshotRecord.incoming:type_name -> stockd.log.v1.IncomingRecord
-	39, // 45: stockd.log.v1.SnapshotRecord.release_all:type_name -> stockd.log.v1.ReleaseAllRecord
-	34, // 46: stockd.log.v1.SnapshotRecord.rejected_row:type_name -> stockd.log.v1.RejectedRowRecord
-	35, // 47: stockd.log.v1.SnapshotRecord.rejected_count:type_name -> stockd.log.v1.RejectedCountRecord
-	18, // 48: stockd.log.v1.IncomingRecord.line:type_name -> stockd.log.v1.IncomingLine
-	46, // 49: stockd.log.v1.ReservationLineRecord.allocations:type_name -> stockd.log.v1.AllocationRecord
-	47, // 50: stockd.log.v1.ReservationRecord.lines:type_name -> stockd.log.v1.ReservationLineRecord
-	5,  // 51: stockd.log.v1.ReservationRecord.request:type_name -> stockd.log.v1.Reserve
-	49, // 52: stockd.log.v1.ReservationRecord.ops:type_name -> stockd.log.v1.OpRecord
-	8,  // 53: stockd.log.v1.OpRecord.lines:type_name -> stockd.log.v1.ReleaseLine
-	5,  // 54: stockd.log.v1.RefusalRecord.request:type_name -> stockd.log.v1.Reserve
-	32, // 55: stockd.log.v1.RefusalRecord.rejection:type_name -> stockd.log.v1.Rejection
-	22, // 56: stockd.log.v1.DeltaRecord.row:type_name -> stockd.log.v1.StockAdjustment
-	52, // 57: stockd.log.v1.OrderRecord.lines:type_name -> stockd.log.v1.OrderLineRecord
-	58, // [58:58] is the sub-list for method output_type
-	58, // [58:58] is the sub-list for method input_type
-	58, // [58:58] is the sub-list for extension type_name
-	58, // [58:58] is the sub-list for extension extendee
-	0,  // [0:58] is the sub-list for field type_name
+	7,  // 1: stockd.log.v1.Command.reserve:type_name -> stockd.log.v1.Reserve
+	8,  // 2: stockd.log.v1.Command.confirm:type_name -> stockd.log.v1.Confirm
+	9,  // 3: stockd.log.v1.Command.release:type_name -> stockd.log.v1.Release
+	23, // 4: stockd.log.v1.Command.set_stock:type_name -> stockd.log.v1.SetStock
+	25, // 5: stockd.log.v1.Command.adjust_stock:type_name -> stockd.log.v1.AdjustStock
+	26, // 6: stockd.log.v1.Command.put_location:type_name -> stockd.log.v1.PutLocation
+	27, // 7: stockd.log.v1.Command.put_channel:type_name -> stockd.log.v1.PutChannel
+	28, // 8: stockd.log.v1.Command.set_buffer:type_name -> stockd.log.v1.SetBuffer
+	29, // 9: stockd.log.v1.Command.tick:type_name -> stockd.log.v1.Tick
+	30, // 10: stockd.log.v1.Command.put_node:type_name -> stockd.log.v1.PutNode
+	31, // 11: stockd.log.v1.Command.remove_node:type_name -> stockd.log.v1.RemoveNode
+	14, // 12: stockd.log.v1.Command.put_sku:type_name -> stockd.log.v1.PutSku
+	15, // 13: stockd.log.v1.Command.delete_sku:type_name -> stockd.log.v1.DeleteSku
+	16, // 14: stockd.log.v1.Command.put_location_group:type_name -> stockd.log.v1.PutLocationGroup
+	17, // 15: stockd.log.v1.Command.delete_location_group:type_name -> stockd.log.v1.DeleteLocationGroup
+	18, // 16: stockd.log.v1.Command.delete_location:type_name -> stockd.log.v1.DeleteLocation
+	19, // 17: stockd.log.v1.Command.delete_channel:type_name -> stockd.log.v1.DeleteChannel
+	11, // 18: stockd.log.v1.Command.extend:type_name -> stockd.log.v1.Extend
+	12, // 19: stockd.log.v1.Command.cancel_order:type_name -> stockd.log.v1.CancelOrder
+	13, // 20: stockd.log.v1.Command.release_all:type_name -> stockd.log.v1.ReleaseAll
+	21, // 21: stockd.log.v1.Command.set_incoming:type_name -> stockd.log.v1.SetIncoming
+	5,  // 22: stockd.log.v1.Command.ack_orders:type_name -> stockd.log.v1.AckOrders
+	2,  // 23: stockd.log.v1.Command.backfill_chunk:type_name -> stockd.log.v1.BackfillChunk
+	3,  // 24: stockd.log.v1.Command.backfill_commit:type_name -> stockd.log.v1.BackfillCommit
+	22, // 25: stockd.log.v1.BackfillChunk.rows:type_name -> stockd.log.v1.StockCount
+	4,  // 26: stockd.log.v1.AckOrders.acks:type_name -> stockd.log.v1.OrderAck
+	6,  // 27: stockd.log.v1.Reserve.lines:type_name -> stockd.log.v1.ReserveLine
+	10, // 28: stockd.log.v1.Release.lines:type_name -> stockd.log.v1.ReleaseLine
+	20, // 29: stockd.log.v1.SetIncoming.lines:type_name -> stockd.log.v1.IncomingLine
+	22, // 30: stockd.log.v1.SetStock.rows:type_name -> stockd.log.v1.StockCount
+	24, // 31: stockd.log.v1.AdjustStock.rows:type_name -> stockd.log.v1.StockAdjustment
+	34, // 32: stockd.log.v1.CommandResult.rejection:type_name -> stockd.log.v1.Rejection
+	51, // 33: stockd.log.v1.CommandResult.reservation:type_name -> stockd.log.v1.ReservationRecord
+	33, // 34: stockd.log.v1.CommandResult.rows:type_name -> stockd.log.v1.RowResultRecord
+	43, // 35: stockd.log.v1.SnapshotRecord.meta:type_name -> stockd.log.v1.SnapshotMeta
+	45, // 36: stockd.log.v1.SnapshotRecord.location:type_name -> stockd.log.v1.LocationRecord
+	46, // 37: stockd.log.v1.SnapshotRecord.channel:type_name -> stockd.log.v1.ChannelRecord
+	47, // 38: stockd.log.v1.SnapshotRecord.buffer:type_name -> stockd.log.v1.BufferRecord
+	48, // 39: stockd.log.v1.SnapshotRecord.counter:type_name -> stockd.log.v1.CounterRecord
+	51, // 40: stockd.log.v1.SnapshotRecord.reservation:type_name -> stockd.log.v1.ReservationRecord
+	53, // 41: stockd.log.v1.SnapshotRecord.refusal:type_name -> stockd.log.v1.RefusalRecord
+	54, // 42: stockd.log.v1.SnapshotRecord.delta:type_name -> stockd.log.v1.DeltaRecord
+	56, // 43: stockd.log.v1.SnapshotRecord.order:type_name -> stockd.log.v1.OrderRecord
+	44, // 44: stockd.log.v1.SnapshotRecord.node:type_name -> stockd.log.v1.NodeRecord
+	39, // 45: stockd.log.v1.SnapshotRecord.sku:type_name -> stockd.log.v1.SkuRecord
+	40, // 46: stockd.log.v1.SnapshotRecord.location_group:type_name -> stockd.log.v1.LocationGroupRecord
+	41, // 47: stockd.log.v1.SnapshotRecord.incoming:type_name -> stockd.log.v1.IncomingRecord
+	42, // 48: stockd.log.v1.SnapshotRecord.release_all:type_name -> stockd.log.v1.ReleaseAllRecord
+	37, // 49: stockd.log.v1.SnapshotRecord.rejected_row:type_name -> stockd.log.v1.RejectedRowRecord
+	38, // 50: stockd.log.v1.SnapshotRecord.rejected_count:type_name -> stockd.log.v1.RejectedCountRecord
+	36, // 51: stockd.log.v1.SnapshotRecord.backfill_staging:type_name -> stockd.log.v1.BackfillStagingRecord
+	22, // 52: stockd.log.v1.BackfillStagingRecord.rows:type_name -> stockd.log.v1.StockCount
+	20, // 53: stockd.log.v1.IncomingRecord.line:type_name -> stockd.log.v1.IncomingLine
+	49, // 54: stockd.log.v1.ReservationLineRecord.allocations:type_name -> stockd.log.v1.AllocationRecord
+	50, // 55: stockd.log.v1.ReservationRecord.lines:type_name -> stockd.log.v1.ReservationLineRecord
+	7,  // 56: stockd.log.v1.ReservationRecord.request:type_name -> stockd.log.v1.Reserve
+	52, // 57: stockd.log.v1.ReservationRecord.ops:type_name -> stockd.log.v1.OpRecord
+	10, // 58: stockd.log.v1.OpRecord.lines:type_name -> stockd.log.v1.ReleaseLine
+	7,  // 59: stockd.log.v1.RefusalRecord.request:type_name -> stockd.log.v1.Reserve
+	34, // 60: stockd.log.v1.RefusalRecord.rejection:type_name -> stockd.log.v1.Rejection
+	24, // 61: stockd.log.v1.DeltaRecord.row:type_name -> stockd.log.v1.StockAdjustment
+	55, // 62: stockd.log.v1.OrderRecord.lines:type_name -> stockd.log.v1.OrderLineRecord
+	63, // [63:63] is the sub-list for method output_type
+	63, // [63:63] is the sub-list for method input_type
+	63, // [63:63] is the sub-list for extension type_name
+	63, // [63:63] is the sub-list for extension extendee
+	0,  // [0:63] is the sub-list for field type_name
 }
 
 func init() { file_stockd_log_v1_log_proto_init() }
@@ -4727,8 +4993,10 @@ func file_stockd_log_v1_log_proto_init() {
 		(*Command_ReleaseAll)(nil),
 		(*Command_SetIncoming)(nil),
 		(*Command_AckOrders)(nil),
+		(*Command_BackfillChunk)(nil),
+		(*Command_BackfillCommit)(nil),
 	}
-	file_stockd_log_v1_log_proto_msgTypes[33].OneofWrappers = []any{
+	file_stockd_log_v1_log_proto_msgTypes[35].OneofWrappers = []any{
 		(*SnapshotRecord_Meta)(nil),
 		(*SnapshotRecord_Location)(nil),
 		(*SnapshotRecord_Channel)(nil),
@@ -4745,6 +5013,7 @@ func file_stockd_log_v1_log_proto_init() {
 		(*SnapshotRecord_ReleaseAll)(nil),
 		(*SnapshotRecord_RejectedRow)(nil),
 		(*SnapshotRecord_RejectedCount)(nil),
+		(*SnapshotRecord_BackfillStaging)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -4752,7 +5021,7 @@ func file_stockd_log_v1_log_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stockd_log_v1_log_proto_rawDesc), len(file_stockd_log_v1_log_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   54,
+			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1699,6 +1699,314 @@ func (x *ListRejectedResponse) GetRevision() uint64 {
 	return 0
 }
 
+type PushStockRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The caller's tag, echoed on the answer, 1-256 bytes.
+	BatchId       string           `protobuf:"bytes,1,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
+	Batch         *SetStockRequest `protobuf:"bytes,2,opt,name=batch,proto3" json:"batch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PushStockRequest) Reset() {
+	*x = PushStockRequest{}
+	mi := &file_stockd_v1_erp_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PushStockRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PushStockRequest) ProtoMessage() {}
+
+func (x *PushStockRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_erp_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PushStockRequest.ProtoReflect.Descriptor instead.
+func (*PushStockRequest) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_erp_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *PushStockRequest) GetBatchId() string {
+	if x != nil {
+		return x.BatchId
+	}
+	return ""
+}
+
+func (x *PushStockRequest) GetBatch() *SetStockRequest {
+	if x != nil {
+		return x.Batch
+	}
+	return nil
+}
+
+type PushStockResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	BatchId string                 `protobuf:"bytes,1,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
+	// The batch's answer (row results and revision), unless error is set.
+	Result *SetStockResponse `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`
+	// The batch failed as a whole (a gRPC code and message); the stream goes on.
+	ErrorCode     uint32 `protobuf:"varint,3,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	ErrorMessage  string `protobuf:"bytes,4,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PushStockResponse) Reset() {
+	*x = PushStockResponse{}
+	mi := &file_stockd_v1_erp_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PushStockResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PushStockResponse) ProtoMessage() {}
+
+func (x *PushStockResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_erp_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PushStockResponse.ProtoReflect.Descriptor instead.
+func (*PushStockResponse) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_erp_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *PushStockResponse) GetBatchId() string {
+	if x != nil {
+		return x.BatchId
+	}
+	return ""
+}
+
+func (x *PushStockResponse) GetResult() *SetStockResponse {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *PushStockResponse) GetErrorCode() uint32 {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return 0
+}
+
+func (x *PushStockResponse) GetErrorMessage() string {
+	if x != nil {
+		return x.ErrorMessage
+	}
+	return ""
+}
+
+type BackfillRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required on the first message, 1-256 bytes: names the generation. Later
+	// messages may leave it empty or repeat it.
+	GenerationId string `protobuf:"bytes,1,opt,name=generation_id,json=generationId,proto3" json:"generation_id,omitempty"`
+	// Up to 10,000 rows per message; versions as in SetStock.
+	Rows []*StockCount `protobuf:"bytes,2,rep,name=rows,proto3" json:"rows,omitempty"`
+	// Set on the last message: apply the generation.
+	Commit bool `protobuf:"varint,3,opt,name=commit,proto3" json:"commit,omitempty"`
+	// With commit: zero every counter (on_hand 0) that the generation did not
+	// name. Counters named are set as SetStock would (stale versions ignored).
+	Prune bool `protobuf:"varint,4,opt,name=prune,proto3" json:"prune,omitempty"`
+	// With commit: as SetStockRequest.absorbed_mark.
+	AbsorbedMark  uint64 `protobuf:"varint,5,opt,name=absorbed_mark,json=absorbedMark,proto3" json:"absorbed_mark,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackfillRequest) Reset() {
+	*x = BackfillRequest{}
+	mi := &file_stockd_v1_erp_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackfillRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackfillRequest) ProtoMessage() {}
+
+func (x *BackfillRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_erp_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackfillRequest.ProtoReflect.Descriptor instead.
+func (*BackfillRequest) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_erp_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *BackfillRequest) GetGenerationId() string {
+	if x != nil {
+		return x.GenerationId
+	}
+	return ""
+}
+
+func (x *BackfillRequest) GetRows() []*StockCount {
+	if x != nil {
+		return x.Rows
+	}
+	return nil
+}
+
+func (x *BackfillRequest) GetCommit() bool {
+	if x != nil {
+		return x.Commit
+	}
+	return false
+}
+
+func (x *BackfillRequest) GetPrune() bool {
+	if x != nil {
+		return x.Prune
+	}
+	return false
+}
+
+func (x *BackfillRequest) GetAbsorbedMark() uint64 {
+	if x != nil {
+		return x.AbsorbedMark
+	}
+	return 0
+}
+
+type BackfillResponse struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	GenerationId string                 `protobuf:"bytes,1,opt,name=generation_id,json=generationId,proto3" json:"generation_id,omitempty"`
+	Rows         uint64                 `protobuf:"varint,2,opt,name=rows,proto3" json:"rows,omitempty"`
+	Applied      uint32                 `protobuf:"varint,3,opt,name=applied,proto3" json:"applied,omitempty"`
+	IgnoredStale uint32                 `protobuf:"varint,4,opt,name=ignored_stale,json=ignoredStale,proto3" json:"ignored_stale,omitempty"`
+	Rejected     uint32                 `protobuf:"varint,5,opt,name=rejected,proto3" json:"rejected,omitempty"`
+	// Counters zeroed by prune.
+	Pruned   uint32 `protobuf:"varint,6,opt,name=pruned,proto3" json:"pruned,omitempty"`
+	Revision uint64 `protobuf:"varint,7,opt,name=revision,proto3" json:"revision,omitempty"`
+	// The first rejected rows (at most 100), numbered across the generation.
+	RejectedRows  []*RejectedRow `protobuf:"bytes,8,rep,name=rejected_rows,json=rejectedRows,proto3" json:"rejected_rows,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackfillResponse) Reset() {
+	*x = BackfillResponse{}
+	mi := &file_stockd_v1_erp_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackfillResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackfillResponse) ProtoMessage() {}
+
+func (x *BackfillResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_erp_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackfillResponse.ProtoReflect.Descriptor instead.
+func (*BackfillResponse) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_erp_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *BackfillResponse) GetGenerationId() string {
+	if x != nil {
+		return x.GenerationId
+	}
+	return ""
+}
+
+func (x *BackfillResponse) GetRows() uint64 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *BackfillResponse) GetApplied() uint32 {
+	if x != nil {
+		return x.Applied
+	}
+	return 0
+}
+
+func (x *BackfillResponse) GetIgnoredStale() uint32 {
+	if x != nil {
+		return x.IgnoredStale
+	}
+	return 0
+}
+
+func (x *BackfillResponse) GetRejected() uint32 {
+	if x != nil {
+		return x.Rejected
+	}
+	return 0
+}
+
+func (x *BackfillResponse) GetPruned() uint32 {
+	if x != nil {
+		return x.Pruned
+	}
+	return 0
+}
+
+func (x *BackfillResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *BackfillResponse) GetRejectedRows() []*RejectedRow {
+	if x != nil {
+		return x.RejectedRows
+	}
+	return nil
+}
+
 var File_stockd_v1_erp_proto protoreflect.FileDescriptor
 
 const file_stockd_v1_erp_proto_rawDesc = "" +
@@ -1818,7 +2126,31 @@ const file_stockd_v1_erp_proto_rawDesc = "" +
 	"\x14ListRejectedResponse\x12*\n" +
 	"\x04rows\x18\x01 \x03(\v2\x16.stockd.v1.RejectedRowR\x04rows\x120\n" +
 	"\x06counts\x18\x02 \x03(\v2\x18.stockd.v1.RejectedCountR\x06counts\x12\x1a\n" +
-	"\brevision\x18\x03 \x01(\x04R\brevision*^\n" +
+	"\brevision\x18\x03 \x01(\x04R\brevision\"_\n" +
+	"\x10PushStockRequest\x12\x19\n" +
+	"\bbatch_id\x18\x01 \x01(\tR\abatchId\x120\n" +
+	"\x05batch\x18\x02 \x01(\v2\x1a.stockd.v1.SetStockRequestR\x05batch\"\xa7\x01\n" +
+	"\x11PushStockResponse\x12\x19\n" +
+	"\bbatch_id\x18\x01 \x01(\tR\abatchId\x123\n" +
+	"\x06result\x18\x02 \x01(\v2\x1b.stockd.v1.SetStockResponseR\x06result\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\x03 \x01(\rR\terrorCode\x12#\n" +
+	"\rerror_message\x18\x04 \x01(\tR\ferrorMessage\"\xb4\x01\n" +
+	"\x0fBackfillRequest\x12#\n" +
+	"\rgeneration_id\x18\x01 \x01(\tR\fgenerationId\x12)\n" +
+	"\x04rows\x18\x02 \x03(\v2\x15.stockd.v1.StockCountR\x04rows\x12\x16\n" +
+	"\x06commit\x18\x03 \x01(\bR\x06commit\x12\x14\n" +
+	"\x05prune\x18\x04 \x01(\bR\x05prune\x12#\n" +
+	"\rabsorbed_mark\x18\x05 \x01(\x04R\fabsorbedMark\"\x97\x02\n" +
+	"\x10BackfillResponse\x12#\n" +
+	"\rgeneration_id\x18\x01 \x01(\tR\fgenerationId\x12\x12\n" +
+	"\x04rows\x18\x02 \x01(\x04R\x04rows\x12\x18\n" +
+	"\aapplied\x18\x03 \x01(\rR\aapplied\x12#\n" +
+	"\rignored_stale\x18\x04 \x01(\rR\fignoredStale\x12\x1a\n" +
+	"\brejected\x18\x05 \x01(\rR\brejected\x12\x16\n" +
+	"\x06pruned\x18\x06 \x01(\rR\x06pruned\x12\x1a\n" +
+	"\brevision\x18\a \x01(\x04R\brevision\x12;\n" +
+	"\rrejected_rows\x18\b \x03(\v2\x16.stockd.v1.RejectedRowR\frejectedRows*^\n" +
 	"\n" +
 	"OutboxKind\x12\x1b\n" +
 	"\x17OUTBOX_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
@@ -1828,7 +2160,7 @@ const file_stockd_v1_erp_proto_rawDesc = "" +
 	"\x19ORDER_OUTCOME_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14ORDER_OUTCOME_BOOKED\x10\x01\x12\x19\n" +
 	"\x15ORDER_OUTCOME_REFUSED\x10\x02\x12\x16\n" +
-	"\x12ORDER_OUTCOME_DONE\x10\x032\xde\x04\n" +
+	"\x12ORDER_OUTCOME_DONE\x10\x032\xf1\x05\n" +
 	"\x03Erp\x12C\n" +
 	"\bSetStock\x12\x1a.stockd.v1.SetStockRequest\x1a\x1b.stockd.v1.SetStockResponse\x12L\n" +
 	"\vAdjustStock\x12\x1d.stockd.v1.AdjustStockRequest\x1a\x1e.stockd.v1.AdjustStockResponse\x12L\n" +
@@ -1838,7 +2170,9 @@ const file_stockd_v1_erp_proto_rawDesc = "" +
 	"PullOrders\x12\x1c.stockd.v1.PullOrdersRequest\x1a\x16.stockd.v1.OutboxEntry0\x01\x12F\n" +
 	"\tAckOrders\x12\x1b.stockd.v1.AckOrdersRequest\x1a\x1c.stockd.v1.AckOrdersResponse\x12F\n" +
 	"\tGetOutbox\x12\x1b.stockd.v1.GetOutboxRequest\x1a\x1c.stockd.v1.GetOutboxResponse\x12O\n" +
-	"\fListRejected\x12\x1e.stockd.v1.ListRejectedRequest\x1a\x1f.stockd.v1.ListRejectedResponseB0Z.github.com/stockd/stockd/api/stockdv1;stockdv1b\x06proto3"
+	"\fListRejected\x12\x1e.stockd.v1.ListRejectedRequest\x1a\x1f.stockd.v1.ListRejectedResponse\x12J\n" +
+	"\tPushStock\x12\x1b.stockd.v1.PushStockRequest\x1a\x1c.stockd.v1.PushStockResponse(\x010\x01\x12E\n" +
+	"\bBackfill\x12\x1a.stockd.v1.BackfillRequest\x1a\x1b.stockd.v1.BackfillResponse(\x01B0Z.github.com/stockd/stockd/api/stockdv1;stockdv1b\x06proto3"
 
 var (
 	file_stockd_v1_erp_proto_rawDescOnce sync.Once
@@ -1853,7 +2187,7 @@ func file_stockd_v1_erp_proto_rawDescGZIP() []byte {
 }
 
 var file_stockd_v1_erp_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_stockd_v1_erp_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_stockd_v1_erp_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_stockd_v1_erp_proto_goTypes = []any{
 	(OutboxKind)(0),               // 0: stockd.v1.OutboxKind
 	(OrderOutcome)(0),             // 1: stockd.v1.OrderOutcome
@@ -1881,51 +2215,63 @@ var file_stockd_v1_erp_proto_goTypes = []any{
 	(*RejectedRow)(nil),           // 23: stockd.v1.RejectedRow
 	(*RejectedCount)(nil),         // 24: stockd.v1.RejectedCount
 	(*ListRejectedResponse)(nil),  // 25: stockd.v1.ListRejectedResponse
-	(*RowResult)(nil),             // 26: stockd.v1.RowResult
-	(*timestamppb.Timestamp)(nil), // 27: google.protobuf.Timestamp
+	(*PushStockRequest)(nil),      // 26: stockd.v1.PushStockRequest
+	(*PushStockResponse)(nil),     // 27: stockd.v1.PushStockResponse
+	(*BackfillRequest)(nil),       // 28: stockd.v1.BackfillRequest
+	(*BackfillResponse)(nil),      // 29: stockd.v1.BackfillResponse
+	(*RowResult)(nil),             // 30: stockd.v1.RowResult
+	(*timestamppb.Timestamp)(nil), // 31: google.protobuf.Timestamp
 }
 var file_stockd_v1_erp_proto_depIdxs = []int32{
 	2,  // 0: stockd.v1.SetStockRequest.rows:type_name -> stockd.v1.StockCount
-	26, // 1: stockd.v1.SetStockResponse.rows:type_name -> stockd.v1.RowResult
+	30, // 1: stockd.v1.SetStockResponse.rows:type_name -> stockd.v1.RowResult
 	5,  // 2: stockd.v1.AdjustStockRequest.rows:type_name -> stockd.v1.StockAdjustment
-	26, // 3: stockd.v1.AdjustStockResponse.rows:type_name -> stockd.v1.RowResult
-	27, // 4: stockd.v1.IncomingLine.eta:type_name -> google.protobuf.Timestamp
+	30, // 3: stockd.v1.AdjustStockResponse.rows:type_name -> stockd.v1.RowResult
+	31, // 4: stockd.v1.IncomingLine.eta:type_name -> google.protobuf.Timestamp
 	8,  // 5: stockd.v1.SetIncomingRequest.lines:type_name -> stockd.v1.IncomingLine
-	26, // 6: stockd.v1.SetIncomingResponse.rows:type_name -> stockd.v1.RowResult
+	30, // 6: stockd.v1.SetIncomingResponse.rows:type_name -> stockd.v1.RowResult
 	8,  // 7: stockd.v1.IncomingStatus.line:type_name -> stockd.v1.IncomingLine
 	12, // 8: stockd.v1.ListIncomingResponse.lines:type_name -> stockd.v1.IncomingStatus
 	0,  // 9: stockd.v1.OutboxEntry.kind:type_name -> stockd.v1.OutboxKind
 	15, // 10: stockd.v1.OutboxEntry.lines:type_name -> stockd.v1.OutboxLine
-	27, // 11: stockd.v1.OutboxEntry.created_at:type_name -> google.protobuf.Timestamp
+	31, // 11: stockd.v1.OutboxEntry.created_at:type_name -> google.protobuf.Timestamp
 	1,  // 12: stockd.v1.OutboxEntry.outcome:type_name -> stockd.v1.OrderOutcome
 	1,  // 13: stockd.v1.OrderAck.outcome:type_name -> stockd.v1.OrderOutcome
 	17, // 14: stockd.v1.AckOrdersRequest.acks:type_name -> stockd.v1.OrderAck
-	26, // 15: stockd.v1.AckOrdersResponse.rows:type_name -> stockd.v1.RowResult
-	27, // 16: stockd.v1.GetOutboxResponse.oldest_pending_created_at:type_name -> google.protobuf.Timestamp
-	27, // 17: stockd.v1.RejectedRow.at:type_name -> google.protobuf.Timestamp
+	30, // 15: stockd.v1.AckOrdersResponse.rows:type_name -> stockd.v1.RowResult
+	31, // 16: stockd.v1.GetOutboxResponse.oldest_pending_created_at:type_name -> google.protobuf.Timestamp
+	31, // 17: stockd.v1.RejectedRow.at:type_name -> google.protobuf.Timestamp
 	23, // 18: stockd.v1.ListRejectedResponse.rows:type_name -> stockd.v1.RejectedRow
 	24, // 19: stockd.v1.ListRejectedResponse.counts:type_name -> stockd.v1.RejectedCount
-	3,  // 20: stockd.v1.Erp.SetStock:input_type -> stockd.v1.SetStockRequest
-	6,  // 21: stockd.v1.Erp.AdjustStock:input_type -> stockd.v1.AdjustStockRequest
-	9,  // 22: stockd.v1.Erp.SetIncoming:input_type -> stockd.v1.SetIncomingRequest
-	11, // 23: stockd.v1.Erp.ListIncoming:input_type -> stockd.v1.ListIncomingRequest
-	14, // 24: stockd.v1.Erp.PullOrders:input_type -> stockd.v1.PullOrdersRequest
-	18, // 25: stockd.v1.Erp.AckOrders:input_type -> stockd.v1.AckOrdersRequest
-	20, // 26: stockd.v1.Erp.GetOutbox:input_type -> stockd.v1.GetOutboxRequest
-	22, // 27: stockd.v1.Erp.ListRejected:input_type -> stockd.v1.ListRejectedRequest
-	4,  // 28: stockd.v1.Erp.SetStock:output_type -> stockd.v1.SetStockResponse
-	7,  // 29: stockd.v1.Erp.AdjustStock:output_type -> stockd.v1.AdjustStockResponse
-	10, // 30: stockd.v1.Erp.SetIncoming:output_type -> stockd.v1.SetIncomingResponse
-	13, // 31: stockd.v1.Erp.ListIncoming:output_type -> stockd.v1.ListIncomingResponse
-	16, // 32: stockd.v1.Erp.PullOrders:output_type -> stockd.v1.OutboxEntry
-	19, // 33: stockd.v1.Erp.AckOrders:output_type -> stockd.v1.AckOrdersResponse
-	21, // 34: stockd.v1.Erp.GetOutbox:output_type -> stockd.v1.GetOutboxResponse
-	25, // 35: stockd.v1.Erp.ListRejected:output_type -> stockd.v1.ListRejectedResponse
-	28, // [28:36] is the sub-list for method output_type
-	20, // [20:28] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	3,  // 20: stockd.v1.PushStockRequest.batch:type_name -> stockd.v1.SetStockRequest
+	4,  // 21: stockd.v1.PushStockResponse.result:type_name -> stockd.v1.SetStockResponse
+	2,  // 22: stockd.v1.BackfillRequest.rows:type_name -> stockd.v1.StockCount
+	23, // 23: stockd.v1.BackfillResponse.rejected_rows:type_name -> stockd.v1.RejectedRow
+	3,  // 24: stockd.v1.Erp.SetStock:input_type -> stockd.v1.SetStockRequest
+	6,  // 25: stockd.v1.Erp.AdjustStock:input_type -> stockd.v1.AdjustStockRequest
+	9,  // 26: stockd.v1.Erp.SetIncoming:input_type -> stockd.v1.SetIncomingRequest
+	11, // 27: stockd.v1.Erp.ListIncoming:input_type -> stockd.v1.ListIncomingRequest
+	14, // 28: stockd.v1.Erp.PullOrders:input_type -> stockd.v1.PullOrdersRequest
+	18, // 29: stockd.v1.Erp.AckOrders:input_type -> stockd.v1.AckOrdersRequest
+	20, // 30: stockd.v1.Erp.GetOutbox:input_type -> stockd.v1.GetOutboxRequest
+	22, // 31: stockd.v1.Erp.ListRejected:input_type -> stockd.v1.ListRejectedRequest
+	26, // 32: stockd.v1.Erp.PushStock:input_type -> stockd.v1.PushStockRequest
+	28, // 33: stockd.v1.Erp.Backfill:input_type -> stockd.v1.BackfillRequest
+	4,  // 34: stockd.v1.Erp.SetStock:output_type -> stockd.v1.SetStockResponse
+	7,  // 35: stockd.v1.Erp.AdjustStock:output_type -> stockd.v1.AdjustStockResponse
+	10, // 36: stockd.v1.Erp.SetIncoming:output_type -> stockd.v1.SetIncomingResponse
+	13, // 37: stockd.v1.Erp.ListIncoming:output_type -> stockd.v1.ListIncomingResponse
+	16, // 38: stockd.v1.Erp.PullOrders:output_type -> stockd.v1.OutboxEntry
+	19, // 39: stockd.v1.Erp.AckOrders:output_type -> stockd.v1.AckOrdersResponse
+	21, // 40: stockd.v1.Erp.GetOutbox:output_type -> stockd.v1.GetOutboxResponse
+	25, // 41: stockd.v1.Erp.ListRejected:output_type -> stockd.v1.ListRejectedResponse
+	27, // 42: stockd.v1.Erp.PushStock:output_type -> stockd.v1.PushStockResponse
+	29, // 43: stockd.v1.Erp.Backfill:output_type -> stockd.v1.BackfillResponse
+	34, // [34:44] is the sub-list for method output_type
+	24, // [24:34] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_stockd_v1_erp_proto_init() }
@@ -1940,7 +2286,7 @@ func file_stockd_v1_erp_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stockd_v1_erp_proto_rawDesc), len(file_stockd_v1_erp_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   24,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -27,6 +27,8 @@ const (
 	Erp_AckOrders_FullMethodName    = "/stockd.v1.Erp/AckOrders"
 	Erp_GetOutbox_FullMethodName    = "/stockd.v1.Erp/GetOutbox"
 	Erp_ListRejected_FullMethodName = "/stockd.v1.Erp/ListRejected"
+	Erp_PushStock_FullMethodName    = "/stockd.v1.Erp/PushStock"
+	Erp_Backfill_FullMethodName     = "/stockd.v1.Erp/Backfill"
 )
 
 // ErpClient is the client API for Erp service.
@@ -63,6 +65,16 @@ type ErpClient interface {
 	// of at most 10,000, oldest evicted first) and counts of all rejections by
 	// reason.
 	ListRejected(ctx context.Context, in *ListRejectedRequest, opts ...grpc.CallOption) (*ListRejectedResponse, error)
+	// PushStock is a bidirectional stream of SetStock batches for ERPs that
+	// stream changes: each batch is answered, tagged with its batch_id, with
+	// its row results and the revision at which it was applied. Batches are
+	// applied in the order sent.
+	PushStock(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PushStockRequest, PushStockResponse], error)
+	// Backfill loads a full count as one generation: the first message begins
+	// it, chunks follow, and a final message with commit applies every row at
+	// once (channels never see half a catalog). A stream that ends without
+	// commit leaves the previous state untouched.
+	Backfill(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[BackfillRequest, BackfillResponse], error)
 }
 
 type erpClient struct {
@@ -162,6 +174,32 @@ func (c *erpClient) ListRejected(ctx context.Context, in *ListRejectedRequest, o
 	return out, nil
 }
 
+func (c *erpClient) PushStock(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PushStockRequest, PushStockResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Erp_ServiceDesc.Streams[1], Erp_PushStock_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[PushStockRequest, PushStockResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Erp_PushStockClient = grpc.BidiStreamingClient[PushStockRequest, PushStockResponse]
+
+func (c *erpClient) Backfill(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[BackfillRequest, BackfillResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Erp_ServiceDesc.Streams[2], Erp_Backfill_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[BackfillRequest, BackfillResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Erp_BackfillClient = grpc.ClientStreamingClient[BackfillRequest, BackfillResponse]
+
 // ErpServer is the server API for Erp service.
 // All implementations must embed UnimplementedErpServer
 // for forward compatibility.
@@ -196,6 +234,16 @@ type ErpServer interface {
 	// of at most 10,000, oldest evicted first) and counts of all rejections by
 	// reason.
 	ListRejected(context.Context, *ListRejectedRequest) (*ListRejectedResponse, error)
+	// PushStock is a bidirectional stream of SetStock batches for ERPs that
+	// stream changes: each batch is answered, tagged with its batch_id, with
+	// its row results and the revision at which it was applied. Batches are
+	// applied in the order sent.
+	PushStock(grpc.BidiStreamingServer[PushStockRequest, PushStockResponse]) error
+	// Backfill loads a full count as one generation: the first message begins
+	// it, chunks follow, and a final message with commit applies every row at
+	// once (channels never see half a catalog). A stream that ends without
+	// commit leaves the previous state untouched.
+	Backfill(grpc.ClientStreamingServer[BackfillRequest, BackfillResponse]) error
 	mustEmbedUnimplementedErpServer()
 }
 
@@ -229,6 +277,12 @@ func (UnimplementedErpServer) GetOutbox(context.Context, *GetOutboxRequest) (*Ge
 }
 func (UnimplementedErpServer) ListRejected(context.Context, *ListRejectedRequest) (*ListRejectedResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListRejected not implemented")
+}
+func (UnimplementedErpServer) PushStock(grpc.BidiStreamingServer[PushStockRequest, PushStockResponse]) error {
+	return status.Error(codes.Unimplemented, "method PushStock not implemented")
+}
+func (UnimplementedErpServer) Backfill(grpc.ClientStreamingServer[BackfillRequest, BackfillResponse]) error {
+	return status.Error(codes.Unimplemented, "method Backfill not implemented")
 }
 func (UnimplementedErpServer) mustEmbedUnimplementedErpServer() {}
 func (UnimplementedErpServer) testEmbeddedByValue()             {}
@@ -388,6 +442,20 @@ func _Erp_ListRejected_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Erp_PushStock_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(ErpServer).PushStock(&grpc.GenericServerStream[PushStockRequest, PushStockResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Erp_PushStockServer = grpc.BidiStreamingServer[PushStockRequest, PushStockResponse]
+
+func _Erp_Backfill_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(ErpServer).Backfill(&grpc.GenericServerStream[BackfillRequest, BackfillResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Erp_BackfillServer = grpc.ClientStreamingServer[BackfillRequest, BackfillResponse]
+
 // Erp_ServiceDesc is the grpc.ServiceDesc for Erp service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -429,6 +497,17 @@ var Erp_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "PullOrders",
 			Handler:       _Erp_PullOrders_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "PushStock",
+			Handler:       _Erp_PushStock_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "Backfill",
+			Handler:       _Erp_Backfill_Handler,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "stockd/v1/erp.proto",
