@@ -166,7 +166,7 @@ func (st *state) restoreRejectedRow(rec *logv1.RejectedRowRecord) error {
 		Row: rec.GetRow(), Key: rec.GetKey(), Reason: rec.GetReason()}
 	d := &st.deadLetters
 	switch r.Source {
-	case sourceSetStock, sourceAdjustStock, sourceSetIncoming, sourceAckOrders:
+	case sourceSetStock, sourceAdjustStock, sourceSetIncoming, sourceAckOrders, sourceBackfill:
 	default:
 		return fmt.Errorf("rejected row from unknown source %q", r.Source)
 	}
@@ -175,7 +175,7 @@ func (st *state) restoreRejectedRow(rec *logv1.RejectedRowRecord) error {
 		return fmt.Errorf("more than %d rejected rows", MaxRejectedRows)
 	case n > 0 && (r.Revision < d.rows[n-1].Revision || r.At < d.rows[n-1].At):
 		return fmt.Errorf("rejected row at revision %d time %d out of order", r.Revision, r.At)
-	case uint64(r.Revision) > st.applied.Load() || int64(r.At) > st.now.Load() || r.Row >= MaxRows:
+	case uint64(r.Revision) > st.applied.Load() || int64(r.At) > st.now.Load() || (r.Row >= MaxRows && r.Source != sourceBackfill):
 		return fmt.Errorf("rejected row %d at revision %d time %d is past the snapshot", r.Row, r.Revision, r.At)
 	}
 	d.rows = append(d.rows, r)

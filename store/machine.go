@@ -138,6 +138,10 @@ func (m *Machine) apply(index Revision, ts Timestamp, cmd *logv1.Command) Result
 		res = st.deleteLocation(k.DeleteLocation)
 	case *logv1.Command_DeleteChannel:
 		res = st.deleteChannel(k.DeleteChannel)
+	case *logv1.Command_BackfillChunk:
+		res = st.backfillChunk(k.BackfillChunk) // backfill.go
+	case *logv1.Command_BackfillCommit:
+		res = st.backfillCommit(k.BackfillCommit)
 	case *logv1.Command_Tick:
 	default:
 		panic(fmt.Sprintf("store: entry %d holds an unknown command %T", index, cmd.GetKind()))

@@ -208,6 +208,8 @@ func (st *state) restoreRecord(cat *catalog, rec *logv1.SnapshotRecord, queue *[
 		return st.restoreRejectedRow(k.RejectedRow) // deadletter.go
 	case *logv1.SnapshotRecord_RejectedCount:
 		return st.restoreRejectedCount(k.RejectedCount)
+	case *logv1.SnapshotRecord_BackfillStaging:
+		return st.restoreBackfill(k.BackfillStaging) // backfill.go
 	case *logv1.SnapshotRecord_ReleaseAll:
 		ra := k.ReleaseAll
 		key := resKey{ChannelID(ra.GetChannel()), ReservationID(ra.GetReleaseAllId())}

@@ -53,8 +53,9 @@ type Snapshot struct {
 	orders       []order          // in sequence order
 	releaseAlls  []snapReleaseAll // sorted by (channel, release_all_id)
 
-	rejectedRows   []RejectedRow   // the dead-letter list, oldest first
-	rejectedCounts []RejectedCount // sorted by reason
+	rejectedRows   []RejectedRow    // the dead-letter list, oldest first
+	rejectedCounts []RejectedCount  // sorted by reason
+	backfill       *backfillStaging // the staged generation (backfill.go)
 }
 
 // snapReleaseAll is one remembered ReleaseAll of a Snapshot.
@@ -162,6 +163,7 @@ func (m *Machine) Snapshot() *Snapshot {
 		s.releaseAlls[i] = snapReleaseAll{key: k, rec: *st.releaseAlls[k]}
 	}
 	s.rejectedRows, s.rejectedCounts = st.deadLetters.ordered(), st.deadLetters.sortedCounts()
+	s.backfill = copyBackfill(st.backfill) // backfill.go
 	return s
 }
 
@@ -287,6 +289,7 @@ func (s *Snapshot) WriteRecords(emit func(rec []byte) error) error {
 		w.write(rec)
 	}
 	writeDeadLetters(&w, s.rejectedRows, s.rejectedCounts) // deadletter.go
+	writeBackfill(&w, s.backfill)                          // backfill.go
 	return w.err
 }
 

@@ -196,6 +196,7 @@ type state struct {
 	deltas      map[string]*delta
 	releaseAlls map[resKey]*releaseAll // by (channel, release_all_id)
 	deadlines   deadlineHeap
+	backfill    *backfillStaging // the staged generation, nil if none (backfill.go)
 	// Live (held) holds per SKU line, per allocation location and per
 	// channel; see holdStarted/holdEnded in catalog.go.
 	holdsBySKU      map[SKU]int

@@ -63,6 +63,10 @@ func validate(cmd *logv1.Command) *Rejection {
 		return checkID("id", k.DeleteChannel.GetId())
 	case *logv1.Command_AckOrders:
 		return validateAckOrders(k.AckOrders)
+	case *logv1.Command_BackfillChunk:
+		return validateBackfillChunk(k.BackfillChunk) // backfill.go
+	case *logv1.Command_BackfillCommit:
+		return validateBackfillCommit(k.BackfillCommit)
 	case *logv1.Command_Tick:
 		return nil
 	case nil:
@@ -271,7 +275,7 @@ func CommandFeature(cmd *logv1.Command) uint32 {
 	case *logv1.Command_PutSku, *logv1.Command_DeleteSku, *logv1.Command_PutLocationGroup,
 		*logv1.Command_DeleteLocationGroup, *logv1.Command_DeleteLocation, *logv1.Command_DeleteChannel,
 		*logv1.Command_Extend, *logv1.Command_CancelOrder, *logv1.Command_ReleaseAll, *logv1.Command_SetIncoming,
-		*logv1.Command_AckOrders:
+		*logv1.Command_AckOrders, *logv1.Command_BackfillChunk, *logv1.Command_BackfillCommit:
 		return 2
 	case *logv1.Command_Reserve:
 		for _, l := range k.Reserve.GetLines() {
