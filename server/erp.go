@@ -19,9 +19,23 @@ type erp struct {
 // SetStock sets absolute on-hand counts, each row judged on its own.
 func (e *erp) SetStock(ctx context.Context, req *stockdv1.SetStockRequest) (*stockdv1.SetStockResponse, error) {
 	s := e.s
+	cmd, err := setStockCommand(req)
+	if err != nil {
+		return nil, s.status(ctx, err)
+	}
+	res, err := s.propose(ctx, cmd)
+	if err != nil {
+		return nil, s.status(ctx, err)
+	}
+	return setStockResponse(res), nil
+}
+
+// setStockCommand is the log command for req, or the refusal of a batch
+// with too many rows. SetStock and PushStock share it.
+func setStockCommand(req *stockdv1.SetStockRequest) (*logv1.Command, error) {
 	rows := req.GetRows()
 	if len(rows) > store.MaxRows {
-		return nil, s.status(ctx, invalid("rows", "at most "+strconv.Itoa(store.MaxRows)+" rows"))
+		return nil, invalid("rows", "at most "+strconv.Itoa(store.MaxRows)+" rows")
 	}
 	cmd := &logv1.SetStock{
 		Rows:         make([]*logv1.StockCount, len(rows)),
@@ -35,13 +49,14 @@ func (e *erp) SetStock(ctx context.Context, req *stockdv1.SetStockRequest) (*sto
 			Version:         r.GetVersion(),
 		}
 	}
-	res, err := s.propose(ctx, &logv1.Command{Kind: &logv1.Command_SetStock{SetStock: cmd}})
-	if err != nil {
-		return nil, s.status(ctx, err)
-	}
+	return &logv1.Command{Kind: &logv1.Command_SetStock{SetStock: cmd}}, nil
+}
+
+// setStockResponse is a SetStock command's answer.
+func setStockResponse(res store.Result) *stockdv1.SetStockResponse {
 	out, n := rowsToProto(res.Rows)
 	return &stockdv1.SetStockResponse{Rows: out, Revision: uint64(res.Revision),
-		Applied: n.applied, IgnoredStale: n.ignoredStale, Rejected: n.rejected}, nil
+		Applied: n.applied, IgnoredStale: n.ignoredStale, Rejected: n.rejected}
 }
 
 // AdjustStock applies signed deltas, each once by its delta id.
