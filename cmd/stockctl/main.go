@@ -71,6 +71,11 @@ ERP commands:
                 next sequence, the absorbed mark
   rejected      [--limit N]   the most recent rejected ERP rows (default 100,
                 at most 10000) and the count of rejections by reason
+  import        [--generation ID] [--prune] [--mark N] [--chunk 10000] FILE.csv
+                a full count (item,location,on_hand[,version] per line; a
+                header line is skipped; no version: now in Unix ns) streamed
+                through Backfill and applied at once; --prune zeroes every
+                counter the file does not name; exit 1 if a row was rejected
 
 admin commands:
   location add    ID [--name NAME]
@@ -104,7 +109,7 @@ global flags:
   --addr HOST:PORT  server address (default 127.0.0.1:7400)
   --json            print each response as protojson, one object per line
   --timeout D       deadline of each call (default 5s; 0 means none); snapshot
-                    save and orders pull are streams and are not bounded by it
+                    save, orders pull and import are streams and are not bounded by it
 
 Run 'stockctl COMMAND -h' for the flags of one command.
 `
@@ -207,6 +212,8 @@ func (s *session) dispatch(ctx context.Context, name string, args []string) erro
 		return s.order(ctx, args)
 	case "rejected":
 		return s.rejected(ctx, args)
+	case "import":
+		return s.importCSV(ctx, args) // import.go
 	case "location":
 		return s.dispatchVerb(ctx, name, args, map[string]func(context.Context, []string) error{
 			"add":    s.locationAdd,
