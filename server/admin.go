@@ -34,6 +34,9 @@ func (a *admin) PutLocation(ctx context.Context, req *stockdv1.PutLocationReques
 // ListLocations lists declared locations, stamped with the revision read first.
 func (a *admin) ListLocations(ctx context.Context, _ *stockdv1.ListLocationsRequest) (*stockdv1.ListLocationsResponse, error) {
 	s := a.s
+	if err := s.awaitCaughtUp(ctx); err != nil {
+		return nil, s.status(ctx, err)
+	}
 	resp := &stockdv1.ListLocationsResponse{Revision: uint64(s.reader.AppliedIndex())}
 	locs := s.reader.Locations()
 	resp.Locations = make([]*stockdv1.Location, len(locs))
@@ -66,6 +69,9 @@ func (a *admin) PutChannel(ctx context.Context, req *stockdv1.PutChannelRequest)
 // ListChannels lists channels, stamped with the revision read first.
 func (a *admin) ListChannels(ctx context.Context, _ *stockdv1.ListChannelsRequest) (*stockdv1.ListChannelsResponse, error) {
 	s := a.s
+	if err := s.awaitCaughtUp(ctx); err != nil {
+		return nil, s.status(ctx, err)
+	}
 	resp := &stockdv1.ListChannelsResponse{Revision: uint64(s.reader.AppliedIndex())}
 	chs := s.reader.Channels()
 	resp.Channels = make([]*stockdv1.Channel, len(chs))
@@ -93,6 +99,9 @@ func (a *admin) SetBuffer(ctx context.Context, req *stockdv1.SetBufferRequest) (
 // ListBuffers lists buffer rules of one item or all.
 func (a *admin) ListBuffers(ctx context.Context, req *stockdv1.ListBuffersRequest) (*stockdv1.ListBuffersResponse, error) {
 	s := a.s
+	if err := s.awaitCaughtUp(ctx); err != nil {
+		return nil, s.status(ctx, err)
+	}
 	resp := &stockdv1.ListBuffersResponse{Revision: uint64(s.reader.AppliedIndex())}
 	for _, b := range s.reader.Buffers(store.ItemID(req.GetItem())) {
 		resp.Buffers = append(resp.Buffers, &stockdv1.Buffer{Item: string(b.Item), Channel: string(b.Channel),
@@ -136,6 +145,9 @@ func (a *admin) PutLocationGroup(ctx context.Context, req *stockdv1.PutLocationG
 // ListLocationGroups lists location groups.
 func (a *admin) ListLocationGroups(ctx context.Context, _ *stockdv1.ListLocationGroupsRequest) (*stockdv1.ListLocationGroupsResponse, error) {
 	s := a.s
+	if err := s.awaitCaughtUp(ctx); err != nil {
+		return nil, s.status(ctx, err)
+	}
 	resp := &stockdv1.ListLocationGroupsResponse{Revision: uint64(s.reader.AppliedIndex())}
 	for _, g := range s.reader.LocationGroups() {
 		resp.Groups = append(resp.Groups, &stockdv1.LocationGroup{Id: g.ID, Locations: locationIDs(g.Locations)})
@@ -169,6 +181,9 @@ func (a *admin) PutSku(ctx context.Context, req *stockdv1.PutSkuRequest) (*stock
 // ListSkus lists SKU mappings of one item or all.
 func (a *admin) ListSkus(ctx context.Context, req *stockdv1.ListSkusRequest) (*stockdv1.ListSkusResponse, error) {
 	s := a.s
+	if err := s.awaitCaughtUp(ctx); err != nil {
+		return nil, s.status(ctx, err)
+	}
 	resp := &stockdv1.ListSkusResponse{Revision: uint64(s.reader.AppliedIndex())}
 	for _, k := range s.reader.SKUs(store.ItemID(req.GetItem())) {
 		resp.Skus = append(resp.Skus, &stockdv1.Sku{Sku: string(k.SKU), Item: string(k.Item), Factor: int64(k.Factor)})

@@ -121,6 +121,9 @@ func (e *erp) SetIncoming(ctx context.Context, req *stockdv1.SetIncomingRequest)
 // ListIncoming lists incoming lines of one item or all, with what backorders hold on them.
 func (e *erp) ListIncoming(ctx context.Context, req *stockdv1.ListIncomingRequest) (*stockdv1.ListIncomingResponse, error) {
 	s := e.s
+	if err := s.awaitCaughtUp(ctx); err != nil {
+		return nil, s.status(ctx, err)
+	}
 	resp := &stockdv1.ListIncomingResponse{Revision: uint64(s.reader.AppliedIndex())}
 	for _, l := range s.reader.Incoming(store.ItemID(req.GetItem())) {
 		resp.Lines = append(resp.Lines, &stockdv1.IncomingStatus{

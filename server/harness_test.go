@@ -165,6 +165,10 @@ func withCluster(cl Cluster) harnessOption {
 	return func(c *harnessConfig) { c.server.Cluster = cl }
 }
 
+func withCatchUpOnStart() harnessOption {
+	return func(c *harnessConfig) { c.server.CatchUpOnStart = true }
+}
+
 func withSnapshotDir(dir string) harnessOption {
 	return func(c *harnessConfig) { c.server.SnapshotDir = dir }
 }

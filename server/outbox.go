@@ -147,8 +147,11 @@ func (e *erp) AckOrders(ctx context.Context, req *stockdv1.AckOrdersRequest) (*s
 }
 
 // GetOutbox reports the backlog, stamped with the revision read before it.
-func (e *erp) GetOutbox(_ context.Context, _ *stockdv1.GetOutboxRequest) (*stockdv1.GetOutboxResponse, error) {
+func (e *erp) GetOutbox(ctx context.Context, _ *stockdv1.GetOutboxRequest) (*stockdv1.GetOutboxResponse, error) {
 	s := e.s
+	if err := s.awaitCaughtUp(ctx); err != nil {
+		return nil, s.status(ctx, err)
+	}
 	rev := s.reader.AppliedIndex()
 	return outboxStatusToProto(s.reader.OutboxStatus(), rev), nil
 }
@@ -157,6 +160,9 @@ func (e *erp) GetOutbox(_ context.Context, _ *stockdv1.GetOutboxRequest) (*stock
 // the counts of every rejection by reason.
 func (e *erp) ListRejected(ctx context.Context, req *stockdv1.ListRejectedRequest) (*stockdv1.ListRejectedResponse, error) {
 	s := e.s
+	if err := s.awaitCaughtUp(ctx); err != nil {
+		return nil, s.status(ctx, err)
+	}
 	limit := defaultRejectedLimit
 	switch n := req.GetLimit(); {
 	case n > maxRejectedLimit:

@@ -55,6 +55,7 @@ type Reader interface {
 	Order(ch store.ChannelID, orderRef string) (store.OutboxEntry, error)
 	OutboxStatus() store.OutboxStatus
 	Rejected(limit int) ([]store.RejectedRow, []store.RejectedCount)
+	Counters(item store.ItemID, loc store.LocationID) ([]store.CounterCopy, store.Revision)
 }
 
 // Config is what New needs. Proposer and Reader are required.
@@ -89,6 +90,9 @@ type Config struct {
 	// it (it needs room for one snapshot per concurrent call); empty means
 	// os.TempDir().
 	SnapshotDir string
+	// CatchUpOnStart holds every read (and health at NOT_SERVING) until
+	// CatchUp has returned; see catchup.go. Needs Cluster.
+	CatchUpOnStart bool
 }
 
 // Server holds the stockd gRPC services. Its methods are safe for concurrent
@@ -108,6 +112,9 @@ type Server struct {
 	// for new revisions forever (PullOrders with follow) end on it.
 	draining  chan struct{}
 	drainOnce sync.Once
+	// caughtUp is closed once reads may be answered: at once, or by CatchUp
+	// with Config.CatchUpOnStart.
+	caughtUp chan struct{}
 }
 
 // New returns a Server over cfg; it starts nothing. It panics if cfg.Proposer
@@ -128,6 +135,10 @@ func New(cfg Config) *Server {
 		snapshotDir:  cfg.SnapshotDir,
 		health:       health.NewServer(),
 		draining:     make(chan struct{}),
+		caughtUp:     make(chan struct{}),
+	}
+	if !cfg.CatchUpOnStart {
+		close(s.caughtUp)
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -165,9 +176,20 @@ func (s *Server) Register(gs *grpc.Server) {
 	}
 	healthpb.RegisterHealthServer(gs, s.health)
 	reflection.Register(gs)
-	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	st := healthpb.HealthCheckResponse_SERVING
+	select {
+	case <-s.caughtUp:
+	default:
+		st = healthpb.HealthCheckResponse_NOT_SERVING
+	}
+	s.setServing(st)
+}
+
+// setServing sets the health of the server and every service.
+func (s *Server) setServing(st healthpb.HealthCheckResponse_ServingStatus) {
+	s.health.SetServingStatus("", st)
 	for _, name := range s.serviceNames() {
-		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+		s.health.SetServingStatus(name, st)
 	}
 }
 
@@ -204,12 +226,16 @@ func (s *Server) propose(ctx context.Context, cmd *logv1.Command) (store.Result,
 // this node", so the message names the field first.
 var errReadLag = errors.New("not yet applied on this node")
 
-// awaitRead returns once the local state machine may answer a read: it has
+// awaitRead returns once the local state machine may answer a read: the
+// node has caught up after its start (catchup.go), and it has
 // applied minRev and, when linearizable, the read index the Cluster
 // confirms. Barrier and wait together take at most s.readWait; past it the
 // read is UNAVAILABLE (try another node). The caller's own deadline or
 // cancellation wins over the bound, so it keeps its own code.
 func (s *Server) awaitRead(ctx context.Context, minRev store.Revision, linearizable bool) error {
+	if err := s.awaitCaughtUp(ctx); err != nil {
+		return err
+	}
 	if !linearizable && (minRev == 0 || s.reader.AppliedIndex() >= minRev) {
 		return nil
 	}

@@ -68,7 +68,8 @@ func (s *Server) status(ctx context.Context, err error) error {
 	switch {
 	case errors.Is(err, errLinearizableUnsupported):
 		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, errReadLag), errors.Is(err, errReadIndexLag), errors.Is(err, errDraining):
+	case errors.Is(err, errReadLag), errors.Is(err, errReadIndexLag), errors.Is(err, errDraining),
+		errors.Is(err, errCatchingUp):
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, context.Canceled.Error())
