@@ -218,8 +218,15 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		Exhausted:    []error{cluster.ErrQueueFull},
 		Precondition: []error{cluster.ErrFeatureNotEnabled},
 		SnapshotDir:  dataDir,
+		// Reads wait until this node has applied a read index taken after
+		// the start, so a restart never answers older state than before (I5).
+		CatchUpOnStart: true,
 	})
 	srv.Register(gs)
+	cctx, stopCatchUp := context.WithCancel(ctx)
+	caughtUp := make(chan struct{})
+	go func() { defer close(caughtUp); _ = srv.CatchUp(cctx) }()
+	defer func() { stopCatchUp(); <-caughtUp }()
 	peerv1.RegisterPeerServer(gs, cluster.NewPeerServer(node))
 
 	serveErr := make(chan error, 1)
