@@ -37,5 +37,6 @@
 //
 // Apply runs on one goroutine. Reads (Availability, Reservation, Locations,
 // Channels, AppliedIndex, NextDeadline, Outbox, Order, OutboxStatus,
-// Rejected) are safe from any goroutine.
+// Rejected, Counters) are safe from any goroutine; Counters and Snapshot
+// copy under the apply lock, so Apply waits while they copy.
 package store

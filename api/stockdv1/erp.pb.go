@@ -2007,6 +2007,240 @@ func (x *BackfillResponse) GetRejectedRows() []*RejectedRow {
 	return nil
 }
 
+type ExportStockRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this item (exact match); empty: every item.
+	Item string `protobuf:"bytes,1,opt,name=item,proto3" json:"item,omitempty"`
+	// Only this location (exact match); empty: every location.
+	Location string `protobuf:"bytes,2,opt,name=location,proto3" json:"location,omitempty"`
+	// Counters per message; 0 means 10,000, at most 10,000.
+	PageSize uint32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// Wait (up to 2 s, then UNAVAILABLE) until this node has applied this
+	// revision: read-your-writes on any node.
+	MinRevision uint64 `protobuf:"varint,4,opt,name=min_revision,json=minRevision,proto3" json:"min_revision,omitempty"`
+	// Reflect every write acknowledged before the call began (the leader's
+	// read index).
+	Linearizable  bool `protobuf:"varint,5,opt,name=linearizable,proto3" json:"linearizable,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportStockRequest) Reset() {
+	*x = ExportStockRequest{}
+	mi := &file_stockd_v1_erp_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportStockRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportStockRequest) ProtoMessage() {}
+
+func (x *ExportStockRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_erp_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportStockRequest.ProtoReflect.Descriptor instead.
+func (*ExportStockRequest) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_erp_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ExportStockRequest) GetItem() string {
+	if x != nil {
+		return x.Item
+	}
+	return ""
+}
+
+func (x *ExportStockRequest) GetLocation() string {
+	if x != nil {
+		return x.Location
+	}
+	return ""
+}
+
+func (x *ExportStockRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ExportStockRequest) GetMinRevision() uint64 {
+	if x != nil {
+		return x.MinRevision
+	}
+	return 0
+}
+
+func (x *ExportStockRequest) GetLinearizable() bool {
+	if x != nil {
+		return x.Linearizable
+	}
+	return false
+}
+
+// StockCounter is one counter (item x location) as ExportStock copies it.
+type StockCounter struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Item     string                 `protobuf:"bytes,1,opt,name=item,proto3" json:"item,omitempty"`
+	Location string                 `protobuf:"bytes,2,opt,name=location,proto3" json:"location,omitempty"`
+	// The ERP's count as it sent it (negative kept; stockd treats it as 0).
+	OnHandBaseUnits int64 `protobuf:"varint,3,opt,name=on_hand_base_units,json=onHandBaseUnits,proto3" json:"on_hand_base_units,omitempty"`
+	// The ERP's version of the counter (0 if the ERP never counted it).
+	Version            uint64 `protobuf:"varint,4,opt,name=version,proto3" json:"version,omitempty"`
+	ReservedBaseUnits  int64  `protobuf:"varint,5,opt,name=reserved_base_units,json=reservedBaseUnits,proto3" json:"reserved_base_units,omitempty"`
+	CommittedBaseUnits int64  `protobuf:"varint,6,opt,name=committed_base_units,json=committedBaseUnits,proto3" json:"committed_base_units,omitempty"`
+	// Promised (reserved + committed) beyond on_hand, never negative.
+	OversoldBaseUnits int64 `protobuf:"varint,7,opt,name=oversold_base_units,json=oversoldBaseUnits,proto3" json:"oversold_base_units,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *StockCounter) Reset() {
+	*x = StockCounter{}
+	mi := &file_stockd_v1_erp_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StockCounter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StockCounter) ProtoMessage() {}
+
+func (x *StockCounter) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_erp_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StockCounter.ProtoReflect.Descriptor instead.
+func (*StockCounter) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_erp_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *StockCounter) GetItem() string {
+	if x != nil {
+		return x.Item
+	}
+	return ""
+}
+
+func (x *StockCounter) GetLocation() string {
+	if x != nil {
+		return x.Location
+	}
+	return ""
+}
+
+func (x *StockCounter) GetOnHandBaseUnits() int64 {
+	if x != nil {
+		return x.OnHandBaseUnits
+	}
+	return 0
+}
+
+func (x *StockCounter) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *StockCounter) GetReservedBaseUnits() int64 {
+	if x != nil {
+		return x.ReservedBaseUnits
+	}
+	return 0
+}
+
+func (x *StockCounter) GetCommittedBaseUnits() int64 {
+	if x != nil {
+		return x.CommittedBaseUnits
+	}
+	return 0
+}
+
+func (x *StockCounter) GetOversoldBaseUnits() int64 {
+	if x != nil {
+		return x.OversoldBaseUnits
+	}
+	return 0
+}
+
+type ExportStockResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Sorted by item then location, continuing the previous message. The
+	// first message may be the only one and hold none.
+	Counters []*StockCounter `protobuf:"bytes,1,rep,name=counters,proto3" json:"counters,omitempty"`
+	// The revision the whole export reflects, the same on every message.
+	Revision      uint64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportStockResponse) Reset() {
+	*x = ExportStockResponse{}
+	mi := &file_stockd_v1_erp_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportStockResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportStockResponse) ProtoMessage() {}
+
+func (x *ExportStockResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_erp_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportStockResponse.ProtoReflect.Descriptor instead.
+func (*ExportStockResponse) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_erp_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ExportStockResponse) GetCounters() []*StockCounter {
+	if x != nil {
+		return x.Counters
+	}
+	return nil
+}
+
+func (x *ExportStockResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 var File_stockd_v1_erp_proto protoreflect.FileDescriptor
 
 const file_stockd_v1_erp_proto_rawDesc = "" +
@@ -2150,7 +2384,24 @@ const file_stockd_v1_erp_proto_rawDesc = "" +
 	"\brejected\x18\x05 \x01(\rR\brejected\x12\x16\n" +
 	"\x06pruned\x18\x06 \x01(\rR\x06pruned\x12\x1a\n" +
 	"\brevision\x18\a \x01(\x04R\brevision\x12;\n" +
-	"\rrejected_rows\x18\b \x03(\v2\x16.stockd.v1.RejectedRowR\frejectedRows*^\n" +
+	"\rrejected_rows\x18\b \x03(\v2\x16.stockd.v1.RejectedRowR\frejectedRows\"\xa8\x01\n" +
+	"\x12ExportStockRequest\x12\x12\n" +
+	"\x04item\x18\x01 \x01(\tR\x04item\x12\x1a\n" +
+	"\blocation\x18\x02 \x01(\tR\blocation\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\rR\bpageSize\x12!\n" +
+	"\fmin_revision\x18\x04 \x01(\x04R\vminRevision\x12\"\n" +
+	"\flinearizable\x18\x05 \x01(\bR\flinearizable\"\x97\x02\n" +
+	"\fStockCounter\x12\x12\n" +
+	"\x04item\x18\x01 \x01(\tR\x04item\x12\x1a\n" +
+	"\blocation\x18\x02 \x01(\tR\blocation\x12+\n" +
+	"\x12on_hand_base_units\x18\x03 \x01(\x03R\x0fonHandBaseUnits\x12\x18\n" +
+	"\aversion\x18\x04 \x01(\x04R\aversion\x12.\n" +
+	"\x13reserved_base_units\x18\x05 \x01(\x03R\x11reservedBaseUnits\x120\n" +
+	"\x14committed_base_units\x18\x06 \x01(\x03R\x12committedBaseUnits\x12.\n" +
+	"\x13oversold_base_units\x18\a \x01(\x03R\x11oversoldBaseUnits\"f\n" +
+	"\x13ExportStockResponse\x123\n" +
+	"\bcounters\x18\x01 \x03(\v2\x17.stockd.v1.StockCounterR\bcounters\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision*^\n" +
 	"\n" +
 	"OutboxKind\x12\x1b\n" +
 	"\x17OUTBOX_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
@@ -2160,7 +2411,7 @@ const file_stockd_v1_erp_proto_rawDesc = "" +
 	"\x19ORDER_OUTCOME_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14ORDER_OUTCOME_BOOKED\x10\x01\x12\x19\n" +
 	"\x15ORDER_OUTCOME_REFUSED\x10\x02\x12\x16\n" +
-	"\x12ORDER_OUTCOME_DONE\x10\x032\xf1\x05\n" +
+	"\x12ORDER_OUTCOME_DONE\x10\x032\xc1\x06\n" +
 	"\x03Erp\x12C\n" +
 	"\bSetStock\x12\x1a.stockd.v1.SetStockRequest\x1a\x1b.stockd.v1.SetStockResponse\x12L\n" +
 	"\vAdjustStock\x12\x1d.stockd.v1.AdjustStockRequest\x1a\x1e.stockd.v1.AdjustStockResponse\x12L\n" +
@@ -2172,7 +2423,8 @@ const file_stockd_v1_erp_proto_rawDesc = "" +
 	"\tGetOutbox\x12\x1b.stockd.v1.GetOutboxRequest\x1a\x1c.stockd.v1.GetOutboxResponse\x12O\n" +
 	"\fListRejected\x12\x1e.stockd.v1.ListRejectedRequest\x1a\x1f.stockd.v1.ListRejectedResponse\x12J\n" +
 	"\tPushStock\x12\x1b.stockd.v1.PushStockRequest\x1a\x1c.stockd.v1.PushStockResponse(\x010\x01\x12E\n" +
-	"\bBackfill\x12\x1a.stockd.v1.BackfillRequest\x1a\x1b.stockd.v1.BackfillResponse(\x01B0Z.github.com/stockd/stockd/api/stockdv1;stockdv1b\x06proto3"
+	"\bBackfill\x12\x1a.stockd.v1.BackfillRequest\x1a\x1b.stockd.v1.BackfillResponse(\x01\x12N\n" +
+	"\vExportStock\x12\x1d.stockd.v1.ExportStockRequest\x1a\x1e.stockd.v1.ExportStockResponse0\x01B0Z.github.com/stockd/stockd/api/stockdv1;stockdv1b\x06proto3"
 
 var (
 	file_stockd_v1_erp_proto_rawDescOnce sync.Once
@@ -2187,7 +2439,7 @@ func file_stockd_v1_erp_proto_rawDescGZIP() []byte {
 }
 
 var file_stockd_v1_erp_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_stockd_v1_erp_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_stockd_v1_erp_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_stockd_v1_erp_proto_goTypes = []any{
 	(OutboxKind)(0),               // 0: stockd.v1.OutboxKind
 	(OrderOutcome)(0),             // 1: stockd.v1.OrderOutcome
@@ -2219,59 +2471,65 @@ var file_stockd_v1_erp_proto_goTypes = []any{
 	(*PushStockResponse)(nil),     // 27: stockd.v1.PushStockResponse
 	(*BackfillRequest)(nil),       // 28: stockd.v1.BackfillRequest
 	(*BackfillResponse)(nil),      // 29: stockd.v1.BackfillResponse
-	(*RowResult)(nil),             // 30: stockd.v1.RowResult
-	(*timestamppb.Timestamp)(nil), // 31: google.protobuf.Timestamp
+	(*ExportStockRequest)(nil),    // 30: stockd.v1.ExportStockRequest
+	(*StockCounter)(nil),          // 31: stockd.v1.StockCounter
+	(*ExportStockResponse)(nil),   // 32: stockd.v1.ExportStockResponse
+	(*RowResult)(nil),             // 33: stockd.v1.RowResult
+	(*timestamppb.Timestamp)(nil), // 34: google.protobuf.Timestamp
 }
 var file_stockd_v1_erp_proto_depIdxs = []int32{
 	2,  // 0: stockd.v1.SetStockRequest.rows:type_name -> stockd.v1.StockCount
-	30, // 1: stockd.v1.SetStockResponse.rows:type_name -> stockd.v1.RowResult
+	33, // 1: stockd.v1.SetStockResponse.rows:type_name -> stockd.v1.RowResult
 	5,  // 2: stockd.v1.AdjustStockRequest.rows:type_name -> stockd.v1.StockAdjustment
-	30, // 3: stockd.v1.AdjustStockResponse.rows:type_name -> stockd.v1.RowResult
-	31, // 4: stockd.v1.IncomingLine.eta:type_name -> google.protobuf.Timestamp
+	33, // 3: stockd.v1.AdjustStockResponse.rows:type_name -> stockd.v1.RowResult
+	34, // 4: stockd.v1.IncomingLine.eta:type_name -> google.protobuf.Timestamp
 	8,  // 5: stockd.v1.SetIncomingRequest.lines:type_name -> stockd.v1.IncomingLine
-	30, // 6: stockd.v1.SetIncomingResponse.rows:type_name -> stockd.v1.RowResult
+	33, // 6: stockd.v1.SetIncomingResponse.rows:type_name -> stockd.v1.RowResult
 	8,  // 7: stockd.v1.IncomingStatus.line:type_name -> stockd.v1.IncomingLine
 	12, // 8: stockd.v1.ListIncomingResponse.lines:type_name -> stockd.v1.IncomingStatus
 	0,  // 9: stockd.v1.OutboxEntry.kind:type_name -> stockd.v1.OutboxKind
 	15, // 10: stockd.v1.OutboxEntry.lines:type_name -> stockd.v1.OutboxLine
-	31, // 11: stockd.v1.OutboxEntry.created_at:type_name -> google.protobuf.Timestamp
+	34, // 11: stockd.v1.OutboxEntry.created_at:type_name -> google.protobuf.Timestamp
 	1,  // 12: stockd.v1.OutboxEntry.outcome:type_name -> stockd.v1.OrderOutcome
 	1,  // 13: stockd.v1.OrderAck.outcome:type_name -> stockd.v1.OrderOutcome
 	17, // 14: stockd.v1.AckOrdersRequest.acks:type_name -> stockd.v1.OrderAck
-	30, // 15: stockd.v1.AckOrdersResponse.rows:type_name -> stockd.v1.RowResult
-	31, // 16: stockd.v1.GetOutboxResponse.oldest_pending_created_at:type_name -> google.protobuf.Timestamp
-	31, // 17: stockd.v1.RejectedRow.at:type_name -> google.protobuf.Timestamp
+	33, // 15: stockd.v1.AckOrdersResponse.rows:type_name -> stockd.v1.RowResult
+	34, // 16: stockd.v1.GetOutboxResponse.oldest_pending_created_at:type_name -> google.protobuf.Timestamp
+	34, // 17: stockd.v1.RejectedRow.at:type_name -> google.protobuf.Timestamp
 	23, // 18: stockd.v1.ListRejectedResponse.rows:type_name -> stockd.v1.RejectedRow
 	24, // 19: stockd.v1.ListRejectedResponse.counts:type_name -> stockd.v1.RejectedCount
 	3,  // 20: stockd.v1.PushStockRequest.batch:type_name -> stockd.v1.SetStockRequest
 	4,  // 21: stockd.v1.PushStockResponse.result:type_name -> stockd.v1.SetStockResponse
 	2,  // 22: stockd.v1.BackfillRequest.rows:type_name -> stockd.v1.StockCount
 	23, // 23: stockd.v1.BackfillResponse.rejected_rows:type_name -> stockd.v1.RejectedRow
-	3,  // 24: stockd.v1.Erp.SetStock:input_type -> stockd.v1.SetStockRequest
-	6,  // 25: stockd.v1.Erp.AdjustStock:input_type -> stockd.v1.AdjustStockRequest
-	9,  // 26: stockd.v1.Erp.SetIncoming:input_type -> stockd.v1.SetIncomingRequest
-	11, // 27: stockd.v1.Erp.ListIncoming:input_type -> stockd.v1.ListIncomingRequest
-	14, // 28: stockd.v1.Erp.PullOrders:input_type -> stockd.v1.PullOrdersRequest
-	18, // 29: stockd.v1.Erp.AckOrders:input_type -> stockd.v1.AckOrdersRequest
-	20, // 30: stockd.v1.Erp.GetOutbox:input_type -> stockd.v1.GetOutboxRequest
-	22, // 31: stockd.v1.Erp.ListRejected:input_type -> stockd.v1.ListRejectedRequest
-	26, // 32: stockd.v1.Erp.PushStock:input_type -> stockd.v1.PushStockRequest
-	28, // 33: stockd.v1.Erp.Backfill:input_type -> stockd.v1.BackfillRequest
-	4,  // 34: stockd.v1.Erp.SetStock:output_type -> stockd.v1.SetStockResponse
-	7,  // 35: stockd.v1.Erp.AdjustStock:output_type -> stockd.v1.AdjustStockResponse
-	10, // 36: stockd.v1.Erp.SetIncoming:output_type -> stockd.v1.SetIncomingResponse
-	13, // 37: stockd.v1.Erp.ListIncoming:output_type -> stockd.v1.ListIncomingResponse
-	16, // 38: stockd.v1.Erp.PullOrders:output_type -> stockd.v1.OutboxEntry
-	19, // 39: stockd.v1.Erp.AckOrders:output_type -> stockd.v1.AckOrdersResponse
-	21, // 40: stockd.v1.Erp.GetOutbox:output_type -> stockd.v1.GetOutboxResponse
-	25, // 41: stockd.v1.Erp.ListRejected:output_type -> stockd.v1.ListRejectedResponse
-	27, // 42: stockd.v1.Erp.PushStock:output_type -> stockd.v1.PushStockResponse
-	29, // 43: stockd.v1.Erp.Backfill:output_type -> stockd.v1.BackfillResponse
-	34, // [34:44] is the sub-list for method output_type
-	24, // [24:34] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	31, // 24: stockd.v1.ExportStockResponse.counters:type_name -> stockd.v1.StockCounter
+	3,  // 25: stockd.v1.Erp.SetStock:input_type -> stockd.v1.SetStockRequest
+	6,  // 26: stockd.v1.Erp.AdjustStock:input_type -> stockd.v1.AdjustStockRequest
+	9,  // 27: stockd.v1.Erp.SetIncoming:input_type -> stockd.v1.SetIncomingRequest
+	11, // 28: stockd.v1.Erp.ListIncoming:input_type -> stockd.v1.ListIncomingRequest
+	14, // 29: stockd.v1.Erp.PullOrders:input_type -> stockd.v1.PullOrdersRequest
+	18, // 30: stockd.v1.Erp.AckOrders:input_type -> stockd.v1.AckOrdersRequest
+	20, // 31: stockd.v1.Erp.GetOutbox:input_type -> stockd.v1.GetOutboxRequest
+	22, // 32: stockd.v1.Erp.ListRejected:input_type -> stockd.v1.ListRejectedRequest
+	26, // 33: stockd.v1.Erp.PushStock:input_type -> stockd.v1.PushStockRequest
+	28, // 34: stockd.v1.Erp.Backfill:input_type -> stockd.v1.BackfillRequest
+	30, // 35: stockd.v1.Erp.ExportStock:input_type -> stockd.v1.ExportStockRequest
+	4,  // 36: stockd.v1.Erp.SetStock:output_type -> stockd.v1.SetStockResponse
+	7,  // 37: stockd.v1.Erp.AdjustStock:output_type -> stockd.v1.AdjustStockResponse
+	10, // 38: stockd.v1.Erp.SetIncoming:output_type -> stockd.v1.SetIncomingResponse
+	13, // 39: stockd.v1.Erp.ListIncoming:output_type -> stockd.v1.ListIncomingResponse
+	16, // 40: stockd.v1.Erp.PullOrders:output_type -> stockd.v1.OutboxEntry
+	19, // 41: stockd.v1.Erp.AckOrders:output_type -> stockd.v1.AckOrdersResponse
+	21, // 42: stockd.v1.Erp.GetOutbox:output_type -> stockd.v1.GetOutboxResponse
+	25, // 43: stockd.v1.Erp.ListRejected:output_type -> stockd.v1.ListRejectedResponse
+	27, // 44: stockd.v1.Erp.PushStock:output_type -> stockd.v1.PushStockResponse
+	29, // 45: stockd.v1.Erp.Backfill:output_type -> stockd.v1.BackfillResponse
+	32, // 46: stockd.v1.Erp.ExportStock:output_type -> stockd.v1.ExportStockResponse
+	36, // [36:47] is the sub-list for method output_type
+	25, // [25:36] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_stockd_v1_erp_proto_init() }
@@ -2286,7 +2544,7 @@ func file_stockd_v1_erp_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stockd_v1_erp_proto_rawDesc), len(file_stockd_v1_erp_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   28,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,7 @@ const (
 	Erp_ListRejected_FullMethodName = "/stockd.v1.Erp/ListRejected"
 	Erp_PushStock_FullMethodName    = "/stockd.v1.Erp/PushStock"
 	Erp_Backfill_FullMethodName     = "/stockd.v1.Erp/Backfill"
+	Erp_ExportStock_FullMethodName  = "/stockd.v1.Erp/ExportStock"
 )
 
 // ErpClient is the client API for Erp service.
@@ -75,6 +76,11 @@ type ErpClient interface {
 	// once (channels never see half a catalog). A stream that ends without
 	// commit leaves the previous state untouched.
 	Backfill(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[BackfillRequest, BackfillResponse], error)
+	// ExportStock streams the counters (every one, or one item's and/or one
+	// location's) sorted by item then location, in messages of up to
+	// page_size counters. Every message reflects the same revision: the node
+	// copies the counters at once, between two log entries.
+	ExportStock(ctx context.Context, in *ExportStockRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportStockResponse], error)
 }
 
 type erpClient struct {
@@ -200,6 +206,25 @@ func (c *erpClient) Backfill(ctx context.Context, opts ...grpc.CallOption) (grpc
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Erp_BackfillClient = grpc.ClientStreamingClient[BackfillRequest, BackfillResponse]
 
+func (c *erpClient) ExportStock(ctx context.Context, in *ExportStockRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportStockResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Erp_ServiceDesc.Streams[3], Erp_ExportStock_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExportStockRequest, ExportStockResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Erp_ExportStockClient = grpc.ServerStreamingClient[ExportStockResponse]
+
 // ErpServer is the server API for Erp service.
 // All implementations must embed UnimplementedErpServer
 // for forward compatibility.
@@ -244,6 +269,11 @@ type ErpServer interface {
 	// once (channels never see half a catalog). A stream that ends without
 	// commit leaves the previous state untouched.
 	Backfill(grpc.ClientStreamingServer[BackfillRequest, BackfillResponse]) error
+	// ExportStock streams the counters (every one, or one item's and/or one
+	// location's) sorted by item then location, in messages of up to
+	// page_size counters. Every message reflects the same revision: the node
+	// copies the counters at once, between two log entries.
+	ExportStock(*ExportStockRequest, grpc.ServerStreamingServer[ExportStockResponse]) error
 	mustEmbedUnimplementedErpServer()
 }
 
@@ -283,6 +313,9 @@ func (UnimplementedErpServer) PushStock(grpc.BidiStreamingServer[PushStockReques
 }
 func (UnimplementedErpServer) Backfill(grpc.ClientStreamingServer[BackfillRequest, BackfillResponse]) error {
 	return status.Error(codes.Unimplemented, "method Backfill not implemented")
+}
+func (UnimplementedErpServer) ExportStock(*ExportStockRequest, grpc.ServerStreamingServer[ExportStockResponse]) error {
+	return status.Error(codes.Unimplemented, "method ExportStock not implemented")
 }
 func (UnimplementedErpServer) mustEmbedUnimplementedErpServer() {}
 func (UnimplementedErpServer) testEmbeddedByValue()             {}
@@ -456,6 +489,17 @@ func _Erp_Backfill_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Erp_BackfillServer = grpc.ClientStreamingServer[BackfillRequest, BackfillResponse]
 
+func _Erp_ExportStock_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ExportStockRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ErpServer).ExportStock(m, &grpc.GenericServerStream[ExportStockRequest, ExportStockResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Erp_ExportStockServer = grpc.ServerStreamingServer[ExportStockResponse]
+
 // Erp_ServiceDesc is the grpc.ServiceDesc for Erp service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -508,6 +552,11 @@ var Erp_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Backfill",
 			Handler:       _Erp_Backfill_Handler,
 			ClientStreams: true,
+		},
+		{
+			StreamName:    "ExportStock",
+			Handler:       _Erp_ExportStock_Handler,
+			ServerStreams: true,
 		},
 	},
 	Metadata: "stockd/v1/erp.proto",
