@@ -69,10 +69,7 @@ func (s *session) importCSV(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	r := csv.NewReader(f)
-	r.FieldsPerRecord = -1
-	r.TrimLeadingSpace = true
-	r.ReuseRecord = true
+	rows := newStockCSV(files[0], f, version)
 	var sent uint64
 	batch := make([]*stockdv1.StockCount, 0, *chunk)
 	flush := func() error {
@@ -85,28 +82,20 @@ func (s *session) importCSV(ctx context.Context, args []string) error {
 		}
 		sent += uint64(len(batch))
 		if size > 0 {
-			fmt.Fprintf(s.stderr, "import: %d rows sent (%d%%)\n", sent, min(100, r.InputOffset()*100/size))
+			fmt.Fprintf(s.stderr, "import: %d rows sent (%d%%)\n", sent, min(100, rows.offset()*100/size))
 		} else {
 			fmt.Fprintf(s.stderr, "import: %d rows sent\n", sent)
 		}
 		batch = make([]*stockdv1.StockCount, 0, *chunk)
 		return nil
 	}
-	for first := true; ; first = false {
-		rec, err := r.Read()
+	for {
+		row, err := rows.next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("%s: %w (nothing was applied)", files[0], err)
-		}
-		line, _ := r.FieldPos(0)
-		if first && len(rec) >= 3 && !isInt(rec[2]) {
-			continue // a header
-		}
-		row, err := parseCSVRow(rec, version)
-		if err != nil {
-			return fmt.Errorf("%s:%d: %w (nothing was applied)", files[0], line, err)
+			return fmt.Errorf("%w (nothing was applied)", err)
 		}
 		batch = append(batch, row)
 		if len(batch) == *chunk {
@@ -150,6 +139,56 @@ func backfillSendError(stream stockdv1.Erp_BackfillClient, err error) error {
 	}
 	return err
 }
+
+// stockCSV reads the CSV format import loads and export writes:
+// item,location,on_hand[,version] per line, fields trimmed of leading
+// spaces. A first line whose third field is not a whole number is a header
+// and skipped. Reconcile reads the ERP's book through it too.
+type stockCSV struct {
+	name    string
+	r       *csv.Reader
+	version uint64 // given to rows without one
+	started bool   // a line was read: only the first may be a header
+	line    int    // the line of the last row returned
+}
+
+// newStockCSV reads r, named name in errors; a row without a version gets
+// version (0 leaves it unknown).
+func newStockCSV(name string, r io.Reader, version uint64) *stockCSV {
+	cr := csv.NewReader(r)
+	cr.FieldsPerRecord = -1
+	cr.TrimLeadingSpace = true
+	cr.ReuseRecord = true
+	return &stockCSV{name: name, r: cr, version: version}
+}
+
+// next returns the next row, or io.EOF after the last. An error names the
+// file and, for a malformed row, its line ("stock.csv:12: ...").
+func (c *stockCSV) next() (*stockdv1.StockCount, error) {
+	for {
+		rec, err := c.r.Read()
+		if errors.Is(err, io.EOF) {
+			return nil, io.EOF
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", c.name, err)
+		}
+		first := !c.started
+		c.started = true
+		c.line, _ = c.r.FieldPos(0)
+		if first && len(rec) >= 3 && !isInt(rec[2]) {
+			continue // a header
+		}
+		row, err := parseCSVRow(rec, c.version)
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", c.name, c.line, err)
+		}
+		return row, nil
+	}
+}
+
+// offset is how many bytes of the input have been read.
+func (c *stockCSV) offset() int64 { return c.r.InputOffset() }
 
 // parseCSVRow reads item,location,on_hand[,version].
 func parseCSVRow(rec []string, version uint64) (*stockdv1.StockCount, error) {

@@ -1,7 +1,8 @@
 // Command stockctl is the command-line client of stockd: it reads
 // availability, holds, extends, releases and lists stock holds for a channel,
 // shows confirmed orders, sends ERP counts, adjustments and incoming supply,
-// pulls and acknowledges the order outbox, lists rejected ERP rows, changes
+// pulls and acknowledges the order outbox, lists rejected ERP rows, exports
+// the counters as CSV and reconciles them with the ERP's book, changes
 // configuration (locations, channels, location groups, SKU mappings,
 // buffers), manages cluster membership, saves snapshots, and loads a demo
 // catalog.
@@ -76,6 +77,16 @@ ERP commands:
                 header line is skipped; no version: now in Unix ns) streamed
                 through Backfill and applied at once; --prune zeroes every
                 counter the file does not name; exit 1 if a row was rejected
+  export        [--item I] [--location L] [--all-columns] [--min-revision N]
+                [--linearizable] [FILE.csv]
+                the counters as import's CSV (item,location,on_hand,version),
+                sorted, all at one revision (printed to stderr), to FILE.csv
+                or stdout; --all-columns adds reserved,committed
+  reconcile     [--item I] [--location L] [--min-revision N] [--linearizable] FILE.csv
+                compare the ERP's book (import's CSV) with stockd: every
+                counter whose on_hand differs (both figures and versions),
+                counters only in the file or only in stockd, and a summary;
+                exit 1 if any counter drifts
 
 admin commands:
   location add    ID [--name NAME]
@@ -109,7 +120,8 @@ global flags:
   --addr HOST:PORT  server address (default 127.0.0.1:7400)
   --json            print each response as protojson, one object per line
   --timeout D       deadline of each call (default 5s; 0 means none); snapshot
-                    save, orders pull and import are streams and are not bounded by it
+                    save, orders pull, import, export and reconcile are streams and
+                    are not bounded by it
 
 Run 'stockctl COMMAND -h' for the flags of one command.
 `
@@ -214,6 +226,10 @@ func (s *session) dispatch(ctx context.Context, name string, args []string) erro
 		return s.rejected(ctx, args)
 	case "import":
 		return s.importCSV(ctx, args) // import.go
+	case "export":
+		return s.exportCSV(ctx, args) // export.go
+	case "reconcile":
+		return s.reconcile(ctx, args) // reconcile.go
 	case "location":
 		return s.dispatchVerb(ctx, name, args, map[string]func(context.Context, []string) error{
 			"add":    s.locationAdd,
