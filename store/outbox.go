@@ -115,17 +115,35 @@ func (o *order) holdsCommitted() bool {
 
 // finished reports whether nothing the ERP or a channel can still send would
 // change the entry: it has an outcome and, for an order, the absorbed mark
-// passed it, it was refused, or it was cancelled and the ERP processed the
-// cancellation (an order cancelled before this build wrote cancellations has
-// none to wait for).
+// passed it and no line still waits on an incoming line, it was refused, or
+// it was cancelled and the ERP processed the cancellation (an order cancelled
+// before this build wrote cancellations has none to wait for).
+//
+// An absorbed order with waiting lines is not finished: its units still
+// count in the incoming line's backordered figure and a receipt moves them
+// (incoming.go receive), so it must stay in the outbox, and in snapshots,
+// where Restore's backorder check counts it (checkBackorders).
 func (o *order) finished() bool {
 	switch {
 	case o.outcome == 0:
 		return false
-	case o.kind == OutboxCancellation, o.absorbed, o.outcome == OutcomeRefused:
+	case o.kind == OutboxCancellation, o.outcome == OutcomeRefused:
 		return true
+	case o.absorbed:
+		return !o.waitsOnIncoming()
 	}
 	return o.cancelled && (o.cancellation == nil || o.cancellation.outcome == OutcomeDone)
+}
+
+// waitsOnIncoming reports whether any line of the order waits on an incoming
+// line (orderLine.poLine).
+func (o *order) waitsOnIncoming() bool {
+	for _, l := range o.lines {
+		if l.poLine != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // appendOutbox publishes a new entry whose seq is st.nextOrderSeq.
