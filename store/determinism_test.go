@@ -20,7 +20,8 @@ import (
 // logGen writes a plausible random log: batched entries of mixed commands,
 // stamps jittering behind a leader clock that now and then restarts behind
 // (a new leader), holds that expire, retries, conflicts, ERP batches with
-// absorbed marks, config changes and some malformed input.
+// absorbed marks, full backfills staged in chunks between the other
+// commands, config changes and some malformed input.
 type logGen struct {
 	r             *rand.Rand
 	clock         int64
@@ -30,6 +31,7 @@ type logGen struct {
 	incoming      map[string]*logv1.IncomingLine // the last row backorderCommand sent per po line
 	carts         [][2]string                    // (channel, id) of the last few carts backorderCommand sent
 	acked         uint64                         // the last seq ackCommand's sweep reached
+	bf            *backfillGen                   // genLog's full backfills, on a stream of their own (determinism_backfill_test.go)
 }
 
 var (
@@ -46,7 +48,7 @@ func (g *logGen) resID() string          { return "r" + strconv.Itoa(g.r.IntN(15
 
 // genLog returns a setup entry and then entries holding about n commands.
 func genLog(seed uint64, n int) []*logv1.Entry {
-	g := &logGen{r: rand.New(rand.NewPCG(seed, 0x5eed)), clock: t0}
+	g := &logGen{r: rand.New(rand.NewPCG(seed, 0x5eed)), clock: t0, bf: newBackfillGen(seed)}
 	setup := []*logv1.Command{}
 	for _, l := range genLocations {
 		setup = append(setup, loc(l))
@@ -69,6 +71,9 @@ func genLog(seed uint64, n int) []*logv1.Entry {
 		e := entry(g.clock - int64(g.r.IntN(2000))*int64(time.Millisecond))
 		for range k {
 			e.Commands = append(e.Commands, g.command())
+			if g.bf.r.IntN(backfillEvery) == 0 {
+				e.Commands = append(e.Commands, g.backfillCommand())
+			}
 		}
 		made += k
 		log = append(log, e)
