@@ -728,7 +728,7 @@ func checkBackordersReached(t *testing.T, seen map[string]int) {
 	}
 	for _, k := range []string{"backorder held", "backorder refused beyond incoming", "receipt served a hold", "receipt served an order",
 		"receipt refused: fewer open than backordered", "eta moved under waiters", "backorder hold expired", "backorder partly released",
-		"cancelled order gave back waiting units"} {
+		"cancelled order gave back waiting units", "order refused", "refused order cancelled"} {
 		if seen[k] == 0 {
 			t.Errorf("property test over 100 runs: got outcomes %v, want at least one %q", seen, k)
 		}

@@ -161,6 +161,13 @@ func (md *model) cancelOrder(c *logv1.CancelOrder) (error, string, *store.Reserv
 	if o.absorbed {
 		return store.ErrAbsorbed, "reservation_id", nil
 	}
+	if o.refused {
+		// The refusal freed its units already: nothing goes to the ERP.
+		o.cancelled = true
+		r.state = store.StateCancelled
+		md.note("refused order cancelled")
+		return nil, "", r.current()
+	}
 	for _, l := range o.lines {
 		if l.po != "" {
 			md.incoming[l.po].backordered -= l.qty // still waiting: back to the incoming line
@@ -171,7 +178,7 @@ func (md *model) cancelOrder(c *logv1.CancelOrder) (error, string, *store.Reserv
 		md.touch(mkey{l.item, l.loc})
 	}
 	o.cancelled = true
-	md.nextSeq++ // the cancellation entry goes out through the outbox with its own seq
+	md.appendEntry(&mentry{cancels: o}) // the cancellation goes out through the outbox with its own seq
 	r.state = store.StateCancelled
 	return nil, "", r.current()
 }

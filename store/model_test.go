@@ -71,6 +71,7 @@ type morder struct {
 	lines     []morderLine
 	absorbed  bool
 	cancelled bool
+	refused   bool // the ERP refused it (model_outbox_test.go)
 }
 
 type morderLine struct {
@@ -113,6 +114,7 @@ type model struct {
 	casFigure  [2]int64              // (mod_revision, SKU units) of the last compare-and-reserve refusal
 	nextSeq    uint64
 	mark       uint64
+	outbox     []*mentry // entries not yet trimmed, in seq order (model_outbox_test.go)
 	queue      []mprune
 }
 
@@ -190,6 +192,7 @@ func (md *model) begin(ts int64) {
 		}
 		md.queue = md.queue[1:]
 	}
+	md.trimOutbox() // model_outbox_test.go
 }
 
 func (md *model) unhold(r *mres) {
@@ -417,8 +420,10 @@ func (md *model) confirm(c *logv1.Confirm) (error, string, *mres) {
 	case r.state == store.StateReleased || r.state == store.StateExpired:
 		return store.ErrNotHeld, "reservation_id", nil
 	case r.state == store.StateHeld:
-		o := &morder{seq: md.nextSeq}
-		md.nextSeq++
+		e := &mentry{}
+		md.appendEntry(e) // model_outbox_test.go
+		o := &morder{seq: e.seq}
+		e.order = o
 		for _, l := range r.lines {
 			for _, a := range l.allocs {
 				if a.POLine != "" {
@@ -481,8 +486,8 @@ func (md *model) setStock(c *logv1.SetStock) []store.RowResult {
 	if mark := min(c.GetAbsorbedMark(), md.nextSeq-1); mark > md.mark {
 		md.mark = mark
 		for _, o := range md.orders {
-			// A cancelled order's units left committed when it was cancelled.
-			if o.seq <= mark && !o.absorbed && !o.cancelled {
+			// A cancelled or refused order's units left committed then.
+			if o.seq <= mark && !o.absorbed && !o.cancelled && !o.refused {
 				o.absorbed = true
 				for _, l := range o.lines {
 					if l.po != "" {

@@ -249,6 +249,9 @@ func (p *propRun) actions() map[string]func(*rapid.T) {
 	for name, f := range p.backorderActions() {
 		actions[name] = f
 	}
+	for name, f := range p.outboxActions() {
+		actions[name] = f
+	}
 	return actions
 }
 
@@ -322,7 +325,7 @@ func (p *propRun) check(t *rapid.T) {
 	p.checkListing(t)
 	committed := map[mkey]int64{}
 	for _, o := range p.md.orders {
-		if !o.absorbed && !o.cancelled {
+		if !o.absorbed && !o.cancelled && !o.refused {
 			for _, l := range o.lines {
 				if l.po != "" {
 					continue
