@@ -29,8 +29,9 @@ const (
 	RowStatus_ROW_STATUS_UNSPECIFIED RowStatus = 0
 	// The row changed the counter.
 	RowStatus_ROW_STATUS_APPLIED RowStatus = 1
-	// The row carried a version older than (or equal to) the one held, and was
-	// ignored and counted; for an adjustment, its delta id was already applied.
+	// The row carried a version older than (or equal to, with the same count)
+	// the one held, and was ignored and counted. An adjustment resent with a
+	// delta id already applied answers its first answer again, not this.
 	RowStatus_ROW_STATUS_IGNORED_STALE RowStatus = 2
 	// The row was refused; reason says why.
 	RowStatus_ROW_STATUS_REJECTED RowStatus = 3

@@ -198,7 +198,7 @@ func (x *StockCount) GetVersion() uint64 {
 
 type SetStockRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// 1 to 10,000 rows.
+	// 1 to 10,000 rows; none only when absorbed_mark is set (a mark alone).
 	Rows []*StockCount `protobuf:"bytes,1,rep,name=rows,proto3" json:"rows,omitempty"`
 	// After this batch, every order with outbox sequence <= absorbed_mark is
 	// reflected in the counts stockd holds (or refused); 0 leaves the mark.
