@@ -80,6 +80,7 @@ type config struct {
 	damageRate        float64
 	replayRate        float64
 	swapRate          float64
+	sellRate          float64
 	bookOut           string
 	logLevel          string
 }
@@ -117,6 +118,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.Float64Var(&c.damageRate, "damage-rate", 1, "damages per second (1-3 units, never more than stockd shows free)")
 	fs.Float64Var(&c.replayRate, "replay-rate", 5, "replays per second of each kind: an old count, an adjustment's delta id, an ack")
 	fs.Float64Var(&c.swapRate, "swap-rate", 0.05, "share of count changes sent as two counts in swapped order")
+	fs.Float64Var(&c.sellRate, "sell-rate", 0, "carts per second reserved (and mostly confirmed) on --channel while the run lasts, for a demo without another client; 0: none")
 	fs.StringVar(&c.bookOut, "book-out", "", "write the book (counters and totals) as JSON to this file at the end")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
@@ -188,8 +190,15 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	defer func() { stopFollow(); <-followed }()
 
 	sigCtx, stopSignals := signal.NotifyContext(rpcCtx, syscall.SIGINT, syscall.SIGTERM)
-	runCtx, cancelRun := context.WithTimeout(sigCtx, cfg.duration)
+	// The seller (--sell-rate) stops first; the loop drains once it has.
+	sellCtx, stopSelling := context.WithTimeout(sigCtx, cfg.duration)
+	defer stopSelling()
+	runCtx, cancelRun := context.WithCancel(rpcCtx)
 	defer cancelRun()
+	go func() {
+		s.sell(sellCtx, cfg.sellRate, cfg.seed)
+		cancelRun()
+	}()
 	log.Info("following orders", "addr", cfg.addr, "seed", cfg.seed, "duration", cfg.duration)
 	err = s.loop(runCtx, rpcCtx)
 	stopSignals() // a second signal ends the process
