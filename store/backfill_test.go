@@ -31,6 +31,22 @@ type bfMachine struct {
 	idx store.Revision
 }
 
+// bfSummary reads a commit's summary, also after the Result's round trip
+// through its wire form (a follower's forwarded commit), which must not
+// change it.
+func bfSummary(t *testing.T, res store.Result) store.BackfillSummary {
+	t.Helper()
+	sum, ok := store.BackfillSummaryOf(res)
+	if !ok {
+		t.Fatalf("commit answer %s: got no backfill summary", describe(res))
+	}
+	wire, ok := store.BackfillSummaryOf(store.DecodeResult(store.EncodeResult(res)))
+	if !ok || !reflect.DeepEqual(wire, sum) {
+		t.Fatalf("commit summary after EncodeResult and DecodeResult: got %+v (%v), want %+v", wire, ok, sum)
+	}
+	return sum
+}
+
 func newBFMachine(t *testing.T) *bfMachine {
 	b := &bfMachine{t: t, m: store.New(store.Config{})}
 	b.mustApply(loc("l0"))
@@ -95,18 +111,13 @@ func TestBackfillAppliesAllRowsAtCommitOnly(t *testing.T) {
 	b.onHandIs("i1", "l0", 5)
 	b.onHandIs("i2", "l1", 0)
 	res := b.mustApply(bfCommit("g1", 2, false, 0))
-	want := []store.RowStatus{store.RowApplied, store.RowApplied, store.RowRejected, store.RowRejected, store.RowApplied}
 	// i2@l0 version 1 with a different count is rejected (equal version), i1@l1 version 0 too.
-	if len(res.Rows) != len(want) {
-		t.Fatalf("commit: got %d rows %s, want %d", len(res.Rows), describe(res), len(want))
+	sum := bfSummary(t, res)
+	if sum.Applied != 3 || sum.IgnoredStale != 0 || sum.Rejected != 2 || len(sum.RejectedRows) != 2 {
+		t.Fatalf("commit: got %+v, want 3 applied, 2 rejected (rows 2 and 3)", sum)
 	}
-	for i, w := range want {
-		if res.Rows[i].Status != w {
-			t.Errorf("commit row %d: got %+v, want status %v", i, res.Rows[i], w)
-		}
-	}
-	if !strings.HasPrefix(res.Rows[3].Reason, "rows[3].version") {
-		t.Errorf("row 3 reason: got %q, want it numbered across the generation (rows[3].version)", res.Rows[3].Reason)
+	if r := sum.RejectedRows; r[0].Row != 2 || r[1].Row != 3 || !strings.HasPrefix(r[1].Reason, "rows[3].version") {
+		t.Errorf("rejected rows: got %+v, want rows 2 and 3, numbered across the generation (rows[3].version)", r)
 	}
 	b.onHandIs("i1", "l0", 50)
 	b.onHandIs("i3", "l1", 8)
@@ -162,8 +173,8 @@ func TestBackfillNewGenerationDiscardsTheStaging(t *testing.T) {
 	b.refused(bfCommit("g2", 2, false, 0), "chunks")
 	b.onHandIs("i2", "l0", 7) // a refused commit applies nothing
 	res := b.mustApply(bfCommit("g2", 1, false, 0))
-	if len(res.Rows) != 1 {
-		t.Fatalf("commit g2: got %s, want one row", describe(res))
+	if sum := bfSummary(t, res); sum.Applied != 1 || sum.IgnoredStale+sum.Rejected != 0 {
+		t.Fatalf("commit g2: got %+v, want one row applied", sum)
 	}
 	b.onHandIs("i1", "l0", 5)
 	b.onHandIs("i1", "l1", 6)
@@ -186,8 +197,8 @@ func TestBackfillInterruptedGenerationLeavesStateUntouched(t *testing.T) {
 	}
 	// A later generation replaces it; its commit does not include the old rows.
 	b.mustApply(bfChunk("g2", 0, row("i2", "l1", 1, 1)))
-	if res := b.mustApply(bfCommit("g2", 1, false, 0)); len(res.Rows) != 1 {
-		t.Errorf("commit g2: got %s, want only g2's row", describe(res))
+	if sum := bfSummary(t, b.mustApply(bfCommit("g2", 1, false, 0))); sum.Applied != 1 || sum.IgnoredStale+sum.Rejected != 0 {
+		t.Errorf("commit g2: got %+v, want only g2's row, applied", sum)
 	}
 	b.onHandIs("i1", "l0", 5)
 }
@@ -264,8 +275,9 @@ func TestBackfillStagingSurvivesSnapshot(t *testing.T) {
 	if describe(got) != describe(want) {
 		t.Errorf("commit on the restored machine: got %.300s, want %.300s", describe(got), describe(want))
 	}
-	if len(got.Rows) != store.MaxRows+2 || got.Count != 1 { // i2@l0 pruned
-		t.Errorf("commit after restore: got %d rows, %d pruned, want %d rows, 1 pruned", len(got.Rows), got.Count, store.MaxRows+2)
+	// i1@l1 version 0 is rejected; i2@l0 pruned.
+	if sum := bfSummary(t, got); sum.Applied != store.MaxRows+1 || sum.Rejected != 1 || sum.Pruned != 1 {
+		t.Errorf("commit after restore: got %+v, want %d applied, 1 rejected, 1 pruned", sum, store.MaxRows+1)
 	}
 	rb.onHandIs("i1", "l0", 42)
 	if g, w := digest(r), digest(b.m); g != w {
@@ -383,5 +395,121 @@ func TestBackfillDeterministicAndSnapshotAnywhere(t *testing.T) {
 			}
 		}
 		sameRecords(t, fmt.Sprintf("snapshot at %d plus tail", cut), tail, full)
+	}
+}
+
+func TestBackfillCommitAnswersWithABoundedSummary(t *testing.T) {
+	b := newBFMachine(t)
+	var rows []*logv1.StockCount
+	for i := range 250 {
+		rows = append(rows, row("n"+strconv.Itoa(i), "nowhere", 1, 1), row("k"+strconv.Itoa(i), "l0", 1, 1))
+	}
+	b.mustApply(bfChunk("g1", 0, rows...))
+	sum := bfSummary(t, b.mustApply(bfCommit("g1", 1, false, 0)))
+	if sum.Applied != 250 || sum.Rejected != 250 || len(sum.RejectedRows) != store.MaxBackfillRejected {
+		t.Fatalf("250 unknown-location rows among 500: got %d applied, %d rejected, %d named; want 250, 250, %d",
+			sum.Applied, sum.Rejected, len(sum.RejectedRows), store.MaxBackfillRejected)
+	}
+	for k, r := range sum.RejectedRows {
+		if r.Row != uint64(2*k) || !strings.HasPrefix(r.Reason, "rows["+strconv.Itoa(2*k)+"].location") {
+			t.Fatalf("rejected row %d: got %+v, want row %d naming rows[%d].location", k, r, 2*k, 2*k)
+		}
+	}
+	// The same generation again: every known row is stale now.
+	b.mustApply(bfChunk("g2", 0, rows...))
+	sum = bfSummary(t, b.mustApply(bfCommit("g2", 1, false, 0)))
+	if sum.Applied != 0 || sum.IgnoredStale != 250 || sum.Rejected != 250 {
+		t.Errorf("the generation resent: got %+v, want 250 stale, 250 rejected", sum)
+	}
+}
+
+// A staging is written in records of MaxRows rows whatever its chunks were,
+// so a restored staging (kept by record) writes the same stream again.
+func TestBackfillStagingRecordsIgnoreChunkBoundaries(t *testing.T) {
+	b := newBFMachine(t)
+	sizes := []int{3, store.MaxRows, 5}
+	k := 0
+	for n, size := range sizes {
+		var rows []*logv1.StockCount
+		for range size {
+			rows = append(rows, row("s"+strconv.Itoa(k), "l"+strconv.Itoa(k%2), int64(k), 1))
+			k++
+		}
+		b.mustApply(bfChunk("g1", uint32(n), rows...))
+	}
+	r, err := restored(b.m, store.Config{})
+	if err != nil {
+		t.Fatalf("restore with chunks of %v rows: %v", sizes, err)
+	}
+	r2, err := restored(r, store.Config{})
+	if err != nil {
+		t.Fatalf("restore of the restored machine: %v", err)
+	}
+	if d, d1, d2 := digest(b.m), digest(r), digest(r2); d1 != d || d2 != d {
+		t.Fatalf("digests with chunks of %v rows: got %s after one restore, %s after two, want %s", sizes, d1, d2, d)
+	}
+	rb := &bfMachine{t: t, m: r2, idx: b.idx}
+	want := bfSummary(t, b.mustApply(bfCommit("g1", uint32(len(sizes)), false, 0)))
+	got := bfSummary(t, rb.mustApply(bfCommit("g1", uint32(len(sizes)), false, 0)))
+	if !reflect.DeepEqual(got, want) || got.Applied != uint64(k) {
+		t.Errorf("commit on the restored machine: got %+v, want %+v with %d applied", got, want, k)
+	}
+	if g, w := digest(r2), digest(b.m); g != w {
+		t.Errorf("digest after commit: got %s, want %s", g, w)
+	}
+}
+
+// A commit creates the counters of items it names for the first time in one
+// go (createNewItems); the outcome must be the rows applied one by one, as
+// SetStock applies them, whatever the order of the rows.
+func TestBackfillNewItemsEndAsSetStock(t *testing.T) {
+	var rows []*logv1.StockCount
+	for _, l := range []string{"l1", "l0"} { // location by location: an item's rows are apart
+		for i := range 5 {
+			rows = append(rows, row("n"+strconv.Itoa(i), l, int64(10*i+len(l)), 2))
+		}
+	}
+	rows = append(rows,
+		row("n1", "l0", 99, 1), // older than the row before: stale
+		row("n2", "l1", 50, 3), // newer: applied over it
+		row("n3", "zz", 1, 1),  // unknown location: rejected, no counter
+		row("n9", "l0", 7, 0),  // version 0: rejected, n9 never exists
+		row("n8", "l1", 4, 1),  // an item with one counter
+		row("i1", "l0", 55, 2), // an item that exists
+		row("n8", "l1", 5, 1),  // equal version, other count: rejected
+		row("", "l0", 1, 1),    // no item: rejected
+		row("n7", "l0", -3, 1), // a negative count is kept
+	)
+	bf, ref := newBFMachine(t), newBFMachine(t)
+	bf.mustApply(bfChunk("g", 0, rows...))
+	sum := bfSummary(t, bf.mustApply(bfCommit("g", 1, false, 0)))
+	set := ref.mustApply(setStock(rows...))
+	var want store.BackfillSummary
+	for i, r := range set.Rows {
+		switch r.Status {
+		case store.RowApplied:
+			want.Applied++
+		case store.RowIgnoredStale:
+			want.IgnoredStale++
+		case store.RowRejected:
+			want.Rejected++
+			want.RejectedRows = append(want.RejectedRows, store.BackfillRejectedRow{Row: uint64(i), Reason: r.Reason})
+		}
+	}
+	if !reflect.DeepEqual(sum, want) {
+		t.Errorf("commit summary: got %+v, want %+v as SetStock of the same rows", sum, want)
+	}
+	for _, item := range []string{"n0", "n1", "n2", "n3", "n4", "n7", "n8", "n9", "i1", "i2"} {
+		var got, want store.SKUAvailability
+		if err := bf.m.Availability("c0", store.SKU(item), &got); err != nil {
+			t.Fatalf("availability %s after backfill: %v", item, err)
+		}
+		if err := ref.m.Availability("c0", store.SKU(item), &want); err != nil {
+			t.Fatalf("availability %s after SetStock: %v", item, err)
+		}
+		got.ModRevision, want.ModRevision = 0, 0
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s after backfill: got %+v, want %+v as after SetStock", item, got, want)
+		}
 	}
 }
