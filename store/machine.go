@@ -20,6 +20,8 @@ type Machine struct {
 	// applyMu is held while a command applies, a snapshot copies or a restore
 	// swaps, so a Snapshot taken from any goroutine sees whole commands.
 	applyMu sync.Mutex
+	// bulk makes bulk commands atomic to readers (bulk.go).
+	bulk bulkGate
 }
 
 // New returns an empty machine. Zero fields of cfg take DefaultConfig's values.
@@ -141,7 +143,7 @@ func (m *Machine) apply(index Revision, ts Timestamp, cmd *logv1.Command) Result
 	case *logv1.Command_BackfillChunk:
 		res = st.backfillChunk(k.BackfillChunk) // backfill.go
 	case *logv1.Command_BackfillCommit:
-		res = st.backfillCommit(k.BackfillCommit)
+		res = m.bulkApply(func() Result { return st.backfillCommit(k.BackfillCommit) }) // bulk.go
 	case *logv1.Command_Tick:
 	default:
 		panic(fmt.Sprintf("store: entry %d holds an unknown command %T", index, cmd.GetKind()))

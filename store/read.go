@@ -5,7 +5,7 @@ import (
 	"strings"
 )
 
-// Availability fills dst with what channel ch may promise of sku: the total
+// availability fills dst with what channel ch may promise of sku: the total
 // and one entry per channel location in priority order. It reuses
 // dst.Locations and allocates nothing when that has room. Safe from any
 // goroutine; the figure of one SKU is consistent, a series of calls is not
@@ -17,7 +17,7 @@ import (
 // ModRevision is the latest of the item's counters at the channel's
 // locations (buffer changes included), the channel's (and its group's) and
 // the SKU mapping's revisions.
-func (m *Machine) Availability(ch ChannelID, sku SKU, dst *SKUAvailability) error {
+func (m *Machine) availability(ch ChannelID, sku SKU, dst *SKUAvailability) error {
 	st := m.st.Load()
 	cat := st.catalog.Load()
 	c := cat.channels[ch]
