@@ -137,6 +137,7 @@ func skuAvailabilityToProto(dst *stockdv1.SkuAvailability, a *store.SKUAvailabil
 	dst.Known = a.Known
 	dst.Factor = int64(a.Factor)
 	dst.ModRevision = uint64(a.ModRevision)
+	dst.Incoming, dst.Locations = nil, nil // dst may be filled again (ReadAtomic)
 	if len(a.Incoming) > 0 {
 		dst.Incoming = make([]*stockdv1.IncomingAvailability, len(a.Incoming))
 		for i, in := range a.Incoming {

@@ -39,11 +39,25 @@ func (v *inventory) GetAvailability(ctx context.Context, req *stockdv1.GetAvaila
 	msgs := make([]stockdv1.SkuAvailability, len(skus))
 	resp.Skus = make([]*stockdv1.SkuAvailability, len(skus))
 	var buf store.SKUAvailability
-	for i, sku := range skus {
-		if err := s.reader.Availability(ch, store.SKU(sku), &buf); err != nil {
+	read := func() error {
+		for i, sku := range skus {
+			if err := s.reader.Availability(ch, store.SKU(sku), &buf); err != nil {
+				return err
+			}
+			resp.Skus[i] = skuAvailabilityToProto(&msgs[i], &buf)
+		}
+		return nil
+	}
+	if len(skus) > 1 {
+		// All the SKUs before or all after a Backfill commit, never a mix.
+		err := s.reader.ReadAtomic(read)
+		if err != nil {
 			return nil, s.status(ctx, err)
 		}
-		resp.Skus[i] = skuAvailabilityToProto(&msgs[i], &buf)
+		return resp, nil
+	}
+	if err := read(); err != nil {
+		return nil, s.status(ctx, err)
 	}
 	return resp, nil
 }

@@ -43,6 +43,9 @@ type Proposer interface {
 type Reader interface {
 	AppliedIndex() store.Revision
 	Availability(ch store.ChannelID, sku store.SKU, dst *store.SKUAvailability) error
+	// ReadAtomic runs read (again, if needed) so that it sees all or nothing
+	// of each bulk command such as a Backfill commit.
+	ReadAtomic(read func() error) error
 	Reservation(ch store.ChannelID, id store.ReservationID) (store.Reservation, error)
 	Locations() []store.Location
 	Channels() []store.Channel
