@@ -243,6 +243,19 @@ func checkID(field, s string) *Rejection {
 	return checkText(field, s)
 }
 
+// validID is checkID's verdict without a Rejection (nothing allocated).
+func validID(s string) bool {
+	if s == "" || len(s) > MaxIDBytes {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
 // checkText allows empty, else at most MaxIDBytes bytes without control characters.
 func checkText(field, s string) *Rejection {
 	if len(s) > MaxIDBytes {
