@@ -8,6 +8,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 func TestTranslate(t *testing.T) {
@@ -63,5 +65,16 @@ func TestFirstElectionIsNotAWarning(t *testing.T) {
 	}
 	if got := demote(hclog.Warn, "failed to contact", nil); got != hclog.Warn {
 		t.Errorf("demote(warn, other message): got %v, want warn", got)
+	}
+}
+
+// TestPeerMessageTooLargeIsNotQueueFull: grpc answers RESOURCE_EXHAUSTED
+// when a message passes a size limit; that is no reason to retry, unlike the
+// leader's full queue, so it must not read back as ErrQueueFull.
+func TestPeerMessageTooLargeIsNotQueueFull(t *testing.T) {
+	n := &Node{stopped: make(chan struct{})}
+	tooLarge := status.Error(codes.ResourceExhausted, "grpc: received message larger than max (15000000 vs. 4194304)")
+	if got := n.fromStatus(context.Background(), "forward", tooLarge); errors.Is(got, ErrQueueFull) {
+		t.Fatalf("a message-size error read back as %v, want not ErrQueueFull", got)
 	}
 }

@@ -38,7 +38,10 @@ func (p *peerPool) client(addr string) (peerv1.PeerClient, error) {
 	cc, ok := p.conns[addr]
 	if !ok {
 		var err error
-		cc, err = grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		cc, err = grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			// A forwarded command's answer has a row per input row: up to
+			// 10,000 rows with reasons can pass grpc's 4 MB default.
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxPeerMessage)))
 		if err != nil {
 			return nil, fmt.Errorf("dial peer %s: %w", addr, err)
 		}
@@ -61,6 +64,9 @@ func (p *peerPool) close() error {
 	clear(p.conns)
 	return errors.Join(errs...)
 }
+
+// maxPeerMessage is the largest answer a node takes from a peer.
+const maxPeerMessage = 64 << 20
 
 // forwardPropose sends cmd once to the leader's Peer.Propose.
 func (n *Node) forwardPropose(ctx context.Context, rn *running, li leaderInfo, cmd *logv1.Command) (store.Result, error) {
@@ -89,7 +95,11 @@ func (n *Node) fromStatus(ctx context.Context, op string, err error) error {
 			sentinel = ErrNoLeader
 		}
 	case codes.ResourceExhausted:
-		sentinel = ErrQueueFull
+		// Only the leader's own queue-full says "retry later"; grpc's
+		// message-size limits answer the same code and mean a bug.
+		if reasonOf(st) == reasonQueueFull {
+			sentinel = ErrQueueFull
+		}
 	case codes.FailedPrecondition:
 		if reasonOf(st) == reasonFeatureNotEnabled {
 			sentinel = ErrFeatureNotEnabled
@@ -122,7 +132,7 @@ func toStatus(err error) error {
 	case errors.Is(err, ErrNotLeader), errors.Is(err, ErrStopped):
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, ErrQueueFull):
-		return status.Error(codes.ResourceExhausted, err.Error())
+		return withReason(codes.ResourceExhausted, reasonQueueFull, err)
 	case errors.Is(err, ErrFeatureNotEnabled):
 		return withReason(codes.FailedPrecondition, reasonFeatureNotEnabled, err)
 	case errors.Is(err, context.DeadlineExceeded):
@@ -142,6 +152,7 @@ func toStatus(err error) error {
 const (
 	errorDomain             = "stockd.peer"
 	reasonNoLeader          = "NO_LEADER"
+	reasonQueueFull         = "QUEUE_FULL"
 	reasonFeatureNotEnabled = "FEATURE_NOT_ENABLED"
 )
 
