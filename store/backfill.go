@@ -262,11 +262,11 @@ func (st *state) createNewItems(cat *catalog, b *backfillStaging) {
 		l := locs[item]
 		slices.Sort(l)
 		l = slices.Compact(l)
+		sh := st.shardFor(item)
 		is := &itemState{counters: make([]counter, len(l))}
 		for i, loc := range l {
-			is.counters[i] = counter{location: cat.intern(loc)}
+			is.counters[i] = counter{loc: sh.locationRef(cat, loc)}
 		}
-		sh := st.shardFor(item)
 		sh.mu.Lock()
 		sh.items[item] = is
 		sh.mu.Unlock()
@@ -298,14 +298,14 @@ func (st *state) pruneBackfill(cat *catalog, b *backfillStaging) uint32 {
 				if ct.onHand == 0 {
 					continue
 				}
-				if _, ok := cat.locations[ct.location]; !ok {
+				if _, ok := cat.locations[ct.location()]; !ok {
 					continue
 				}
-				if _, ok := named[counterKey{id, ct.location}]; ok {
+				if _, ok := named[counterKey{id, ct.location()}]; ok {
 					continue
 				}
 				ct.onHand = 0
-				st.touch(ct)
+				st.touch(id, ct)
 				if n < ^uint32(0) {
 					n++
 				}

@@ -50,6 +50,7 @@ func (st *state) holdBackorders(r *reservation) {
 			sh.mu.Lock()
 			in.Backordered += a.Quantity
 			sh.mu.Unlock()
+			st.noteItem(in.Item, "", in.Location)
 			if !slices.Contains(in.holds, key) {
 				in.holds = append(in.holds, key)
 			}
@@ -86,6 +87,7 @@ func (st *state) backorderReleased(poLine string, base Units) {
 	sh.mu.Lock()
 	in.Backordered -= base
 	sh.mu.Unlock()
+	st.noteItem(in.Item, "", in.Location)
 }
 
 // confirmBackorders moves a hold that became order o from the waiting holds
@@ -230,7 +232,7 @@ func (st *state) allocateBackorder(ch *Channel, c *logv1.Reserve, lines []Reserv
 		}
 		if remaining > 0 {
 			if is := st.item(lines[i].Item); is != nil {
-				for _, in := range is.incoming {
+				for _, in := range is.incomingLines() {
 					if !visible(in.Location) {
 						continue
 					}

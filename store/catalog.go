@@ -63,16 +63,21 @@ func (c *catalog) resolve(ch *Channel, sku SKU) (item ItemID, factor Units, rev 
 	return ItemID(sku), 1, m.modRev, true
 }
 
-// touch marks a counter changed by the entry being applied (its modRev, what
-// compare-and-reserve compares). Every change to a counter's on_hand,
-// reserved, committed or version calls it, under the shard's write lock.
-func (st *state) touch(ct *counter) { ct.modRev = st.index }
+// touch marks a counter of item changed by the entry being applied (its
+// modRev, what compare-and-reserve compares, and the change log, changes.go).
+// Every change to a counter's on_hand, reserved, committed or version calls
+// it, under the shard's write lock.
+func (st *state) touch(item ItemID, ct *counter) {
+	ct.modRev = st.index
+	st.noteItem(item, "", ct.location())
+}
 
 // touchItem marks every counter of an item changed (a buffer rule of it
-// changed). The caller holds the shard's write lock.
+// changed; the caller records that in the change log). The caller holds the
+// shard's write lock.
 func (st *state) touchItem(is *itemState) {
 	for i := range is.counters {
-		st.touch(&is.counters[i])
+		is.counters[i].modRev = st.index
 	}
 }
 
@@ -185,6 +190,7 @@ func (st *state) putSku(c *logv1.PutSku) Result {
 	next.skus = maps.Clone(old.skus)
 	next.skus[sku] = m
 	st.catalog.Store(next)
+	st.noteSKU(sku)
 	return Result{}
 }
 
@@ -206,6 +212,7 @@ func (st *state) deleteSku(c *logv1.DeleteSku) Result {
 	next.skus = maps.Clone(old.skus)
 	next.skus[sku] = skuMapping{modRev: st.index}
 	st.catalog.Store(next)
+	st.noteSKU(sku)
 	return Result{}
 }
 
@@ -240,6 +247,11 @@ func (st *state) putLocationGroup(c *logv1.PutLocationGroup) Result {
 		}
 	}
 	st.catalog.Store(next)
+	for _, id := range slices.Sorted(maps.Keys(next.channels)) {
+		if next.channelRevs[id] == st.index && next.channels[id].LocationGroup == g.ID {
+			st.noteChannel(id)
+		}
+	}
 	return Result{}
 }
 
@@ -313,7 +325,7 @@ func (st *state) deleteLocation(c *logv1.DeleteLocation) Result {
 		if i, ok := is.findCounter(id); ok {
 			is.counters = deleteExact(is.counters, i)
 		}
-		is.buffers = slices.DeleteFunc(is.buffers, func(b bufferRule) bool { return b.location == id })
+		is.setBuffers(slices.DeleteFunc(is.bufferRules(), func(b bufferRule) bool { return b.location == id }))
 	})
 	next := old.clone()
 	next.locations = maps.Clone(old.locations)
@@ -344,7 +356,7 @@ func (st *state) dropItemState(edit func(is *itemState)) {
 		sh.mu.Lock()
 		for id, is := range sh.items {
 			edit(is)
-			if len(is.counters) == 0 && len(is.buffers) == 0 && len(is.incoming) == 0 {
+			if len(is.counters) == 0 && len(is.bufferRules()) == 0 && len(is.incomingLines()) == 0 {
 				delete(sh.items, id)
 			}
 		}
@@ -378,7 +390,7 @@ func (st *state) deleteChannel(c *logv1.DeleteChannel) Result {
 		return Result{Err: reject(ErrInUse, "id", "channel "+strconv.Quote(c.GetId())+" has "+strconv.Itoa(n)+" live holds")}
 	}
 	st.dropItemState(func(is *itemState) {
-		is.buffers = slices.DeleteFunc(is.buffers, func(b bufferRule) bool { return b.channel == id })
+		is.setBuffers(slices.DeleteFunc(is.bufferRules(), func(b bufferRule) bool { return b.channel == id }))
 	})
 	next := old.clone()
 	next.channels = maps.Clone(old.channels)
@@ -386,6 +398,7 @@ func (st *state) deleteChannel(c *logv1.DeleteChannel) Result {
 	delete(next.channels, id)
 	delete(next.channelRevs, id)
 	st.catalog.Store(next)
+	st.noteChannel(id)
 	return Result{}
 }
 

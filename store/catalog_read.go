@@ -37,7 +37,7 @@ func (m *Machine) Buffers(item ItemID) []BufferRule {
 	st := m.st.Load()
 	var out []BufferRule
 	add := func(id ItemID, is *itemState) {
-		for _, b := range is.buffers {
+		for _, b := range is.bufferRules() {
 			out = append(out, BufferRule{Item: id, Channel: b.channel, Location: b.location, Units: b.units})
 		}
 	}

@@ -59,6 +59,7 @@ func (st *state) putChannel(c *logv1.PutChannel) Result {
 	next.channels[ch.ID] = ch
 	next.channelRevs[ch.ID] = st.index
 	st.catalog.Store(next)
+	st.noteChannel(ch.ID)
 	return Result{}
 }
 
@@ -89,20 +90,22 @@ func (st *state) setBuffer(c *logv1.SetBuffer) Result {
 		is = &itemState{}
 		sh.items[item] = is
 	}
-	i, found := slices.BinarySearchFunc(is.buffers, rule, cmpRule)
+	buffers := is.bufferRules()
+	i, found := slices.BinarySearchFunc(buffers, rule, cmpRule)
 	switch {
-	case found && is.buffers[i].units == rule.units:
+	case found && buffers[i].units == rule.units:
 		return Result{} // no change: mod revisions stay
 	case found && rule.units == 0:
-		is.buffers = slices.Delete(is.buffers, i, i+1)
+		is.setBuffers(slices.Delete(buffers, i, i+1))
 	case found:
-		is.buffers[i] = rule
+		buffers[i] = rule
 	case rule.units != 0:
-		is.buffers = slices.Insert(is.buffers, i, rule)
+		is.setBuffers(slices.Insert(buffers, i, rule))
 	default:
 		return Result{}
 	}
 	st.touchItem(is)
+	st.noteItem(item, rule.channel, rule.location)
 	return Result{}
 }
 

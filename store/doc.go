@@ -39,4 +39,9 @@
 // Channels, AppliedIndex, NextDeadline, Outbox, Order, OutboxStatus,
 // Rejected, Counters) are safe from any goroutine; Counters and Snapshot
 // copy under the apply lock, so Apply waits while they copy.
+//
+// The change log (changes.go) records which inputs of channel figures each
+// command changed, for Watch and ListChanges (ChangesSince, ItemSKUs,
+// ChannelSKUs, safe from any goroutine). It is derived, bounded and local:
+// it reaches no result or snapshot and starts empty after a Restore.
 package store

@@ -100,7 +100,7 @@ func appendCounters(dst []CounterCopy, id ItemID, is *itemState, loc LocationID)
 	for i := range cs {
 		c := &cs[i]
 		dst = append(dst, CounterCopy{
-			Item: id, Location: c.location, OnHand: c.onHand, Version: c.version,
+			Item: id, Location: c.location(), OnHand: c.onHand, Version: c.version,
 			Reserved: c.reserved, Committed: c.committed,
 		})
 	}

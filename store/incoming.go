@@ -34,25 +34,23 @@ func cmpIncoming(a, b *incomingLine) int {
 // insertIncoming adds a line to the item's (eta, po line) order. Caller holds
 // the shard write lock.
 func (is *itemState) insertIncoming(in *incomingLine) {
-	i, _ := slices.BinarySearchFunc(is.incoming, in, cmpIncoming)
-	is.incoming = slices.Insert(is.incoming, i, in)
+	lines := is.incomingLines()
+	i, _ := slices.BinarySearchFunc(lines, in, cmpIncoming)
+	is.setIncoming(slices.Insert(lines, i, in))
 }
 
 // removeIncoming takes a line out of the item's list; its ETA and id must be
 // the ones it was inserted with. Caller holds the shard write lock.
 func (is *itemState) removeIncoming(in *incomingLine) {
-	if i, ok := slices.BinarySearchFunc(is.incoming, in, cmpIncoming); ok {
-		is.incoming = slices.Delete(is.incoming, i, i+1)
+	if i, ok := slices.BinarySearchFunc(is.incomingLines(), in, cmpIncoming); ok {
+		is.setIncoming(slices.Delete(is.incomingLines(), i, i+1))
 	}
 }
 
 // findIncoming returns the item's line with this id, or nil. Caller holds the
 // shard lock (read or write) or is the apply goroutine.
 func (is *itemState) findIncoming(poLine string) *incomingLine {
-	if is == nil {
-		return nil
-	}
-	for _, in := range is.incoming {
+	for _, in := range is.incomingLines() {
 		if in.POLine == poLine {
 			return in
 		}
@@ -143,6 +141,10 @@ func (st *state) setIncomingRow(cat *catalog, i int, row *logv1.IncomingLine) Ro
 		ETA: Timestamp(row.GetEtaUnixNanos()), Version: row.GetVersion(),
 	}
 	in := st.incoming[next.POLine]
+	st.noteItem(next.Item, "", next.Location) // changes.go; a stale row notes a no-op
+	if in != nil && (in.Item != next.Item || in.Location != next.Location) {
+		st.noteItem(in.Item, "", in.Location)
+	}
 	if in == nil {
 		in = &incomingLine{IncomingLine: next}
 		if st.incoming == nil {
@@ -207,7 +209,7 @@ func (st *state) setIncomingRow(cat *catalog, i int, row *logv1.IncomingLine) Ro
 		ct := sh.ensureCounter(cat, in.Item, in.Location)
 		ct.reserved += reserved
 		ct.committed += committed
-		st.touch(ct)
+		st.touch(in.Item, ct)
 		sh.mu.Unlock()
 	}
 	if next.Item != in.Item {
@@ -427,7 +429,7 @@ func (is *itemState) appendIncoming(dst []IncomingAvailability, c *Channel, fact
 	if is == nil || factor <= 0 {
 		return dst
 	}
-	for _, in := range is.incoming {
+	for _, in := range is.incomingLines() {
 		if n := in.free() / factor; n > 0 && c.sees(in.Location) {
 			dst = append(dst, IncomingAvailability{POLine: in.POLine, Location: in.Location, ETA: in.ETA, Available: n})
 		}
@@ -445,7 +447,7 @@ func (m *Machine) Incoming(item ItemID) []IncomingLine {
 		if is == nil {
 			return
 		}
-		for _, in := range is.incoming {
+		for _, in := range is.incomingLines() {
 			out = append(out, in.IncomingLine)
 		}
 	}

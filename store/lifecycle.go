@@ -49,9 +49,10 @@ type releaseAll struct {
 
 // op finds the applied op of a kind by its id, or nil.
 func (r *reservation) op(kind opKind, id string) *holdOp {
-	for i := range r.ops {
-		if r.ops[i].kind == kind && r.ops[i].id == id {
-			return &r.ops[i]
+	ops := r.holdOps()
+	for i := range ops {
+		if ops[i].kind == kind && ops[i].id == id {
+			return &ops[i]
 		}
 	}
 	return nil
@@ -67,7 +68,7 @@ func (st *state) opAnswer(r *reservation, op *holdOp) Result {
 
 // opRoom refuses a new op once the reservation holds maxHoldOps of them.
 func (r *reservation) opRoom(field string) *Rejection {
-	if len(r.ops) < maxHoldOps {
+	if len(r.holdOps()) < maxHoldOps {
 		return nil
 	}
 	return invalid(field, "a reservation takes at most "+strconv.Itoa(maxHoldOps)+" extends and partial releases")
@@ -102,7 +103,7 @@ func (st *state) extend(now Timestamp, c *logv1.Extend) Result {
 	moved := at != r.ExpiresAt
 	st.lmu.Lock()
 	r.ExpiresAt = at
-	r.ops = append(r.ops, holdOp{kind: opExtend, id: c.GetExtendId(), ttlNanos: c.GetTtlNanos(), expiresAt: at})
+	r.addOp(holdOp{kind: opExtend, id: c.GetExtendId(), ttlNanos: c.GetTtlNanos(), expiresAt: at})
 	st.lmu.Unlock()
 	if moved {
 		// The item of the old deadline goes stale: expire and settleDeadline
@@ -180,7 +181,7 @@ func (st *state) releaseLines(now Timestamp, r *reservation, c *logv1.Release) R
 	st.holdEnded(r)
 	st.lmu.Lock()
 	r.Lines = lines
-	r.ops = append(r.ops, op)
+	r.addOp(op)
 	st.lmu.Unlock()
 	st.holdStarted(r)
 	if empty {
@@ -207,7 +208,7 @@ func (st *state) giveBack(l *ReservationLine, base Units) []Allocation {
 			sh.mu.Lock()
 			ct := sh.items[l.Item].counterAt(a.Location)
 			ct.reserved -= q
-			st.touch(ct)
+			st.touch(l.Item, ct)
 			sh.mu.Unlock()
 		}
 		a.Quantity -= q

@@ -22,6 +22,10 @@ type Machine struct {
 	applyMu sync.Mutex
 	// bulk makes bulk commands atomic to readers (bulk.go).
 	bulk bulkGate
+	// changes is the change log (changes.go); skuIndex maps items to their
+	// SKUs for Watch (channel_skus.go).
+	changes  changeLog
+	skuIndex skuIndexCache
 }
 
 // New returns an empty machine. Zero fields of cfg take DefaultConfig's values.
@@ -33,8 +37,14 @@ func New(cfg Config) *Machine {
 	if cfg.MaxRecords <= 0 {
 		cfg.MaxRecords = def.MaxRecords
 	}
+	if cfg.ChangeLogEntries <= 0 {
+		cfg.ChangeLogEntries = DefaultChangeLogEntries
+	}
 	m := &Machine{cfg: cfg}
-	m.st.Store(newState())
+	m.changes.capacity = cfg.ChangeLogEntries
+	st := newState()
+	st.changes = &m.changes
+	m.st.Store(st)
 	return m
 }
 
@@ -149,6 +159,7 @@ func (m *Machine) apply(index Revision, ts Timestamp, cmd *logv1.Command) Result
 		panic(fmt.Sprintf("store: entry %d holds an unknown command %T", index, cmd.GetKind()))
 	}
 	res.Revision = index
+	m.changes.publish(index) // changes.go
 	st.settleDeadline()
 	if Revision(st.applied.Load()) < index {
 		st.applied.Store(uint64(index))

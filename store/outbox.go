@@ -183,7 +183,7 @@ func (st *state) freeCommitted(o *order) {
 		sh.mu.Lock()
 		ct := sh.items[l.item].counterAt(l.location)
 		ct.committed -= l.quantity
-		st.touch(ct)
+		st.touch(l.item, ct)
 		sh.mu.Unlock()
 	}
 }

@@ -4,8 +4,6 @@ import (
 	"container/heap"
 	"strconv"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/stockd/stockd/api/logv1"
 )
 
@@ -21,22 +19,27 @@ func (st *state) reserve(now Timestamp, c *logv1.Reserve) Result {
 		return Result{Err: r}
 	}
 	key := resKey{ChannelID(c.GetChannel()), ReservationID(c.GetReservationId())}
+	cat := st.catalog.Load()
+	if ch := cat.channels[key.channel]; ch != nil {
+		key.channel = ch.ID // the catalog's copy: a hold keeps no string of its own for it
+	}
 	if r := st.reservations[key]; r != nil {
-		if d := diffReserve(r.request, c); d != nil {
+		if d := r.request.diff(key, r.rawRequest(), c); d != nil {
 			return Result{Err: d}
 		}
 		cp := st.view(&r.Reservation)
 		return Result{Reservation: &cp}
 	}
 	if f := st.refusals[key]; f != nil {
-		if d := diffReserve(f.request, c); d != nil {
+		if d := f.request.diff(key, f.rawRequest, c); d != nil {
 			return Result{Err: d}
 		}
 		return Result{Err: f.rejection}
 	}
 	lines, rej := st.allocate(key.channel, c)
 	if rej != nil {
-		f := &refusal{request: proto.CloneOf(c), rejection: rej, prunableAt: now}
+		f := &refusal{key: key, rejection: rej, prunableAt: now}
+		f.request, f.rawRequest = newReserveRequest(cat, key, c)
 		f.pruneSeq = st.enqueuePrune(pruneItem{at: now, kind: pruneRefusal, key: key})
 		st.refusals[key] = f
 		return Result{Err: rej}
@@ -50,7 +53,7 @@ func (st *state) reserve(now Timestamp, c *logv1.Reserve) Result {
 			sh.mu.Lock()
 			ct := sh.items[l.Item].counterAt(a.Location)
 			ct.reserved += a.Quantity
-			st.touch(ct)
+			st.touch(l.Item, ct)
 			sh.mu.Unlock()
 		}
 	}
@@ -63,8 +66,10 @@ func (st *state) reserve(now Timestamp, c *logv1.Reserve) Result {
 			Channel: key.channel, ID: key.id, State: StateHeld, Lines: lines,
 			CreatedAt: now, ExpiresAt: now + Timestamp(ttl),
 		},
-		request: proto.CloneOf(c),
 	}
+	var raw *logv1.Reserve
+	r.request, raw = newReserveRequest(cat, key, c)
+	r.setRawRequest(raw)
 	st.lmu.Lock()
 	st.reservations[key] = r
 	st.lmu.Unlock()
@@ -285,7 +290,7 @@ func (st *state) confirm(now Timestamp, c *logv1.Confirm) Result {
 				ct := sh.items[l.Item].counterAt(a.Location)
 				ct.reserved -= a.Quantity
 				ct.committed += a.Quantity
-				st.touch(ct)
+				st.touch(l.Item, ct)
 				sh.mu.Unlock()
 				o.lines = append(o.lines, orderLine{item: l.Item, location: a.Location, quantity: a.Quantity})
 			}
@@ -348,7 +353,7 @@ func (st *state) unhold(r *reservation) {
 			sh.mu.Lock()
 			ct := sh.items[l.Item].counterAt(a.Location)
 			ct.reserved -= a.Quantity
-			st.touch(ct)
+			st.touch(l.Item, ct)
 			sh.mu.Unlock()
 		}
 	}

@@ -30,6 +30,8 @@ func (m *Machine) Restore(next func() ([]byte, error)) error {
 		return fmt.Errorf("restore: %w", err)
 	}
 	m.applyMu.Lock()
+	st.changes = &m.changes
+	m.changes.reset(Revision(st.applied.Load())) // changes.go: nothing before is known
 	m.st.Store(st)
 	m.applyMu.Unlock()
 	return nil
@@ -140,10 +142,10 @@ func (st *state) restoreRecord(cat *catalog, rec *logv1.SnapshotRecord, queue *[
 		if rule.units <= 0 {
 			return fmt.Errorf("buffer of item %q is %d, want > 0", b.GetItem(), rule.units)
 		}
-		if n := len(is.buffers); n > 0 && cmpRule(is.buffers[n-1], rule) >= 0 {
+		if n := len(is.bufferRules()); n > 0 && cmpRule(is.bufferRules()[n-1], rule) >= 0 {
 			return fmt.Errorf("buffer rules of item %q out of order", b.GetItem())
 		}
-		is.buffers = append(is.buffers, rule)
+		is.setBuffers(append(is.bufferRules(), rule))
 	case *logv1.SnapshotRecord_Counter:
 		c := k.Counter
 		item := ItemID(c.GetItem())
@@ -153,19 +155,20 @@ func (st *state) restoreRecord(cat *catalog, rec *logv1.SnapshotRecord, queue *[
 			is = &itemState{}
 			sh.items[item] = is
 		}
-		if n := len(is.counters); n > 0 && is.counters[n-1].location >= LocationID(c.GetLocation()) {
+		if n := len(is.counters); n > 0 && is.counters[n-1].location() >= LocationID(c.GetLocation()) {
 			return fmt.Errorf("counters of item %q out of order", item)
 		}
 		if err := st.checkCounterRecord(cat, c); err != nil {
 			return err
 		}
-		is.counters = insertExact(is.counters, len(is.counters), counter{location: cat.intern(LocationID(c.GetLocation())), onHand: Units(c.GetOnHandBaseUnits()),
+		is.counters = insertExact(is.counters, len(is.counters), counter{loc: sh.locationRef(cat, LocationID(c.GetLocation())), onHand: Units(c.GetOnHandBaseUnits()),
 			reserved: Units(c.GetReservedBaseUnits()), committed: Units(c.GetCommittedBaseUnits()), version: c.GetVersion(),
 			modRev: Revision(c.GetModRevision())})
 	case *logv1.SnapshotRecord_Incoming:
 		return st.restoreIncoming(cat, k.Incoming)
 	case *logv1.SnapshotRecord_Reservation:
 		r := reservationFromRecord(k.Reservation)
+		cat.shareStrings(r) // request.go
 		key := resKey{r.Channel, r.ID}
 		if _, dup := st.reservations[key]; dup {
 			return fmt.Errorf("reservation %q/%q twice", key.channel, key.id)
@@ -190,8 +193,10 @@ func (st *state) restoreRecord(cat *catalog, rec *logv1.SnapshotRecord, queue *[
 		if _, dup := st.refusals[key]; dup {
 			return fmt.Errorf("refusal %q/%q twice", key.channel, key.id)
 		}
-		st.refusals[key] = &refusal{request: f.GetRequest(), rejection: rejectionFromRecord(f.GetRejection()),
+		rf := &refusal{key: key, rejection: rejectionFromRecord(f.GetRejection()),
 			pruneSeq: f.GetPruneSeq(), prunableAt: Timestamp(f.GetPrunableUnixNanos())}
+		rf.request, rf.rawRequest = newReserveRequest(cat, key, f.GetRequest()) // request.go
+		st.refusals[key] = rf
 		*queue = append(*queue, pruneItem{seq: f.GetPruneSeq(), at: Timestamp(f.GetPrunableUnixNanos()), kind: pruneRefusal, key: key})
 	case *logv1.SnapshotRecord_Delta:
 		d := k.Delta
@@ -256,15 +261,15 @@ func (st *state) checkInvariants() error {
 	for i := range st.shards {
 		for id, is := range st.shards[i].items {
 			for _, c := range is.counters {
-				k := counterKey{id, c.location}
+				k := counterKey{id, c.location()}
 				if c.reserved < 0 || c.committed < 0 {
-					problems = append(problems, fmt.Sprintf("counter %s@%s has reserved %d committed %d", id, c.location, c.reserved, c.committed))
+					problems = append(problems, fmt.Sprintf("counter %s@%s has reserved %d committed %d", id, c.location(), c.reserved, c.committed))
 				}
 				if c.reserved != reserved[k] {
-					problems = append(problems, fmt.Sprintf("counter %s@%s reserved %d, live holds %d", id, c.location, c.reserved, reserved[k]))
+					problems = append(problems, fmt.Sprintf("counter %s@%s reserved %d, live holds %d", id, c.location(), c.reserved, reserved[k]))
 				}
 				if c.committed != committed[k] {
-					problems = append(problems, fmt.Sprintf("counter %s@%s committed %d, unabsorbed orders %d", id, c.location, c.committed, committed[k]))
+					problems = append(problems, fmt.Sprintf("counter %s@%s committed %d, unabsorbed orders %d", id, c.location(), c.committed, committed[k]))
 				}
 				delete(reserved, k)
 				delete(committed, k)
@@ -291,11 +296,17 @@ func reservationFromRecord(rec *logv1.ReservationRecord) *reservation {
 			CreatedAt: Timestamp(rec.GetCreatedUnixNanos()), ExpiresAt: Timestamp(rec.GetExpiresUnixNanos()),
 			OrderRef: rec.GetOrderRef(), OrderSeq: rec.GetOrderSeq(),
 		},
-		request: rec.GetRequest(), pruneSeq: rec.GetPruneSeq(), prunableAt: Timestamp(rec.GetPrunableUnixNanos()),
+		pruneSeq: rec.GetPruneSeq(), prunableAt: Timestamp(rec.GetPrunableUnixNanos()),
 	}
+	var raw *logv1.Reserve
+	r.request, raw = newReserveRequest(nil, resKey{r.Channel, r.ID}, rec.GetRequest()) // request.go
+	var ops []holdOp
 	for _, op := range rec.GetOps() {
-		r.ops = append(r.ops, holdOp{kind: opKind(op.GetKind()), id: op.GetId(), ttlNanos: op.GetTtlNanos(),
+		ops = append(ops, holdOp{kind: opKind(op.GetKind()), id: op.GetId(), ttlNanos: op.GetTtlNanos(),
 			lines: op.GetLines(), expiresAt: Timestamp(op.GetExpiresUnixNanos())})
+	}
+	if raw != nil || ops != nil {
+		r.more = &reservationMore{ops: ops, rawRequest: raw}
 	}
 	for _, lr := range rec.GetLines() {
 		l := ReservationLine{SKU: SKU(lr.GetSku()), Item: ItemID(lr.GetItem()), Quantity: Units(lr.GetQuantitySkuUnits()), Factor: Units(lr.GetFactor())}

@@ -114,7 +114,7 @@ func (m *Machine) Snapshot() *Snapshot {
 		nItems += len(st.shards[i].items)
 		for _, is := range st.shards[i].items {
 			nCounters += len(is.counters)
-			nBuffers += len(is.buffers)
+			nBuffers += len(is.bufferRules())
 		}
 	}
 	s.items = make([]snapItem, 0, nItems)
@@ -130,9 +130,9 @@ func (m *Machine) Snapshot() *Snapshot {
 	}
 	for i := range s.items {
 		is := st.item(s.items[i].id)
-		s.items[i].counters, s.items[i].buffers = uint32(len(is.counters)), uint32(len(is.buffers))
+		s.items[i].counters, s.items[i].buffers = uint32(len(is.counters)), uint32(len(is.bufferRules()))
 		s.counters = append(s.counters, is.counters...)
-		s.buffers = append(s.buffers, is.buffers...)
+		s.buffers = append(s.buffers, is.bufferRules()...)
 	}
 
 	s.incoming = st.snapshotIncoming()
@@ -247,7 +247,7 @@ func (s *Snapshot) WriteRecords(emit func(rec []byte) error) error {
 		it := &s.items[i]
 		for j := range s.counters[next : next+int(it.counters)] {
 			c := &s.counters[next+j]
-			ctr.Item, ctr.Location, ctr.OnHandBaseUnits = string(it.id), string(c.location), int64(c.onHand)
+			ctr.Item, ctr.Location, ctr.OnHandBaseUnits = string(it.id), string(c.location()), int64(c.onHand)
 			ctr.ReservedBaseUnits, ctr.CommittedBaseUnits, ctr.Version = int64(c.reserved), int64(c.committed), c.version
 			ctr.ModRevision = uint64(c.modRev)
 			w.write(rec)
@@ -259,15 +259,16 @@ func (s *Snapshot) WriteRecords(emit func(rec []byte) error) error {
 
 	rr := &logv1.ReservationRecord{}
 	rec = &logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_Reservation{Reservation: rr}}
+	request := &logv1.Reserve{} // scratch for remembered requests (request.go)
 	for i := range s.reservations {
-		fillReservationRecord(rr, &s.reservations[i])
+		fillReservationRecord(rr, &s.reservations[i], request)
 		w.write(rec)
 	}
 	fr := &logv1.RefusalRecord{Rejection: &logv1.Rejection{}}
 	rec = &logv1.SnapshotRecord{Kind: &logv1.SnapshotRecord_Refusal{Refusal: fr}}
 	for i := range s.refusals {
 		f := &s.refusals[i]
-		fr.Request, fr.PruneSeq, fr.PrunableUnixNanos = f.request, f.pruneSeq, int64(f.prunableAt)
+		fr.Request, fr.PruneSeq, fr.PrunableUnixNanos = f.request.record(f.key, f.rawRequest, request), f.pruneSeq, int64(f.prunableAt)
 		fillRejection(fr.Rejection, f.rejection)
 		w.write(rec)
 	}
@@ -351,14 +352,16 @@ func (m *Machine) Digest() ([32]byte, error) { return m.Snapshot().Digest() }
 
 func reservationRecord(r *reservation) *logv1.ReservationRecord {
 	rec := &logv1.ReservationRecord{}
-	fillReservationRecord(rec, r)
+	fillReservationRecord(rec, r, &logv1.Reserve{})
 	return rec
 }
 
 // fillReservationRecord sets every field of rec from r, reusing rec's line
-// and allocation messages.
-func fillReservationRecord(rec *logv1.ReservationRecord, r *reservation) {
-	rec.Channel, rec.ReservationId, rec.State, rec.Request = string(r.Channel), string(r.ID), uint32(r.State), r.request
+// and allocation messages; the request is written into scratch (see
+// reserveRequest.record) unless kept whole.
+func fillReservationRecord(rec *logv1.ReservationRecord, r *reservation, scratch *logv1.Reserve) {
+	rec.Channel, rec.ReservationId, rec.State = string(r.Channel), string(r.ID), uint32(r.State)
+	rec.Request = r.request.record(resKey{r.Channel, r.ID}, r.rawRequest(), scratch)
 	rec.CreatedUnixNanos, rec.ExpiresUnixNanos, rec.OrderRef, rec.OrderSeq = int64(r.CreatedAt), int64(r.ExpiresAt), r.OrderRef, r.OrderSeq
 	rec.PruneSeq, rec.PrunableUnixNanos = r.pruneSeq, int64(r.prunableAt)
 	rec.Lines = reuseMessages(rec.Lines, len(r.Lines))
@@ -371,9 +374,10 @@ func fillReservationRecord(rec *logv1.ReservationRecord, r *reservation) {
 			ar.Location, ar.QuantityBaseUnits, ar.PoLineId, ar.PromisedUnixNanos = string(a.Location), int64(a.Quantity), a.POLine, int64(a.PromisedAt)
 		}
 	}
-	rec.Ops = reuseMessages(rec.Ops, len(r.ops))
-	for i := range r.ops {
-		op, or := &r.ops[i], rec.Ops[i]
+	ops := r.holdOps()
+	rec.Ops = reuseMessages(rec.Ops, len(ops))
+	for i := range ops {
+		op, or := &ops[i], rec.Ops[i]
 		or.Kind, or.Id, or.TtlNanos, or.Lines, or.ExpiresUnixNanos = uint32(op.kind), op.id, op.ttlNanos, op.lines, int64(op.expiresAt)
 	}
 }

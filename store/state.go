@@ -14,7 +14,10 @@ const shardCount = 64
 // counter is one item at one location. reserved and committed never go
 // negative; on_hand may (the ERP is the master) and then counts as 0.
 type counter struct {
-	location  LocationID
+	// loc is the shard's copy of the location id (shard.locationRef): 8
+	// bytes a counter instead of a 16-byte string header, so three counters
+	// fit 144 bytes instead of 176. Read it through location.
+	loc       *LocationID
 	onHand    Units
 	reserved  Units
 	committed Units
@@ -33,20 +36,93 @@ type bufferRule struct {
 	units    Units
 }
 
-// itemState is everything per item: its counters sorted by location and its
-// buffer rules sorted by (channel, location).
+// itemState is everything per item: its counters sorted by location, and
+// what few items have, kept apart so that an item without it costs 32 bytes
+// besides its counters (a million counters are a third of a million items).
 type itemState struct {
 	counters []counter
-	buffers  []bufferRule
+	// more is nil while the item has no buffer rule and no incoming line;
+	// read it through bufferRules and incomingLines, set it through
+	// setBuffers and setIncoming, under the shard write lock.
+	more *itemMore
+}
+
+// itemMore is what an item has besides its counters.
+type itemMore struct {
+	// buffers are the item's buffer rules, sorted by (channel, location).
+	buffers []bufferRule
 	// incoming is the item's supply on its way, sorted by (eta, po line);
 	// changed only under the shard write lock (see incoming.go).
 	incoming []*incomingLine
 }
 
+// bufferRules returns the item's buffer rules, sorted; is may be nil.
+func (is *itemState) bufferRules() []bufferRule {
+	if is == nil || is.more == nil {
+		return nil
+	}
+	return is.more.buffers
+}
+
+// incomingLines returns the item's incoming lines, sorted; is may be nil.
+func (is *itemState) incomingLines() []*incomingLine {
+	if is == nil || is.more == nil {
+		return nil
+	}
+	return is.more.incoming
+}
+
+// setBuffers replaces the item's buffer rules. Caller holds the shard write lock.
+func (is *itemState) setBuffers(b []bufferRule) {
+	if is.more == nil {
+		is.more = &itemMore{}
+	}
+	is.more.buffers = b
+	is.settleMore()
+}
+
+// setIncoming replaces the item's incoming lines. Caller holds the shard write lock.
+func (is *itemState) setIncoming(in []*incomingLine) {
+	if is.more == nil {
+		is.more = &itemMore{}
+	}
+	is.more.incoming = in
+	is.settleMore()
+}
+
+// settleMore drops more once it holds nothing.
+func (is *itemState) settleMore() {
+	if len(is.more.buffers) == 0 && len(is.more.incoming) == 0 {
+		is.more = nil
+	}
+}
+
 type shard struct {
 	mu    sync.RWMutex
 	items map[ItemID]*itemState
+	// locs holds one copy of each location id the shard's counters name.
+	// Apply goroutine only: readers follow the counters' pointers, never
+	// the map, and what a pointer points to never changes.
+	locs map[LocationID]*LocationID
 }
+
+// locationRef returns the shard's copy of loc for a new counter, made from
+// the catalog's string on first use. Apply goroutine only.
+func (sh *shard) locationRef(cat *catalog, loc LocationID) *LocationID {
+	if p := sh.locs[loc]; p != nil {
+		return p
+	}
+	if sh.locs == nil {
+		sh.locs = make(map[LocationID]*LocationID)
+	}
+	p := new(LocationID)
+	*p = cat.intern(loc)
+	sh.locs[*p] = p
+	return p
+}
+
+// location is the counter's location id.
+func (c *counter) location() LocationID { return *c.loc }
 
 // catalog is the declared configuration. It is immutable once published:
 // Apply replaces it whole, so reads take it without a lock.
@@ -77,16 +153,20 @@ type resKey struct {
 // reservation is a hold plus what is needed to judge retries and prune it.
 type reservation struct {
 	Reservation
-	request    *logv1.Reserve
+	request    reserveRequest // request.go
 	pruneSeq   uint64
 	prunableAt Timestamp
-	// ops are the Extends and partial Releases applied, in order (lifecycle.go).
-	ops []holdOp
+	// more is what few reservations have (request.go): the Extends and
+	// partial Releases applied, a request kept whole. It keeps a held cart
+	// of one line in a 160-byte object.
+	more *reservationMore
 }
 
 // refusal remembers a refused Reserve for retries (I3).
 type refusal struct {
-	request    *logv1.Reserve
+	key        resKey
+	request    reserveRequest // request.go
+	rawRequest *logv1.Reserve // the request kept whole, when request cannot give it back
 	rejection  *Rejection
 	pruneSeq   uint64
 	prunableAt Timestamp
@@ -206,6 +286,10 @@ type state struct {
 	pruneQueue      []pruneItem
 	pruneHead       int
 	nextPruneSeq    uint64
+
+	// changes is the machine's change log (changes.go); nil in a state that
+	// is not the machine's (tests, decoding).
+	changes *changeLog
 }
 
 func newState() *state {
@@ -248,18 +332,28 @@ func (is *itemState) findCounter(loc LocationID) (int, bool) {
 	lo, hi := 0, len(is.counters)
 	for lo < hi {
 		mid := int(uint(lo+hi) >> 1)
-		if is.counters[mid].location < loc {
+		if *is.counters[mid].loc < loc {
 			lo = mid + 1
 		} else {
 			hi = mid
 		}
 	}
-	return lo, lo < len(is.counters) && is.counters[lo].location == loc
+	return lo, lo < len(is.counters) && *is.counters[lo].loc == loc
 }
 
 // counterAt returns a pointer to the counter at loc, or nil.
 func (is *itemState) counterAt(loc LocationID) *counter {
 	if is == nil {
+		return nil
+	}
+	if len(is.counters) <= 8 {
+		// A handful of counters: equality tests beat a binary search's
+		// ordered compares, and the ids usually share the catalog's bytes.
+		for i := range is.counters {
+			if *is.counters[i].loc == loc {
+				return &is.counters[i]
+			}
+		}
 		return nil
 	}
 	if i, ok := is.findCounter(loc); ok {
@@ -270,12 +364,13 @@ func (is *itemState) counterAt(loc LocationID) *counter {
 
 // buffer resolves the units held back from channel ch at loc.
 func (is *itemState) buffer(ch *Channel, loc LocationID) Units {
-	if is == nil || len(is.buffers) == 0 {
+	buffers := is.bufferRules()
+	if len(buffers) == 0 {
 		return ch.DefaultBuffer
 	}
 	best, rank := ch.DefaultBuffer, 0
-	for i := range is.buffers {
-		b := &is.buffers[i]
+	for i := range buffers {
+		b := &buffers[i]
 		r := 0
 		switch {
 		case b.channel == ch.ID && b.location == loc:

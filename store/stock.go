@@ -55,7 +55,7 @@ func (st *state) setStockRow(cat *catalog, i int, row *logv1.StockCount) RowResu
 	}
 	ct := sh.ensureCounter(cat, item, loc)
 	ct.onHand, ct.version = Units(row.GetOnHandBaseUnits()), row.GetVersion()
-	st.touch(ct)
+	st.touch(item, ct)
 	return RowResult{Status: RowApplied, Version: ct.version, OnHand: ct.onHand}
 }
 
@@ -117,7 +117,7 @@ func (st *state) adjustRow(now Timestamp, cat *catalog, i int, row *logv1.StockA
 		ct = sh.ensureCounter(cat, item, loc)
 		ct.onHand = next
 		ct.version = max(ct.version, row.GetVersion())
-		st.touch(ct)
+		st.touch(item, ct)
 		res = RowResult{Status: RowApplied, Version: ct.version, OnHand: ct.onHand}
 	}
 	d := &delta{row: proto.CloneOf(row), result: res, prunableAt: now}
@@ -150,7 +150,7 @@ func (st *state) absorb(mark uint64) {
 				sh.mu.Lock()
 				if ct := sh.items[l.item].counterAt(l.location); ct != nil {
 					ct.committed -= l.quantity
-					st.touch(ct)
+					st.touch(l.item, ct)
 				}
 				sh.mu.Unlock()
 			}
@@ -185,9 +185,9 @@ func staleRow(ct *counter, reason string) RowResult {
 // counter as needed. The caller holds sh.mu for writing; the pointer is valid
 // until the next insertion into the item.
 //
-// A new counter's location string is the catalog's copy, so a million
-// counters share a few strings instead of each keeping the one its command
-// was decoded with. The slice grows by exactly one: items hold a handful of
+// A new counter points at its shard's copy of the location id
+// (locationRef), so a million counters share a few strings instead of each
+// keeping the one its command was decoded with. The slice grows by exactly one: items hold a handful of
 // locations, and append's doubling would leave a quarter of it unused.
 func (sh *shard) ensureCounter(cat *catalog, item ItemID, loc LocationID) *counter {
 	is := sh.items[item]
@@ -197,7 +197,7 @@ func (sh *shard) ensureCounter(cat *catalog, item ItemID, loc LocationID) *count
 	}
 	i, ok := is.findCounter(loc)
 	if !ok {
-		is.counters = insertExact(is.counters, i, counter{location: cat.intern(loc)})
+		is.counters = insertExact(is.counters, i, counter{loc: sh.locationRef(cat, loc)})
 	}
 	return &is.counters[i]
 }

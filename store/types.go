@@ -267,6 +267,10 @@ type Config struct {
 	RetryWindowNanos int64
 	// MaxRecords caps the remembered final answers; the oldest go first. Default 1,000,000.
 	MaxRecords int
+	// ChangeLogEntries bounds the in-memory change log Watch and ListChanges
+	// read (changes.go); default DefaultChangeLogEntries. It is not
+	// replicated state: replicas may differ in it.
+	ChangeLogEntries int
 }
 
 // DefaultConfig returns the defaults named on Config's fields.

@@ -1,0 +1,116 @@
+package store_test
+
+import (
+	"flag"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/stockd/stockd/api/logv1"
+	"github.com/stockd/stockd/store"
+)
+
+var memoryScaleProfile = flag.String("memory-scale-profile", "", "BenchmarkMemoryScale writes a heap profile of the built state to this file")
+
+// BenchmarkMemoryScale builds the state of the README's scale figure in one
+// machine: 1,000,002 counters (333,334 items x 3 locations) and 100,000 live
+// one-line holds, each entry decoded from its wire bytes as a replica would,
+// and reports what each adds per counter and per hold, as heap in use
+// (HeapInuse after a collection: spans with live objects, what resident
+// memory follows) and as live bytes (HeapAlloc after a collection: what the
+// node's heap governor sizes its limit by). It measures one build whatever
+// b.N is.
+//
+//	go test -run '^$' -bench MemoryScale -benchtime 1x ./store/
+func BenchmarkMemoryScale(b *testing.B) {
+	const (
+		items = 333_334
+		holds = 100_000
+	)
+	locs := []string{"ams", "fra", "lyon"}
+	item := func(i int) string { return "ITEM-" + strconv.Itoa(i) }
+	for b.Loop() {
+		base, baseLive := heapAfterGC()
+		m := store.New(store.Config{})
+		index := store.Revision(0)
+		apply := func(cmds ...*logv1.Command) {
+			// Through the wire form, so every string is its own allocation
+			// as in a replica that decoded the entry.
+			raw, err := proto.Marshal(entry(t0+int64(index)*1e6, cmds...))
+			if err != nil {
+				b.Fatal(err)
+			}
+			var e logv1.Entry
+			if err := proto.Unmarshal(raw, &e); err != nil {
+				b.Fatal(err)
+			}
+			index++
+			for i, r := range m.ApplyEntry(index, &e) {
+				if r.Err != nil {
+					b.Fatalf("input %v: got %v, want ok", cmds[i], r.Err)
+				}
+				for _, row := range r.Rows {
+					if row.Status != store.RowApplied {
+						b.Fatalf("input %v: got row %+v, want applied", cmds[i], row)
+					}
+				}
+			}
+		}
+		apply(loc(locs[0]), loc(locs[1]), loc(locs[2]), channel("web", 0, locs...))
+		var rows []*logv1.StockCount
+		for i := range items {
+			for _, l := range locs {
+				rows = append(rows, row(item(i), l, 100, 1))
+			}
+			if len(rows)+len(locs) > store.MaxRows || i == items-1 {
+				apply(setStock(rows...))
+				rows = rows[:0]
+			}
+		}
+		afterCounters, countersLive := heapAfterGC()
+		var cmds []*logv1.Command
+		for i := range holds {
+			cmds = append(cmds, reserve("web", "h-"+strconv.Itoa(i), 0, line(item(i%items), 1)))
+			if len(cmds) == 64 || i == holds-1 {
+				apply(cmds...)
+				cmds = cmds[:0]
+			}
+		}
+		afterHolds, live := heapAfterGC()
+		if *memoryScaleProfile != "" {
+			f, err := os.Create(*memoryScaleProfile)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+				b.Fatal(err)
+			}
+			if err := f.Close(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(afterCounters-base)/(items*3), "heap-B/counter")
+		b.ReportMetric(float64(afterHolds-afterCounters)/holds, "heap-B/hold")
+		b.ReportMetric(float64(afterHolds-base)/(items*3), "heap-B/counter-with-holds")
+		b.ReportMetric(float64(afterHolds-base)/(1<<20), "heap-MiB")
+		b.ReportMetric(float64(countersLive-baseLive)/(items*3), "live-B/counter")
+		b.ReportMetric(float64(live-countersLive)/holds, "live-B/hold")
+		b.ReportMetric(float64(live-baseLive)/(1<<20), "live-MiB")
+		runtime.KeepAlive(m)
+	}
+}
+
+// heapAfterGC returns the heap in use (spans holding live objects) and the
+// live bytes (what the node's heap governor sizes its limit by) after a full
+// collection.
+func heapAfterGC() (inuse, live int64) {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapInuse), int64(ms.HeapAlloc)
+}
