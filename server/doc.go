@@ -23,6 +23,12 @@
 // outbox in pages and, when it follows, waits for each next applied revision
 // (Proposer.WaitApplied: no polling) until the client leaves, the node stops
 // or Drain ends it with UNAVAILABLE, so a graceful stop does not wait for it.
+// Watch (watch.go, watchhub.go): one hub goroutine, started by the first
+// Watch and ended after the last, follows the store's change log, computes
+// each changed figure once per watched channel and hands it to the bounded,
+// coalescing buffer of each matching stream without ever blocking; each
+// stream's handler sends from its own buffer, so a stalled client slows no
+// one, and a buffer that overflows becomes a resync, never a silent gap.
 //
 // server must never import cluster, raft or bbolt: the Proposer, Reader and
 // Cluster interfaces (and the ClusterStatus they report) are declared here,

@@ -96,6 +96,14 @@ type Config struct {
 	// CatchUpOnStart holds every read (and health at NOT_SERVING) until
 	// CatchUp has returned; see catchup.go. Needs Cluster.
 	CatchUpOnStart bool
+	// WatchBufferSKUs is how many distinct SKUs may wait in one Watch
+	// stream's buffer before it gets a resync; zero means
+	// DefaultWatchBufferSKUs. WatchProgressInterval is how often an idle
+	// Watch stream is sent the revision it is complete up to; zero means
+	// DefaultWatchProgressInterval. Watch, ListChanges and ListAvailability
+	// need a Reader that is also a ChangeReader (watchhub.go).
+	WatchBufferSKUs       int
+	WatchProgressInterval time.Duration
 }
 
 // Server holds the stockd gRPC services. Its methods are safe for concurrent
@@ -118,6 +126,10 @@ type Server struct {
 	// caughtUp is closed once reads may be answered: at once, or by CatchUp
 	// with Config.CatchUpOnStart.
 	caughtUp chan struct{}
+	// watch is the Watch hub (watchhub.go), nil without a ChangeReader.
+	watch         *watchHub
+	watchBuffer   int
+	watchProgress time.Duration
 }
 
 // New returns a Server over cfg; it starts nothing. It panics if cfg.Proposer
@@ -142,6 +154,16 @@ func New(cfg Config) *Server {
 	}
 	if !cfg.CatchUpOnStart {
 		close(s.caughtUp)
+	}
+	if cr, ok := cfg.Reader.(ChangeReader); ok {
+		s.watch = newWatchHub(s, cr)
+	}
+	s.watchBuffer, s.watchProgress = cfg.WatchBufferSKUs, cfg.WatchProgressInterval
+	if s.watchBuffer <= 0 {
+		s.watchBuffer = DefaultWatchBufferSKUs
+	}
+	if s.watchProgress <= 0 {
+		s.watchProgress = DefaultWatchProgressInterval
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -198,10 +220,10 @@ func (s *Server) setServing(st healthpb.HealthCheckResponse_ServingStatus) {
 
 // Drain marks the server and every service NOT_SERVING in the health service,
 // so balancers stop sending new calls before the grpc.Server stops, and ends
-// the open PullOrders streams that follow the outbox (UNAVAILABLE: the
-// client reconnects, to another node if it has one), so a graceful stop does
-// not wait for them. Other calls in flight finish. It cannot be undone; a
-// second call does nothing more.
+// the open PullOrders streams that follow the outbox and the Watch streams
+// (UNAVAILABLE: the client reconnects, to another node if it has one), so a
+// graceful stop does not wait for them. Other calls in flight finish. It
+// cannot be undone; a second call does nothing more.
 func (s *Server) Drain() {
 	s.health.Shutdown()
 	s.drainOnce.Do(func() { close(s.draining) })

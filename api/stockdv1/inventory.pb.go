@@ -87,6 +87,68 @@ func (ReservationState) EnumDescriptor() ([]byte, []int) {
 	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{0}
 }
 
+// ResyncReason says why a WatchResponse starts a full state of the filter.
+type ResyncReason int32
+
+const (
+	ResyncReason_RESYNC_REASON_UNSPECIFIED ResyncReason = 0
+	// The first state of a stream without from_revision.
+	ResyncReason_RESYNC_REASON_INITIAL ResyncReason = 1
+	// from_revision is older than the node's change log keeps (or from before
+	// the node's last restart or snapshot install).
+	ResyncReason_RESYNC_REASON_TOO_OLD ResyncReason = 2
+	// The watcher fell too far behind: more distinct SKUs waited to be sent
+	// than its buffer holds.
+	ResyncReason_RESYNC_REASON_SLOW_CONSUMER ResyncReason = 3
+	// The channel itself changed (its locations, group or default buffer).
+	ResyncReason_RESYNC_REASON_CHANNEL_CHANGED ResyncReason = 4
+)
+
+// Enum value maps for ResyncReason.
+var (
+	ResyncReason_name = map[int32]string{
+		0: "RESYNC_REASON_UNSPECIFIED",
+		1: "RESYNC_REASON_INITIAL",
+		2: "RESYNC_REASON_TOO_OLD",
+		3: "RESYNC_REASON_SLOW_CONSUMER",
+		4: "RESYNC_REASON_CHANNEL_CHANGED",
+	}
+	ResyncReason_value = map[string]int32{
+		"RESYNC_REASON_UNSPECIFIED":     0,
+		"RESYNC_REASON_INITIAL":         1,
+		"RESYNC_REASON_TOO_OLD":         2,
+		"RESYNC_REASON_SLOW_CONSUMER":   3,
+		"RESYNC_REASON_CHANNEL_CHANGED": 4,
+	}
+)
+
+func (x ResyncReason) Enum() *ResyncReason {
+	p := new(ResyncReason)
+	*p = x
+	return p
+}
+
+func (x ResyncReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ResyncReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_stockd_v1_inventory_proto_enumTypes[1].Descriptor()
+}
+
+func (ResyncReason) Type() protoreflect.EnumType {
+	return &file_stockd_v1_inventory_proto_enumTypes[1]
+}
+
+func (x ResyncReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ResyncReason.Descriptor instead.
+func (ResyncReason) EnumDescriptor() ([]byte, []int) {
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{1}
+}
+
 type GetAvailabilityRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The channel asking; its locations and buffers shape the figure.
@@ -2274,6 +2336,528 @@ func (x *Allocation) GetPromisedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+type WatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The channel whose view of availability is watched.
+	Channel string `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	// At most one of skus and sku_prefix; neither watches every SKU the
+	// channel can sell (and any SKU that gains stock later).
+	// Explicit SKUs, at most 1,000.
+	Skus []string `protobuf:"bytes,2,rep,name=skus,proto3" json:"skus,omitempty"`
+	// Every SKU starting with this prefix.
+	SkuPrefix string `protobuf:"bytes,3,opt,name=sku_prefix,json=skuPrefix,proto3" json:"sku_prefix,omitempty"`
+	// 0: start with the current state of the matching SKUs. Otherwise resume
+	// after this revision (a WatchResponse.revision seen before): first the
+	// latest figure of every matching SKU that changed after it, in order of
+	// last change, then live events; if the node's change log no longer reaches
+	// back that far, a resync (RESYNC_REASON_TOO_OLD) with the current state.
+	// A node that has not applied it yet waits for it as for min_revision (up
+	// to 2 s, then UNAVAILABLE).
+	FromRevision  uint64 `protobuf:"varint,4,opt,name=from_revision,json=fromRevision,proto3" json:"from_revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchRequest) Reset() {
+	*x = WatchRequest{}
+	mi := &file_stockd_v1_inventory_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchRequest) ProtoMessage() {}
+
+func (x *WatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_inventory_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
+func (*WatchRequest) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *WatchRequest) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *WatchRequest) GetSkus() []string {
+	if x != nil {
+		return x.Skus
+	}
+	return nil
+}
+
+func (x *WatchRequest) GetSkuPrefix() string {
+	if x != nil {
+		return x.SkuPrefix
+	}
+	return ""
+}
+
+func (x *WatchRequest) GetFromRevision() uint64 {
+	if x != nil {
+		return x.FromRevision
+	}
+	return 0
+}
+
+type WatchEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The SKU's figure as GetAvailability answers it.
+	Availability *SkuAvailability `protobuf:"bytes,1,opt,name=availability,proto3" json:"availability,omitempty"`
+	// The revision of the last change seen to move it; within a stream,
+	// events come in the order of this revision.
+	Revision      uint64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchEvent) Reset() {
+	*x = WatchEvent{}
+	mi := &file_stockd_v1_inventory_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchEvent) ProtoMessage() {}
+
+func (x *WatchEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_inventory_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
+func (*WatchEvent) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *WatchEvent) GetAvailability() *SkuAvailability {
+	if x != nil {
+		return x.Availability
+	}
+	return nil
+}
+
+func (x *WatchEvent) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type WatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Figures that changed, in order of their last change; a SKU appears once
+	// per message (bursts coalesce: the latest figure wins).
+	Events []*WatchEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// The progress mark: every change at or before this revision has been
+	// sent, as its figure or a later one. Store it and pass it as
+	// from_revision to resume. 0 in the messages of a state transfer before its
+	// last one. A message with no events and a new revision is a progress
+	// heartbeat.
+	Revision uint64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	// This message begins a state transfer: the current figure of every
+	// matching SKU follows (over one or more messages, the last carrying the
+	// revision); forget what you held for this filter.
+	Resync        bool         `protobuf:"varint,3,opt,name=resync,proto3" json:"resync,omitempty"`
+	ResyncReason  ResyncReason `protobuf:"varint,4,opt,name=resync_reason,json=resyncReason,proto3,enum=stockd.v1.ResyncReason" json:"resync_reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchResponse) Reset() {
+	*x = WatchResponse{}
+	mi := &file_stockd_v1_inventory_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchResponse) ProtoMessage() {}
+
+func (x *WatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_inventory_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
+func (*WatchResponse) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *WatchResponse) GetEvents() []*WatchEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *WatchResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *WatchResponse) GetResync() bool {
+	if x != nil {
+		return x.Resync
+	}
+	return false
+}
+
+func (x *WatchResponse) GetResyncReason() ResyncReason {
+	if x != nil {
+		return x.ResyncReason
+	}
+	return ResyncReason_RESYNC_REASON_UNSPECIFIED
+}
+
+type ListChangesRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Channel string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	// Changes after this revision (a previous answer's revision). 0: since the
+	// change log's start, which a node only keeps in memory: prefer
+	// ListAvailability for a first load.
+	SinceRevision uint64 `protobuf:"varint,2,opt,name=since_revision,json=sinceRevision,proto3" json:"since_revision,omitempty"`
+	// 1-10,000; 0 means 1,000.
+	PageSize uint32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From the previous answer's next_page_token (with the same
+	// since_revision).
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	MinRevision   uint64 `protobuf:"varint,5,opt,name=min_revision,json=minRevision,proto3" json:"min_revision,omitempty"`
+	Linearizable  bool   `protobuf:"varint,6,opt,name=linearizable,proto3" json:"linearizable,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListChangesRequest) Reset() {
+	*x = ListChangesRequest{}
+	mi := &file_stockd_v1_inventory_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListChangesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListChangesRequest) ProtoMessage() {}
+
+func (x *ListChangesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_inventory_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListChangesRequest.ProtoReflect.Descriptor instead.
+func (*ListChangesRequest) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ListChangesRequest) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *ListChangesRequest) GetSinceRevision() uint64 {
+	if x != nil {
+		return x.SinceRevision
+	}
+	return 0
+}
+
+func (x *ListChangesRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListChangesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListChangesRequest) GetMinRevision() uint64 {
+	if x != nil {
+		return x.MinRevision
+	}
+	return 0
+}
+
+func (x *ListChangesRequest) GetLinearizable() bool {
+	if x != nil {
+		return x.Linearizable
+	}
+	return false
+}
+
+type ListChangesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The current figures of the SKUs whose availability inputs visible to the
+	// channel changed after since_revision, sorted by SKU.
+	Skus []*SkuAvailability `protobuf:"bytes,1,rep,name=skus,proto3" json:"skus,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// The revision the pages cover changes through: pass it as since_revision
+	// next time (from the last page's answer).
+	Revision uint64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	// since_revision is older than this node's change log keeps: reload with
+	// ListAvailability (skus is empty).
+	ResyncRequired bool `protobuf:"varint,4,opt,name=resync_required,json=resyncRequired,proto3" json:"resync_required,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ListChangesResponse) Reset() {
+	*x = ListChangesResponse{}
+	mi := &file_stockd_v1_inventory_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListChangesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListChangesResponse) ProtoMessage() {}
+
+func (x *ListChangesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_inventory_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListChangesResponse.ProtoReflect.Descriptor instead.
+func (*ListChangesResponse) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ListChangesResponse) GetSkus() []*SkuAvailability {
+	if x != nil {
+		return x.Skus
+	}
+	return nil
+}
+
+func (x *ListChangesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListChangesResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *ListChangesResponse) GetResyncRequired() bool {
+	if x != nil {
+		return x.ResyncRequired
+	}
+	return false
+}
+
+type ListAvailabilityRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Channel string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	// 1-10,000; 0 means 1,000.
+	PageSize uint32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From the previous answer's next_page_token.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	MinRevision   uint64 `protobuf:"varint,4,opt,name=min_revision,json=minRevision,proto3" json:"min_revision,omitempty"`
+	Linearizable  bool   `protobuf:"varint,5,opt,name=linearizable,proto3" json:"linearizable,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAvailabilityRequest) Reset() {
+	*x = ListAvailabilityRequest{}
+	mi := &file_stockd_v1_inventory_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAvailabilityRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAvailabilityRequest) ProtoMessage() {}
+
+func (x *ListAvailabilityRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_inventory_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAvailabilityRequest.ProtoReflect.Descriptor instead.
+func (*ListAvailabilityRequest) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ListAvailabilityRequest) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *ListAvailabilityRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListAvailabilityRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListAvailabilityRequest) GetMinRevision() uint64 {
+	if x != nil {
+		return x.MinRevision
+	}
+	return 0
+}
+
+func (x *ListAvailabilityRequest) GetLinearizable() bool {
+	if x != nil {
+		return x.Linearizable
+	}
+	return false
+}
+
+type ListAvailabilityResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Every SKU the channel can sell, sorted by SKU: items with a counter at
+	// one of its locations (unless the channel requires mappings) and mapped
+	// SKUs.
+	Skus []*SkuAvailability `protobuf:"bytes,1,rep,name=skus,proto3" json:"skus,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// The revision this page reflects (at least). Pages are not one cut: start
+	// a ListChanges or Watch from the first page's revision to catch up.
+	Revision      uint64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAvailabilityResponse) Reset() {
+	*x = ListAvailabilityResponse{}
+	mi := &file_stockd_v1_inventory_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAvailabilityResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAvailabilityResponse) ProtoMessage() {}
+
+func (x *ListAvailabilityResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stockd_v1_inventory_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAvailabilityResponse.ProtoReflect.Descriptor instead.
+func (*ListAvailabilityResponse) Descriptor() ([]byte, []int) {
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ListAvailabilityResponse) GetSkus() []*SkuAvailability {
+	if x != nil {
+		return x.Skus
+	}
+	return nil
+}
+
+func (x *ListAvailabilityResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListAvailabilityResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 var File_stockd_v1_inventory_proto protoreflect.FileDescriptor
 
 const file_stockd_v1_inventory_proto_rawDesc = "" +
@@ -2438,14 +3022,59 @@ const file_stockd_v1_inventory_proto_rawDesc = "" +
 	"\n" +
 	"po_line_id\x18\x04 \x01(\tR\bpoLineId\x12;\n" +
 	"\vpromised_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"promisedAt*\xd2\x01\n" +
+	"promisedAt\"\x80\x01\n" +
+	"\fWatchRequest\x12\x18\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\x12\x12\n" +
+	"\x04skus\x18\x02 \x03(\tR\x04skus\x12\x1d\n" +
+	"\n" +
+	"sku_prefix\x18\x03 \x01(\tR\tskuPrefix\x12#\n" +
+	"\rfrom_revision\x18\x04 \x01(\x04R\ffromRevision\"h\n" +
+	"\n" +
+	"WatchEvent\x12>\n" +
+	"\favailability\x18\x01 \x01(\v2\x1a.stockd.v1.SkuAvailabilityR\favailability\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\"\xb0\x01\n" +
+	"\rWatchResponse\x12-\n" +
+	"\x06events\x18\x01 \x03(\v2\x15.stockd.v1.WatchEventR\x06events\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\x12\x16\n" +
+	"\x06resync\x18\x03 \x01(\bR\x06resync\x12<\n" +
+	"\rresync_reason\x18\x04 \x01(\x0e2\x17.stockd.v1.ResyncReasonR\fresyncReason\"\xd8\x01\n" +
+	"\x12ListChangesRequest\x12\x18\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\x12%\n" +
+	"\x0esince_revision\x18\x02 \x01(\x04R\rsinceRevision\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\x12!\n" +
+	"\fmin_revision\x18\x05 \x01(\x04R\vminRevision\x12\"\n" +
+	"\flinearizable\x18\x06 \x01(\bR\flinearizable\"\xb2\x01\n" +
+	"\x13ListChangesResponse\x12.\n" +
+	"\x04skus\x18\x01 \x03(\v2\x1a.stockd.v1.SkuAvailabilityR\x04skus\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x04R\brevision\x12'\n" +
+	"\x0fresync_required\x18\x04 \x01(\bR\x0eresyncRequired\"\xb6\x01\n" +
+	"\x17ListAvailabilityRequest\x12\x18\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\x12!\n" +
+	"\fmin_revision\x18\x04 \x01(\x04R\vminRevision\x12\"\n" +
+	"\flinearizable\x18\x05 \x01(\bR\flinearizable\"\x8e\x01\n" +
+	"\x18ListAvailabilityResponse\x12.\n" +
+	"\x04skus\x18\x01 \x03(\v2\x1a.stockd.v1.SkuAvailabilityR\x04skus\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x04R\brevision*\xd2\x01\n" +
 	"\x10ReservationState\x12!\n" +
 	"\x1dRESERVATION_STATE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16RESERVATION_STATE_HELD\x10\x01\x12\x1f\n" +
 	"\x1bRESERVATION_STATE_CONFIRMED\x10\x02\x12\x1e\n" +
 	"\x1aRESERVATION_STATE_RELEASED\x10\x03\x12\x1d\n" +
 	"\x19RESERVATION_STATE_EXPIRED\x10\x04\x12\x1f\n" +
-	"\x1bRESERVATION_STATE_CANCELLED\x10\x052\xd4\x06\n" +
+	"\x1bRESERVATION_STATE_CANCELLED\x10\x05*\xa7\x01\n" +
+	"\fResyncReason\x12\x1d\n" +
+	"\x19RESYNC_REASON_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15RESYNC_REASON_INITIAL\x10\x01\x12\x19\n" +
+	"\x15RESYNC_REASON_TOO_OLD\x10\x02\x12\x1f\n" +
+	"\x1bRESYNC_REASON_SLOW_CONSUMER\x10\x03\x12!\n" +
+	"\x1dRESYNC_REASON_CHANNEL_CHANGED\x10\x042\xbd\b\n" +
 	"\tInventory\x12X\n" +
 	"\x0fGetAvailability\x12!.stockd.v1.GetAvailabilityRequest\x1a\".stockd.v1.GetAvailabilityResponse\x12@\n" +
 	"\aReserve\x12\x19.stockd.v1.ReserveRequest\x1a\x1a.stockd.v1.ReserveResponse\x12@\n" +
@@ -2458,7 +3087,10 @@ const file_stockd_v1_inventory_proto_rawDesc = "" +
 	"\bGetOrder\x12\x1a.stockd.v1.GetOrderRequest\x1a\x1b.stockd.v1.GetOrderResponse\x12I\n" +
 	"\n" +
 	"ReleaseAll\x12\x1c.stockd.v1.ReleaseAllRequest\x1a\x1d.stockd.v1.ReleaseAllResponse\x12V\n" +
-	"\rReserveStream\x12\x1f.stockd.v1.ReserveStreamRequest\x1a .stockd.v1.ReserveStreamResponse(\x010\x01B0Z.github.com/stockd/stockd/api/stockdv1;stockdv1b\x06proto3"
+	"\rReserveStream\x12\x1f.stockd.v1.ReserveStreamRequest\x1a .stockd.v1.ReserveStreamResponse(\x010\x01\x12<\n" +
+	"\x05Watch\x12\x17.stockd.v1.WatchRequest\x1a\x18.stockd.v1.WatchResponse0\x01\x12L\n" +
+	"\vListChanges\x12\x1d.stockd.v1.ListChangesRequest\x1a\x1e.stockd.v1.ListChangesResponse\x12[\n" +
+	"\x10ListAvailability\x12\".stockd.v1.ListAvailabilityRequest\x1a#.stockd.v1.ListAvailabilityResponseB0Z.github.com/stockd/stockd/api/stockdv1;stockdv1b\x06proto3"
 
 var (
 	file_stockd_v1_inventory_proto_rawDescOnce sync.Once
@@ -2472,107 +3104,126 @@ func file_stockd_v1_inventory_proto_rawDescGZIP() []byte {
 	return file_stockd_v1_inventory_proto_rawDescData
 }
 
-var file_stockd_v1_inventory_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_stockd_v1_inventory_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_stockd_v1_inventory_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_stockd_v1_inventory_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_stockd_v1_inventory_proto_goTypes = []any{
 	(ReservationState)(0),            // 0: stockd.v1.ReservationState
-	(*GetAvailabilityRequest)(nil),   // 1: stockd.v1.GetAvailabilityRequest
-	(*GetAvailabilityResponse)(nil),  // 2: stockd.v1.GetAvailabilityResponse
-	(*SkuAvailability)(nil),          // 3: stockd.v1.SkuAvailability
-	(*IncomingAvailability)(nil),     // 4: stockd.v1.IncomingAvailability
-	(*LocationAvailability)(nil),     // 5: stockd.v1.LocationAvailability
-	(*ReserveLine)(nil),              // 6: stockd.v1.ReserveLine
-	(*ReserveRequest)(nil),           // 7: stockd.v1.ReserveRequest
-	(*ReserveResponse)(nil),          // 8: stockd.v1.ReserveResponse
-	(*ConfirmRequest)(nil),           // 9: stockd.v1.ConfirmRequest
-	(*ConfirmResponse)(nil),          // 10: stockd.v1.ConfirmResponse
-	(*ReleaseRequest)(nil),           // 11: stockd.v1.ReleaseRequest
-	(*ReleaseLine)(nil),              // 12: stockd.v1.ReleaseLine
-	(*ExtendRequest)(nil),            // 13: stockd.v1.ExtendRequest
-	(*ExtendResponse)(nil),           // 14: stockd.v1.ExtendResponse
-	(*CancelOrderRequest)(nil),       // 15: stockd.v1.CancelOrderRequest
-	(*CancelOrderResponse)(nil),      // 16: stockd.v1.CancelOrderResponse
-	(*ListReservationsRequest)(nil),  // 17: stockd.v1.ListReservationsRequest
-	(*ListReservationsResponse)(nil), // 18: stockd.v1.ListReservationsResponse
-	(*GetOrderRequest)(nil),          // 19: stockd.v1.GetOrderRequest
-	(*GetOrderResponse)(nil),         // 20: stockd.v1.GetOrderResponse
-	(*ReleaseAllRequest)(nil),        // 21: stockd.v1.ReleaseAllRequest
-	(*ReleaseAllResponse)(nil),       // 22: stockd.v1.ReleaseAllResponse
-	(*ReserveStreamRequest)(nil),     // 23: stockd.v1.ReserveStreamRequest
-	(*ReserveStreamResponse)(nil),    // 24: stockd.v1.ReserveStreamResponse
-	(*StreamError)(nil),              // 25: stockd.v1.StreamError
-	(*ReleaseResponse)(nil),          // 26: stockd.v1.ReleaseResponse
-	(*GetReservationRequest)(nil),    // 27: stockd.v1.GetReservationRequest
-	(*GetReservationResponse)(nil),   // 28: stockd.v1.GetReservationResponse
-	(*Reservation)(nil),              // 29: stockd.v1.Reservation
-	(*ReservationLine)(nil),          // 30: stockd.v1.ReservationLine
-	(*Allocation)(nil),               // 31: stockd.v1.Allocation
-	(*timestamppb.Timestamp)(nil),    // 32: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 33: google.protobuf.Duration
-	(*OutboxEntry)(nil),              // 34: stockd.v1.OutboxEntry
-	(*anypb.Any)(nil),                // 35: google.protobuf.Any
+	(ResyncReason)(0),                // 1: stockd.v1.ResyncReason
+	(*GetAvailabilityRequest)(nil),   // 2: stockd.v1.GetAvailabilityRequest
+	(*GetAvailabilityResponse)(nil),  // 3: stockd.v1.GetAvailabilityResponse
+	(*SkuAvailability)(nil),          // 4: stockd.v1.SkuAvailability
+	(*IncomingAvailability)(nil),     // 5: stockd.v1.IncomingAvailability
+	(*LocationAvailability)(nil),     // 6: stockd.v1.LocationAvailability
+	(*ReserveLine)(nil),              // 7: stockd.v1.ReserveLine
+	(*ReserveRequest)(nil),           // 8: stockd.v1.ReserveRequest
+	(*ReserveResponse)(nil),          // 9: stockd.v1.ReserveResponse
+	(*ConfirmRequest)(nil),           // 10: stockd.v1.ConfirmRequest
+	(*ConfirmResponse)(nil),          // 11: stockd.v1.ConfirmResponse
+	(*ReleaseRequest)(nil),           // 12: stockd.v1.ReleaseRequest
+	(*ReleaseLine)(nil),              // 13: stockd.v1.ReleaseLine
+	(*ExtendRequest)(nil),            // 14: stockd.v1.ExtendRequest
+	(*ExtendResponse)(nil),           // 15: stockd.v1.ExtendResponse
+	(*CancelOrderRequest)(nil),       // 16: stockd.v1.CancelOrderRequest
+	(*CancelOrderResponse)(nil),      // 17: stockd.v1.CancelOrderResponse
+	(*ListReservationsRequest)(nil),  // 18: stockd.v1.ListReservationsRequest
+	(*ListReservationsResponse)(nil), // 19: stockd.v1.ListReservationsResponse
+	(*GetOrderRequest)(nil),          // 20: stockd.v1.GetOrderRequest
+	(*GetOrderResponse)(nil),         // 21: stockd.v1.GetOrderResponse
+	(*ReleaseAllRequest)(nil),        // 22: stockd.v1.ReleaseAllRequest
+	(*ReleaseAllResponse)(nil),       // 23: stockd.v1.ReleaseAllResponse
+	(*ReserveStreamRequest)(nil),     // 24: stockd.v1.ReserveStreamRequest
+	(*ReserveStreamResponse)(nil),    // 25: stockd.v1.ReserveStreamResponse
+	(*StreamError)(nil),              // 26: stockd.v1.StreamError
+	(*ReleaseResponse)(nil),          // 27: stockd.v1.ReleaseResponse
+	(*GetReservationRequest)(nil),    // 28: stockd.v1.GetReservationRequest
+	(*GetReservationResponse)(nil),   // 29: stockd.v1.GetReservationResponse
+	(*Reservation)(nil),              // 30: stockd.v1.Reservation
+	(*ReservationLine)(nil),          // 31: stockd.v1.ReservationLine
+	(*Allocation)(nil),               // 32: stockd.v1.Allocation
+	(*WatchRequest)(nil),             // 33: stockd.v1.WatchRequest
+	(*WatchEvent)(nil),               // 34: stockd.v1.WatchEvent
+	(*WatchResponse)(nil),            // 35: stockd.v1.WatchResponse
+	(*ListChangesRequest)(nil),       // 36: stockd.v1.ListChangesRequest
+	(*ListChangesResponse)(nil),      // 37: stockd.v1.ListChangesResponse
+	(*ListAvailabilityRequest)(nil),  // 38: stockd.v1.ListAvailabilityRequest
+	(*ListAvailabilityResponse)(nil), // 39: stockd.v1.ListAvailabilityResponse
+	(*timestamppb.Timestamp)(nil),    // 40: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 41: google.protobuf.Duration
+	(*OutboxEntry)(nil),              // 42: stockd.v1.OutboxEntry
+	(*anypb.Any)(nil),                // 43: google.protobuf.Any
 }
 var file_stockd_v1_inventory_proto_depIdxs = []int32{
-	3,  // 0: stockd.v1.GetAvailabilityResponse.skus:type_name -> stockd.v1.SkuAvailability
-	5,  // 1: stockd.v1.SkuAvailability.locations:type_name -> stockd.v1.LocationAvailability
-	4,  // 2: stockd.v1.SkuAvailability.incoming:type_name -> stockd.v1.IncomingAvailability
-	32, // 3: stockd.v1.IncomingAvailability.eta:type_name -> google.protobuf.Timestamp
-	6,  // 4: stockd.v1.ReserveRequest.lines:type_name -> stockd.v1.ReserveLine
-	33, // 5: stockd.v1.ReserveRequest.ttl:type_name -> google.protobuf.Duration
-	29, // 6: stockd.v1.ReserveResponse.reservation:type_name -> stockd.v1.Reservation
-	29, // 7: stockd.v1.ConfirmResponse.reservation:type_name -> stockd.v1.Reservation
-	12, // 8: stockd.v1.ReleaseRequest.lines:type_name -> stockd.v1.ReleaseLine
-	33, // 9: stockd.v1.ExtendRequest.ttl:type_name -> google.protobuf.Duration
-	29, // 10: stockd.v1.ExtendResponse.reservation:type_name -> stockd.v1.Reservation
-	29, // 11: stockd.v1.CancelOrderResponse.reservation:type_name -> stockd.v1.Reservation
+	4,  // 0: stockd.v1.GetAvailabilityResponse.skus:type_name -> stockd.v1.SkuAvailability
+	6,  // 1: stockd.v1.SkuAvailability.locations:type_name -> stockd.v1.LocationAvailability
+	5,  // 2: stockd.v1.SkuAvailability.incoming:type_name -> stockd.v1.IncomingAvailability
+	40, // 3: stockd.v1.IncomingAvailability.eta:type_name -> google.protobuf.Timestamp
+	7,  // 4: stockd.v1.ReserveRequest.lines:type_name -> stockd.v1.ReserveLine
+	41, // 5: stockd.v1.ReserveRequest.ttl:type_name -> google.protobuf.Duration
+	30, // 6: stockd.v1.ReserveResponse.reservation:type_name -> stockd.v1.Reservation
+	30, // 7: stockd.v1.ConfirmResponse.reservation:type_name -> stockd.v1.Reservation
+	13, // 8: stockd.v1.ReleaseRequest.lines:type_name -> stockd.v1.ReleaseLine
+	41, // 9: stockd.v1.ExtendRequest.ttl:type_name -> google.protobuf.Duration
+	30, // 10: stockd.v1.ExtendResponse.reservation:type_name -> stockd.v1.Reservation
+	30, // 11: stockd.v1.CancelOrderResponse.reservation:type_name -> stockd.v1.Reservation
 	0,  // 12: stockd.v1.ListReservationsRequest.state:type_name -> stockd.v1.ReservationState
-	33, // 13: stockd.v1.ListReservationsRequest.expiring_within:type_name -> google.protobuf.Duration
-	29, // 14: stockd.v1.ListReservationsResponse.reservations:type_name -> stockd.v1.Reservation
-	34, // 15: stockd.v1.GetOrderResponse.order:type_name -> stockd.v1.OutboxEntry
-	7,  // 16: stockd.v1.ReserveStreamRequest.reserve:type_name -> stockd.v1.ReserveRequest
-	9,  // 17: stockd.v1.ReserveStreamRequest.confirm:type_name -> stockd.v1.ConfirmRequest
-	11, // 18: stockd.v1.ReserveStreamRequest.release:type_name -> stockd.v1.ReleaseRequest
-	8,  // 19: stockd.v1.ReserveStreamResponse.reserve:type_name -> stockd.v1.ReserveResponse
-	10, // 20: stockd.v1.ReserveStreamResponse.confirm:type_name -> stockd.v1.ConfirmResponse
-	26, // 21: stockd.v1.ReserveStreamResponse.release:type_name -> stockd.v1.ReleaseResponse
-	25, // 22: stockd.v1.ReserveStreamResponse.error:type_name -> stockd.v1.StreamError
-	35, // 23: stockd.v1.StreamError.details:type_name -> google.protobuf.Any
-	29, // 24: stockd.v1.ReleaseResponse.reservation:type_name -> stockd.v1.Reservation
-	29, // 25: stockd.v1.GetReservationResponse.reservation:type_name -> stockd.v1.Reservation
+	41, // 13: stockd.v1.ListReservationsRequest.expiring_within:type_name -> google.protobuf.Duration
+	30, // 14: stockd.v1.ListReservationsResponse.reservations:type_name -> stockd.v1.Reservation
+	42, // 15: stockd.v1.GetOrderResponse.order:type_name -> stockd.v1.OutboxEntry
+	8,  // 16: stockd.v1.ReserveStreamRequest.reserve:type_name -> stockd.v1.ReserveRequest
+	10, // 17: stockd.v1.ReserveStreamRequest.confirm:type_name -> stockd.v1.ConfirmRequest
+	12, // 18: stockd.v1.ReserveStreamRequest.release:type_name -> stockd.v1.ReleaseRequest
+	9,  // 19: stockd.v1.ReserveStreamResponse.reserve:type_name -> stockd.v1.ReserveResponse
+	11, // 20: stockd.v1.ReserveStreamResponse.confirm:type_name -> stockd.v1.ConfirmResponse
+	27, // 21: stockd.v1.ReserveStreamResponse.release:type_name -> stockd.v1.ReleaseResponse
+	26, // 22: stockd.v1.ReserveStreamResponse.error:type_name -> stockd.v1.StreamError
+	43, // 23: stockd.v1.StreamError.details:type_name -> google.protobuf.Any
+	30, // 24: stockd.v1.ReleaseResponse.reservation:type_name -> stockd.v1.Reservation
+	30, // 25: stockd.v1.GetReservationResponse.reservation:type_name -> stockd.v1.Reservation
 	0,  // 26: stockd.v1.Reservation.state:type_name -> stockd.v1.ReservationState
-	30, // 27: stockd.v1.Reservation.lines:type_name -> stockd.v1.ReservationLine
-	32, // 28: stockd.v1.Reservation.created_at:type_name -> google.protobuf.Timestamp
-	32, // 29: stockd.v1.Reservation.expires_at:type_name -> google.protobuf.Timestamp
-	31, // 30: stockd.v1.ReservationLine.allocations:type_name -> stockd.v1.Allocation
-	32, // 31: stockd.v1.ReservationLine.promised_at:type_name -> google.protobuf.Timestamp
-	32, // 32: stockd.v1.Allocation.promised_at:type_name -> google.protobuf.Timestamp
-	1,  // 33: stockd.v1.Inventory.GetAvailability:input_type -> stockd.v1.GetAvailabilityRequest
-	7,  // 34: stockd.v1.Inventory.Reserve:input_type -> stockd.v1.ReserveRequest
-	9,  // 35: stockd.v1.Inventory.Confirm:input_type -> stockd.v1.ConfirmRequest
-	11, // 36: stockd.v1.Inventory.Release:input_type -> stockd.v1.ReleaseRequest
-	27, // 37: stockd.v1.Inventory.GetReservation:input_type -> stockd.v1.GetReservationRequest
-	13, // 38: stockd.v1.Inventory.Extend:input_type -> stockd.v1.ExtendRequest
-	15, // 39: stockd.v1.Inventory.CancelOrder:input_type -> stockd.v1.CancelOrderRequest
-	17, // 40: stockd.v1.Inventory.ListReservations:input_type -> stockd.v1.ListReservationsRequest
-	19, // 41: stockd.v1.Inventory.GetOrder:input_type -> stockd.v1.GetOrderRequest
-	21, // 42: stockd.v1.Inventory.ReleaseAll:input_type -> stockd.v1.ReleaseAllRequest
-	23, // 43: stockd.v1.Inventory.ReserveStream:input_type -> stockd.v1.ReserveStreamRequest
-	2,  // 44: stockd.v1.Inventory.GetAvailability:output_type -> stockd.v1.GetAvailabilityResponse
-	8,  // 45: stockd.v1.Inventory.Reserve:output_type -> stockd.v1.ReserveResponse
-	10, // 46: stockd.v1.Inventory.Confirm:output_type -> stockd.v1.ConfirmResponse
-	26, // 47: stockd.v1.Inventory.Release:output_type -> stockd.v1.ReleaseResponse
-	28, // 48: stockd.v1.Inventory.GetReservation:output_type -> stockd.v1.GetReservationResponse
-	14, // 49: stockd.v1.Inventory.Extend:output_type -> stockd.v1.ExtendResponse
-	16, // 50: stockd.v1.Inventory.CancelOrder:output_type -> stockd.v1.CancelOrderResponse
-	18, // 51: stockd.v1.Inventory.ListReservations:output_type -> stockd.v1.ListReservationsResponse
-	20, // 52: stockd.v1.Inventory.GetOrder:output_type -> stockd.v1.GetOrderResponse
-	22, // 53: stockd.v1.Inventory.ReleaseAll:output_type -> stockd.v1.ReleaseAllResponse
-	24, // 54: stockd.v1.Inventory.ReserveStream:output_type -> stockd.v1.ReserveStreamResponse
-	44, // [44:55] is the sub-list for method output_type
-	33, // [33:44] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	31, // 27: stockd.v1.Reservation.lines:type_name -> stockd.v1.ReservationLine
+	40, // 28: stockd.v1.Reservation.created_at:type_name -> google.protobuf.Timestamp
+	40, // 29: stockd.v1.Reservation.expires_at:type_name -> google.protobuf.Timestamp
+	32, // 30: stockd.v1.ReservationLine.allocations:type_name -> stockd.v1.Allocation
+	40, // 31: stockd.v1.ReservationLine.promised_at:type_name -> google.protobuf.Timestamp
+	40, // 32: stockd.v1.Allocation.promised_at:type_name -> google.protobuf.Timestamp
+	4,  // 33: stockd.v1.WatchEvent.availability:type_name -> stockd.v1.SkuAvailability
+	34, // 34: stockd.v1.WatchResponse.events:type_name -> stockd.v1.WatchEvent
+	1,  // 35: stockd.v1.WatchResponse.resync_reason:type_name -> stockd.v1.ResyncReason
+	4,  // 36: stockd.v1.ListChangesResponse.skus:type_name -> stockd.v1.SkuAvailability
+	4,  // 37: stockd.v1.ListAvailabilityResponse.skus:type_name -> stockd.v1.SkuAvailability
+	2,  // 38: stockd.v1.Inventory.GetAvailability:input_type -> stockd.v1.GetAvailabilityRequest
+	8,  // 39: stockd.v1.Inventory.Reserve:input_type -> stockd.v1.ReserveRequest
+	10, // 40: stockd.v1.Inventory.Confirm:input_type -> stockd.v1.ConfirmRequest
+	12, // 41: stockd.v1.Inventory.Release:input_type -> stockd.v1.ReleaseRequest
+	28, // 42: stockd.v1.Inventory.GetReservation:input_type -> stockd.v1.GetReservationRequest
+	14, // 43: stockd.v1.Inventory.Extend:input_type -> stockd.v1.ExtendRequest
+	16, // 44: stockd.v1.Inventory.CancelOrder:input_type -> stockd.v1.CancelOrderRequest
+	18, // 45: stockd.v1.Inventory.ListReservations:input_type -> stockd.v1.ListReservationsRequest
+	20, // 46: stockd.v1.Inventory.GetOrder:input_type -> stockd.v1.GetOrderRequest
+	22, // 47: stockd.v1.Inventory.ReleaseAll:input_type -> stockd.v1.ReleaseAllRequest
+	24, // 48: stockd.v1.Inventory.ReserveStream:input_type -> stockd.v1.ReserveStreamRequest
+	33, // 49: stockd.v1.Inventory.Watch:input_type -> stockd.v1.WatchRequest
+	36, // 50: stockd.v1.Inventory.ListChanges:input_type -> stockd.v1.ListChangesRequest
+	38, // 51: stockd.v1.Inventory.ListAvailability:input_type -> stockd.v1.ListAvailabilityRequest
+	3,  // 52: stockd.v1.Inventory.GetAvailability:output_type -> stockd.v1.GetAvailabilityResponse
+	9,  // 53: stockd.v1.Inventory.Reserve:output_type -> stockd.v1.ReserveResponse
+	11, // 54: stockd.v1.Inventory.Confirm:output_type -> stockd.v1.ConfirmResponse
+	27, // 55: stockd.v1.Inventory.Release:output_type -> stockd.v1.ReleaseResponse
+	29, // 56: stockd.v1.Inventory.GetReservation:output_type -> stockd.v1.GetReservationResponse
+	15, // 57: stockd.v1.Inventory.Extend:output_type -> stockd.v1.ExtendResponse
+	17, // 58: stockd.v1.Inventory.CancelOrder:output_type -> stockd.v1.CancelOrderResponse
+	19, // 59: stockd.v1.Inventory.ListReservations:output_type -> stockd.v1.ListReservationsResponse
+	21, // 60: stockd.v1.Inventory.GetOrder:output_type -> stockd.v1.GetOrderResponse
+	23, // 61: stockd.v1.Inventory.ReleaseAll:output_type -> stockd.v1.ReleaseAllResponse
+	25, // 62: stockd.v1.Inventory.ReserveStream:output_type -> stockd.v1.ReserveStreamResponse
+	35, // 63: stockd.v1.Inventory.Watch:output_type -> stockd.v1.WatchResponse
+	37, // 64: stockd.v1.Inventory.ListChanges:output_type -> stockd.v1.ListChangesResponse
+	39, // 65: stockd.v1.Inventory.ListAvailability:output_type -> stockd.v1.ListAvailabilityResponse
+	52, // [52:66] is the sub-list for method output_type
+	38, // [38:52] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_stockd_v1_inventory_proto_init() }
@@ -2597,8 +3248,8 @@ func file_stockd_v1_inventory_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stockd_v1_inventory_proto_rawDesc), len(file_stockd_v1_inventory_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   31,
+			NumEnums:      2,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

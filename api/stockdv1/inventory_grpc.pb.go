@@ -30,6 +30,9 @@ const (
 	Inventory_GetOrder_FullMethodName         = "/stockd.v1.Inventory/GetOrder"
 	Inventory_ReleaseAll_FullMethodName       = "/stockd.v1.Inventory/ReleaseAll"
 	Inventory_ReserveStream_FullMethodName    = "/stockd.v1.Inventory/ReserveStream"
+	Inventory_Watch_FullMethodName            = "/stockd.v1.Inventory/Watch"
+	Inventory_ListChanges_FullMethodName      = "/stockd.v1.Inventory/ListChanges"
+	Inventory_ListAvailability_FullMethodName = "/stockd.v1.Inventory/ListAvailability"
 )
 
 // InventoryClient is the client API for Inventory service.
@@ -72,6 +75,16 @@ type InventoryClient interface {
 	// server stops reading until answers are taken. A broken stream loses
 	// nothing acknowledged; resend unanswered requests (same ids) on a new one.
 	ReserveStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ReserveStreamRequest, ReserveStreamResponse], error)
+	// Watch streams the availability of a channel's SKUs as it changes (see
+	// WatchRequest): the current state first (unless resuming), then the new
+	// figure of each SKU whose availability moved, coalesced, in revision order.
+	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
+	// ListChanges pages through the SKUs whose availability inputs changed for
+	// a channel after a revision (a delta pull for scheduled syncs).
+	ListChanges(ctx context.Context, in *ListChangesRequest, opts ...grpc.CallOption) (*ListChangesResponse, error)
+	// ListAvailability pages through every SKU a channel can sell, sorted, for
+	// an initial load.
+	ListAvailability(ctx context.Context, in *ListAvailabilityRequest, opts ...grpc.CallOption) (*ListAvailabilityResponse, error)
 }
 
 type inventoryClient struct {
@@ -195,6 +208,45 @@ func (c *inventoryClient) ReserveStream(ctx context.Context, opts ...grpc.CallOp
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Inventory_ReserveStreamClient = grpc.BidiStreamingClient[ReserveStreamRequest, ReserveStreamResponse]
 
+func (c *inventoryClient) Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Inventory_ServiceDesc.Streams[1], Inventory_Watch_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchRequest, WatchResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Inventory_WatchClient = grpc.ServerStreamingClient[WatchResponse]
+
+func (c *inventoryClient) ListChanges(ctx context.Context, in *ListChangesRequest, opts ...grpc.CallOption) (*ListChangesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListChangesResponse)
+	err := c.cc.Invoke(ctx, Inventory_ListChanges_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *inventoryClient) ListAvailability(ctx context.Context, in *ListAvailabilityRequest, opts ...grpc.CallOption) (*ListAvailabilityResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAvailabilityResponse)
+	err := c.cc.Invoke(ctx, Inventory_ListAvailability_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // InventoryServer is the server API for Inventory service.
 // All implementations must embed UnimplementedInventoryServer
 // for forward compatibility.
@@ -235,6 +287,16 @@ type InventoryServer interface {
 	// server stops reading until answers are taken. A broken stream loses
 	// nothing acknowledged; resend unanswered requests (same ids) on a new one.
 	ReserveStream(grpc.BidiStreamingServer[ReserveStreamRequest, ReserveStreamResponse]) error
+	// Watch streams the availability of a channel's SKUs as it changes (see
+	// WatchRequest): the current state first (unless resuming), then the new
+	// figure of each SKU whose availability moved, coalesced, in revision order.
+	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
+	// ListChanges pages through the SKUs whose availability inputs changed for
+	// a channel after a revision (a delta pull for scheduled syncs).
+	ListChanges(context.Context, *ListChangesRequest) (*ListChangesResponse, error)
+	// ListAvailability pages through every SKU a channel can sell, sorted, for
+	// an initial load.
+	ListAvailability(context.Context, *ListAvailabilityRequest) (*ListAvailabilityResponse, error)
 	mustEmbedUnimplementedInventoryServer()
 }
 
@@ -277,6 +339,15 @@ func (UnimplementedInventoryServer) ReleaseAll(context.Context, *ReleaseAllReque
 }
 func (UnimplementedInventoryServer) ReserveStream(grpc.BidiStreamingServer[ReserveStreamRequest, ReserveStreamResponse]) error {
 	return status.Error(codes.Unimplemented, "method ReserveStream not implemented")
+}
+func (UnimplementedInventoryServer) Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error {
+	return status.Error(codes.Unimplemented, "method Watch not implemented")
+}
+func (UnimplementedInventoryServer) ListChanges(context.Context, *ListChangesRequest) (*ListChangesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListChanges not implemented")
+}
+func (UnimplementedInventoryServer) ListAvailability(context.Context, *ListAvailabilityRequest) (*ListAvailabilityResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAvailability not implemented")
 }
 func (UnimplementedInventoryServer) mustEmbedUnimplementedInventoryServer() {}
 func (UnimplementedInventoryServer) testEmbeddedByValue()                   {}
@@ -486,6 +557,53 @@ func _Inventory_ReserveStream_Handler(srv interface{}, stream grpc.ServerStream)
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Inventory_ReserveStreamServer = grpc.BidiStreamingServer[ReserveStreamRequest, ReserveStreamResponse]
 
+func _Inventory_Watch_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(InventoryServer).Watch(m, &grpc.GenericServerStream[WatchRequest, WatchResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Inventory_WatchServer = grpc.ServerStreamingServer[WatchResponse]
+
+func _Inventory_ListChanges_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListChangesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InventoryServer).ListChanges(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Inventory_ListChanges_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InventoryServer).ListChanges(ctx, req.(*ListChangesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Inventory_ListAvailability_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAvailabilityRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InventoryServer).ListAvailability(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Inventory_ListAvailability_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InventoryServer).ListAvailability(ctx, req.(*ListAvailabilityRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Inventory_ServiceDesc is the grpc.ServiceDesc for Inventory service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -533,6 +651,14 @@ var Inventory_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "ReleaseAll",
 			Handler:    _Inventory_ReleaseAll_Handler,
 		},
+		{
+			MethodName: "ListChanges",
+			Handler:    _Inventory_ListChanges_Handler,
+		},
+		{
+			MethodName: "ListAvailability",
+			Handler:    _Inventory_ListAvailability_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -540,6 +666,11 @@ var Inventory_ServiceDesc = grpc.ServiceDesc{
 			Handler:       _Inventory_ReserveStream_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
+		},
+		{
+			StreamName:    "Watch",
+			Handler:       _Inventory_Watch_Handler,
+			ServerStreams: true,
 		},
 	},
 	Metadata: "stockd/v1/inventory.proto",
