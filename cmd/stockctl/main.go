@@ -56,6 +56,9 @@ channel commands:
   release-all  --channel C [--id ID]
   order        --channel C --ref REF [--min-revision N] [--linearizable]
                a confirmed order: its lines, the ERP's outcome, cancelled, absorbed
+  watch        --channel C [--from-revision N] [--prefix P] [--limit N] [SKU...]
+               print availability events live (the state first, unless
+               resuming) until interrupted; the mark to resume from goes to stderr
 
 ERP commands:
   stock set     [--mark N] ITEM@LOCATION=ON_HAND[:VERSION]...
@@ -120,7 +123,7 @@ global flags:
   --addr HOST:PORT  server address (default 127.0.0.1:7400)
   --json            print each response as protojson, one object per line
   --timeout D       deadline of each call (default 5s; 0 means none); snapshot
-                    save, orders pull, import, export and reconcile are streams and
+                    save, orders pull, watch, import, export and reconcile are streams and
                     are not bounded by it
 
 Run 'stockctl COMMAND -h' for the flags of one command.
@@ -188,6 +191,8 @@ func (s *session) dispatch(ctx context.Context, name string, args []string) erro
 	switch name {
 	case "avail":
 		return s.avail(ctx, args)
+	case "watch":
+		return s.watch(ctx, args) // watch.go
 	case "reserve":
 		return s.reserve(ctx, args)
 	case "confirm":
