@@ -66,6 +66,8 @@ type options struct {
 	shutdownTimeout   time.Duration
 	pprofAddr         string
 	memoryRatio       float64
+	changeLogEntries  int
+	watchBuffer       int
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -95,11 +97,16 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "longest wait for in-flight calls on shutdown")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof profiles on this address (off when empty)")
 	fs.Float64Var(&o.memoryRatio, "memory-ratio", 2, "keep memory near this multiple of the live heap once that passes 256 MiB (a soft limit; 0 turns it off; ignored when GOMEMLIMIT is set)")
+	fs.IntVar(&o.changeLogEntries, "change-log-entries", store.DefaultChangeLogEntries, "changes kept in memory for Watch resumes and ListChanges")
+	fs.IntVar(&o.watchBuffer, "watch-buffer", server.DefaultWatchBufferSKUs, "distinct SKUs that may wait to be sent on one Watch stream before it gets a resync")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if o.changeLogEntries < 1 || o.watchBuffer < 1 {
+		return o, fmt.Errorf("--change-log-entries and --watch-buffer must be >= 1, got %d and %d", o.changeLogEntries, o.watchBuffer)
 	}
 	if o.maxBatch < 1 {
 		return o, fmt.Errorf("--max-batch must be >= 1, got %d", o.maxBatch)
@@ -161,7 +168,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		grpcAdvertise = lis.Addr().String()
 	}
 
-	machine := store.New(store.DefaultConfig())
+	scfg := store.DefaultConfig()
+	scfg.ChangeLogEntries = o.changeLogEntries
+	machine := store.New(scfg)
 	node, err := cluster.New(cluster.Config{
 		NodeID:            o.nodeID,
 		DataDir:           dataDir,
@@ -218,6 +227,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		Exhausted:    []error{cluster.ErrQueueFull},
 		Precondition: []error{cluster.ErrFeatureNotEnabled},
 		SnapshotDir:  dataDir,
+		// Watch streams (watch.go).
+		WatchBufferSKUs: o.watchBuffer,
 		// Reads wait until this node has applied a read index taken after
 		// the start, so a restart never answers older state than before (I5).
 		CatchUpOnStart: true,
