@@ -12,7 +12,7 @@ import (
 // memoryFloorBytes is the soft memory limit the governor never goes below:
 // under it, GOGC alone sets the pace (a small state keeps GOGC=400's cheap
 // collections).
-const memoryFloorBytes = 256 << 20
+const memoryFloorBytes = 128 << 20
 
 // heapGovernor bounds memory once the state is large. stockd runs at
 // GOGC=400, which lets the heap grow to 5x the live state between
