@@ -1,0 +1,233 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/stockd/stockd/api/stockdv1"
+)
+
+// Setup helpers shared by the scenarios: locations, a channel, a catalog of
+// items stocked at every location, Zipf popularity.
+
+// maxStockRows is the most rows stockd takes in one SetStock call.
+const maxStockRows = 10_000
+
+// setupTimeout bounds one setup RPC.
+const setupTimeout = 30 * time.Second
+
+// runNonce returns a prefix unique to this run, so scenarios repeated against
+// the same cluster (--addr) never collide with earlier runs' items and
+// reservation ids.
+func runNonce() string {
+	return strconv.FormatInt(time.Now().UnixNano()%(1<<40), 36)
+}
+
+// unavailableIf turns codes.Unimplemented into Unavailable naming rpc.
+func unavailableIf(err error, rpc string) error {
+	if status.Code(err) == codes.Unimplemented {
+		return Unavailable{Reason: rpc + " is not implemented by the target"}
+	}
+	return err
+}
+
+// benchLocations returns the location ids the scenarios stock: bench-l1…
+func benchLocations(n int) []string {
+	n = max(n, 1)
+	locs := make([]string, n)
+	for i := range locs {
+		locs[i] = fmt.Sprintf("bench-l%d", i+1)
+	}
+	return locs
+}
+
+// putLocationsAndChannel declares locs (idempotent) and channel over them in
+// that priority order with no buffer.
+func putLocationsAndChannel(ctx context.Context, env *Env, channel string, locs []string) error {
+	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
+	defer cancel()
+	admin := stockdv1.NewAdminClient(env.Conn(0))
+	for _, l := range locs {
+		if _, err := admin.PutLocation(ctx, &stockdv1.PutLocationRequest{Location: &stockdv1.Location{Id: l, Name: l}}); err != nil {
+			return unavailableIf(fmt.Errorf("put location %s: %w", l, err), "Admin/PutLocation")
+		}
+	}
+	if _, err := admin.PutChannel(ctx, &stockdv1.PutChannelRequest{Channel: &stockdv1.Channel{Id: channel, Locations: locs}}); err != nil {
+		return unavailableIf(fmt.Errorf("put channel %s: %w", channel, err), "Admin/PutChannel")
+	}
+	return nil
+}
+
+// setStock sends rows through Erp.SetStock in chunks of maxStockRows, a few
+// chunks at a time, and fails unless every row is applied.
+func setStock(ctx context.Context, env *Env, rows []*stockdv1.StockCount) error {
+	const parallel = 4
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	sem := make(chan struct{}, parallel)
+	for i := 0; i < len(rows); i += maxStockRows {
+		chunk := rows[i:min(i+maxStockRows, len(rows))]
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			cctx, cancel := context.WithTimeout(ctx, setupTimeout)
+			defer cancel()
+			resp, err := stockdv1.NewErpClient(env.Conn(i/maxStockRows)).SetStock(cctx, &stockdv1.SetStockRequest{Rows: chunk})
+			if err == nil && int(resp.GetApplied()) != len(chunk) {
+				err = fmt.Errorf("applied %d of %d rows (stale %d, rejected %d)", resp.GetApplied(), len(chunk), resp.GetIgnoredStale(), resp.GetRejected())
+			}
+			if err != nil {
+				mu.Lock()
+				if first == nil {
+					first = unavailableIf(fmt.Errorf("set stock: %w", err), "Erp/SetStock")
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return first
+}
+
+// catalogRows returns one row per item and location, every counter at
+// onHand, versioned with version.
+func catalogRows(items, locs []string, onHand int64, version uint64) []*stockdv1.StockCount {
+	rows := make([]*stockdv1.StockCount, 0, len(items)*len(locs))
+	for _, it := range items {
+		for _, l := range locs {
+			rows = append(rows, &stockdv1.StockCount{Item: it, Location: l, OnHandBaseUnits: onHand, Version: version})
+		}
+	}
+	return rows
+}
+
+// itemNames returns n item ids prefix-000000…; a SKU without a mapping is its
+// own item with factor 1, so these are the SKUs too.
+func itemNames(prefix string, n int) []string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("%s-%06d", prefix, i)
+	}
+	return names
+}
+
+// popularity draws catalog indexes with Zipf-distributed popularity
+// (exponent zipfS): rank 0 is the most popular. Ranks are spread over the
+// catalog by a fixed permutation so popular items are not neighbours.
+// Each worker has its own generator (rand.Zipf is not safe for concurrent
+// use); popularity is safe for concurrent use by distinct workers.
+type popularity struct {
+	n    int
+	mult uint64
+	mu   sync.Mutex
+	gens map[int]*zipfGen
+}
+
+type zipfGen struct {
+	rnd *rand.Rand
+	z   *rand.Zipf
+}
+
+const zipfS = 1.1
+
+func newPopularity(n int) *popularity {
+	n = max(n, 1)
+	// A multiplier coprime with n makes rank -> rank*mult mod n a permutation.
+	mult := uint64(2654435761) % uint64(n)
+	for mult == 0 || gcd(mult, uint64(n)) != 1 {
+		mult++
+	}
+	return &popularity{n: n, mult: mult, gens: map[int]*zipfGen{}}
+}
+
+func gcd(a, b uint64) uint64 {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}
+
+// draw returns one catalog index for worker w, which always passes the same
+// rnd.
+func (p *popularity) draw(w int, rnd *rand.Rand) int {
+	p.mu.Lock()
+	g := p.gens[w]
+	if g == nil || g.rnd != rnd {
+		g = &zipfGen{rnd: rnd, z: rand.NewZipf(rnd, zipfS, 1, uint64(p.n-1))}
+		p.gens[w] = g
+	}
+	p.mu.Unlock()
+	return int(g.z.Uint64() * p.mult % uint64(p.n))
+}
+
+// drawDistinct returns k distinct catalog indexes (k at most n).
+func (p *popularity) drawDistinct(w int, rnd *rand.Rand, k int) []int {
+	k = min(k, p.n)
+	out := make([]int, 0, k)
+	for len(out) < k {
+		i := p.draw(w, rnd)
+		dup := false
+		for _, j := range out {
+			if j == i {
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			out = append(out, i)
+		}
+		if len(out) < k && len(out) > k/2 && rnd.IntN(8) == 0 {
+			// The Zipf head is small: fill the rest uniformly rather than
+			// redraw it many times.
+			out = appendUniformDistinct(out, rnd, p.n, k)
+		}
+	}
+	return out
+}
+
+func appendUniformDistinct(out []int, rnd *rand.Rand, n, k int) []int {
+	for len(out) < k {
+		i := rnd.IntN(n)
+		dup := false
+		for _, j := range out {
+			if j == i {
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// isRefusal reports whether err is a business refusal of a write (not
+// enough stock): the call was decided and changed nothing.
+func isRefusal(err error) bool {
+	return status.Code(err) == codes.FailedPrecondition
+}
+
+// joinLimited joins errs, or is nil when there are none; at most limit are
+// kept so a broken run does not print a million lines.
+func joinLimited(errs []error, limit int) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	if len(errs) > limit {
+		more := len(errs) - limit
+		errs = append(errs[:limit:limit], fmt.Errorf("… and %d more", more))
+	}
+	return errors.Join(errs...)
+}

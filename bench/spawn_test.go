@@ -1,0 +1,70 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+func TestSpawnStartsAndTearsDownANode(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := Spawn(ctx, 1, SpawnOptions{Stockd: testStockd(t)})
+	if err != nil {
+		t.Fatalf("Spawn(1): %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	addrs := c.Addrs()
+	if len(addrs) != 1 {
+		t.Fatalf("Addrs() after Spawn(1): got %v, want one address", addrs)
+	}
+	conn, err := grpc.NewClient(addrs[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil || h.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health of %s: got %v, %v, want SERVING", addrs[0], h.GetStatus(), err)
+	}
+	_ = conn.Close()
+	dir := c.dir
+	pid := c.nodes[0].cmd.Process.Pid
+	if err := c.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("stat %s after Close: got %v, want not exist", dir, err)
+	}
+	if _, err := os.Stat("/proc/" + itoa(pid)); err == nil {
+		t.Errorf("process %d after Close: still running", pid)
+	}
+	if err := c.Close(); err != nil {
+		t.Errorf("second Close: got %v, want nil", err)
+	}
+}
+
+func TestSpawnThreeNodesAllServe(t *testing.T) {
+	c := SpawnTest(t, 3)
+	addrs := c.Addrs()
+	if len(addrs) != 3 || addrs[0] == addrs[1] || addrs[1] == addrs[2] || addrs[0] == addrs[2] {
+		t.Fatalf("Addrs() after Spawn(3): got %v, want 3 distinct addresses", addrs)
+	}
+	for _, a := range addrs {
+		conn, err := grpc.NewClient(a, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
+		_ = conn.Close()
+		if err != nil || h.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Errorf("health of %s: got %v, %v, want SERVING", a, h.GetStatus(), err)
+		}
+	}
+}

@@ -1,0 +1,99 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/stockd/stockd/api/stockdv1"
+)
+
+// storefrontChannel is the channel storefront reads through.
+const storefrontChannel = "bench-storefront"
+
+// storefrontOnHand is every storefront counter's stock.
+const storefrontOnHand = 1_000
+
+// Storefront is the `storefront` scenario: GetAvailability of batches of
+// Options.Batches SKUs (ops get-1, get-20, get-100), SKU popularity Zipf
+// distributed over a catalog of Options.SKUs items stocked at
+// Options.Locations locations. It only reads, so Verify has nothing to
+// check.
+type Storefront struct {
+	skus    []string
+	pop     *popularity
+	batches []int
+	ops     []string
+}
+
+// NewStorefront returns the storefront scenario.
+func NewStorefront() *Storefront { return &Storefront{} }
+
+// Name implements Scenario.
+func (*Storefront) Name() string { return "storefront" }
+
+// Setup implements Scenario: it declares the locations and the channel and
+// loads the catalog through Erp.SetStock. The catalog's names do not depend
+// on the run, so a second run against the same cluster overwrites it.
+func (s *Storefront) Setup(ctx context.Context, env *Env) error {
+	s.batches = env.Opts.Batches
+	if len(s.batches) == 0 {
+		s.batches = []int{1}
+	}
+	s.ops = make([]string, len(s.batches))
+	for i, b := range s.batches {
+		if b < 1 || b > 1000 {
+			return fmt.Errorf("batch %d: want 1 to 1000 SKUs", b)
+		}
+		s.ops[i] = "get-" + strconv.Itoa(b)
+	}
+	n := max(env.Opts.SKUs, 1)
+	s.skus = itemNames("SF", n)
+	s.pop = newPopularity(n)
+	locs := benchLocations(env.Opts.Locations)
+	if err := putLocationsAndChannel(ctx, env, storefrontChannel, locs); err != nil {
+		return err
+	}
+	return setStock(ctx, env, catalogRows(s.skus, locs, storefrontOnHand, uint64(time.Now().UnixNano())))
+}
+
+// Do implements Scenario: one GetAvailability of a batch of distinct SKUs.
+func (s *Storefront) Do(ctx context.Context, env *Env, w int, rnd *rand.Rand, rec Recorder) {
+	k := 0
+	if len(s.batches) > 1 {
+		k = rnd.IntN(len(s.batches))
+	}
+	idx := s.pop.drawDistinct(w, rnd, s.batches[k])
+	skus := make([]string, len(idx))
+	for i, j := range idx {
+		skus[i] = s.skus[j]
+	}
+	start := time.Now()
+	resp, err := stockdv1.NewInventoryClient(env.Conn(w)).GetAvailability(ctx,
+		&stockdv1.GetAvailabilityRequest{Channel: storefrontChannel, Skus: skus})
+	d := time.Since(start)
+	if err == nil && len(resp.GetSkus()) != len(skus) {
+		err = fmt.Errorf("asked %d skus, got %d", len(skus), len(resp.GetSkus()))
+	}
+	rec.Record(s.ops[k], d, err)
+}
+
+// Verify implements Scenario: storefront writes nothing.
+func (*Storefront) Verify(context.Context, *Env) error { return nil }
+
+// Summary implements Summarizer: SKUs read per second per batch size.
+func (s *Storefront) Summary(res *ScenarioResult) []Figure {
+	var out []Figure
+	for _, o := range res.Ops {
+		b, ok := strings.CutPrefix(o.Op, "get-")
+		n, err := strconv.Atoi(b)
+		if !ok || err != nil {
+			continue
+		}
+		out = append(out, Figure{Name: o.Op + " SKU reads", Value: o.OKPerSec * float64(n), Unit: "SKU/s"})
+	}
+	return out
+}

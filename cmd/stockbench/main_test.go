@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/stockd/stockd/bench"
+)
+
+var stockdBin string
+
+func TestMain(m *testing.M) { os.Exit(runTests(m)) }
+
+func runTests(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "stockbench-cmd-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if stockdBin, err = bench.BuildStockd(ctx, dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	code := m.Run()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			return 1
+		}
+	}
+	return code
+}
+
+// runBench runs stockbench with args plus --json into a temporary file and
+// returns the decoded report, stdout and the error run returned.
+func runBench(t *testing.T, args ...string) (*bench.Report, string, error) {
+	t.Helper()
+	dir := t.TempDir()
+	jsonPath := filepath.Join(dir, "report.json")
+	args = append(args, "--stockd", stockdBin, "--json", jsonPath, "--plot", filepath.Join(dir, "plot.svg"))
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	err := run(ctx, args, &stdout, &stderr)
+	t.Logf("stockbench %s\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), stdout.String(), stderr.String())
+	b, rerr := os.ReadFile(jsonPath)
+	if rerr != nil {
+		t.Fatalf("read --json: %v (run: %v)", rerr, err)
+	}
+	var rep bench.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatalf("decode --json: %v", err)
+	}
+	if st, err := os.Stat(filepath.Join(dir, "plot.svg")); err != nil || st.Size() == 0 {
+		t.Errorf("--plot plot.svg: got %v, %v, want a non-empty file", st, err)
+	}
+	return &rep, stdout.String(), err
+}
+
+// checkScenario asserts scenario name ran, verified, and has every op in
+// ops with a nonzero count.
+func checkScenario(t *testing.T, rep *bench.Report, name string, ops ...string) {
+	t.Helper()
+	s := rep.Scenario(name)
+	if s == nil {
+		t.Fatalf("report scenarios: got %d, want one named %s", len(rep.Scenarios), name)
+	}
+	if s.Skipped != "" || s.Error != "" || !s.Verify.Ran || !s.Verify.Passed {
+		t.Errorf("%s: got skipped %q, error %q, verify %+v, want run and verified", name, s.Skipped, s.Error, s.Verify)
+	}
+	for _, op := range ops {
+		o := s.Op(op)
+		if o == nil || o.Count == 0 || o.OpsPerSec <= 0 || o.P99Ms <= 0 {
+			t.Errorf("%s op %s: got %+v, want a nonzero count, rate and p99", name, op, o)
+		}
+	}
+	if name != "floor" && s.FloorRatio <= 0 {
+		t.Errorf("%s floor ratio: got %v, want > 0", name, s.FloorRatio)
+	}
+}
+
+func TestEveryScenarioOnOneNode(t *testing.T) {
+	rep, out, err := runBench(t, "--spawn", "1", "--scenario", "storefront,checkout,flash-sale,peak-day",
+		"--catalog", "500", "--batch", "1,20,100", "--duration", "1500ms", "--concurrency", "8", "--quiet")
+	if err != nil {
+		t.Fatalf("run: got %v, want nil", err)
+	}
+	checkScenario(t, rep, "floor", "health")
+	checkScenario(t, rep, "storefront", "get-1", "get-20", "get-100")
+	checkScenario(t, rep, "checkout", "reserve", "confirm", "release")
+	checkScenario(t, rep, "flash-sale", "reserve", "confirm")
+	checkScenario(t, rep, "peak-day", "get-1", "reserve", "set-stock")
+	fs := rep.Scenario("flash-sale")
+	if fs != nil {
+		var sold, stock float64
+		for _, f := range fs.Figures {
+			switch f.Name {
+			case "units sold":
+				sold = f.Value
+			case "units in stock":
+				stock = f.Value
+			}
+		}
+		if sold == 0 || sold != stock {
+			t.Errorf("flash-sale: got %v units sold of %v, want exact sell-out", sold, stock)
+		}
+	}
+	if rep.Schema != bench.ReportSchema || rep.Target.Spawned != 1 || len(rep.Target.Addrs) != 1 || rep.Machine.Cores == 0 {
+		t.Errorf("report header: got schema %d, target %+v, machine %+v", rep.Schema, rep.Target, rep.Machine)
+	}
+	for _, want := range []string{"p99.9 ms", "get-100", "verify passed", "x floor"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table: got %q, want it to contain %q", out, want)
+		}
+	}
+}
+
+func TestCheckoutOnThreeNodesOpenLoop(t *testing.T) {
+	rep, _, err := runBench(t, "--spawn", "3", "--scenario", "checkout", "--catalog", "300",
+		"--duration", "1s", "--rate", "300", "--concurrency", "16", "--quiet")
+	if err != nil {
+		t.Fatalf("run: got %v, want nil", err)
+	}
+	checkScenario(t, rep, "checkout", "reserve", "confirm")
+	if s := rep.Scenario("checkout"); s != nil && (s.Mode != bench.ModeOpen || s.Rate != 300) {
+		t.Errorf("checkout: got mode %q rate %v, want open at 300", s.Mode, s.Rate)
+	}
+	if len(rep.Target.Addrs) != 3 {
+		t.Errorf("target: got %v, want 3 nodes", rep.Target.Addrs)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{},
+		{"--spawn", "1", "--addr", "x:1"},
+		{"--spawn", "1", "--scenario", "nope"},
+		{"--spawn", "1", "--batch", "0"},
+		{"--spawn", "1", "--concurrency", "0"},
+	} {
+		err := run(context.Background(), args, &bytes.Buffer{}, &bytes.Buffer{})
+		if _, ok := err.(usageError); !ok {
+			t.Errorf("run(%q): got %v, want a usage error", args, err)
+		}
+	}
+}
