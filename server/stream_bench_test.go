@@ -162,3 +162,49 @@ func benchStream(ctx context.Context, inv stockdv1.InventoryClient, inflight int
 	}
 	return nil
 }
+
+// BenchmarkReserveStreamBesideStalled: 4 streams keeping 256 reserves in
+// flight each, on a server with no other stream and on one that also holds a
+// stalled stream (1,024 requests read, its transport full). Each op is one
+// answered reserve; compare answers/s between the two.
+func BenchmarkReserveStreamBesideStalled(b *testing.B) {
+	for _, stalled := range []bool{false, true} {
+		b.Run(fmt.Sprintf("stalled=%t", stalled), func(b *testing.B) {
+			h := newStreamHarness(b, withoutLeakCheck())
+			h.seed(b)
+			h.setStock(b, "BULK", "WH1", 1_000_000_000, 1)
+			h.setStock(b, "STALL", "WH2", 1_000_000_000, 1)
+			ctx := testContext(b)
+			if stalled {
+				_, unstall := h.stall(b, ctx, "stalled")
+				defer unstall()
+			}
+			ctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			var answered atomic.Int64
+			var wg sync.WaitGroup
+			errs := make(chan error, 4)
+			b.ResetTimer()
+			start := time.Now()
+			for k := range 4 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if err := pump(ctx, h.inv, fmt.Sprintf("busy/%d", k), &answered); err != nil {
+						errs <- err
+					}
+				}()
+			}
+			waitUntil(b, fmt.Sprintf("%d answers", b.N), func() bool { return len(errs) > 0 || answered.Load() >= int64(b.N) })
+			elapsed := time.Since(start)
+			b.StopTimer()
+			cancel()
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(answered.Load())/elapsed.Seconds(), "answers/s")
+		})
+	}
+}
