@@ -21,12 +21,14 @@ const (
 )
 
 // ListChanges answers the current figures of the SKUs whose inputs visible
-// to the channel changed after since_revision, sorted by SKU, in pages. The
-// first page fixes the revision the answer covers changes through (carried
-// in the page token), so later pages list the same set; their figures are
-// read when each page is asked for. A since_revision older than the change
-// log keeps, or a change of the channel itself (or a bulk load) after it,
-// answers resync_required.
+// to the channel changed after since_revision, sorted by SKU, in pages; a
+// SKU of the set that no longer resolves for the channel goes to
+// removed_skus instead, so a page of page_size SKUs is split between the
+// two. The first page fixes the revision the answer covers changes through
+// (carried in the page token), so later pages list the same set; their
+// figures are read when each page is asked for. A since_revision older than
+// the change log keeps, or a change of the channel itself (or a bulk load)
+// after it, answers resync_required.
 func (v *inventory) ListChanges(ctx context.Context, req *stockdv1.ListChangesRequest) (*stockdv1.ListChangesResponse, error) {
 	s := v.s
 	size, err := pageSize(req.GetPageSize())
@@ -97,7 +99,7 @@ func (v *inventory) ListChanges(ctx context.Context, req *stockdv1.ListChangesRe
 		page = page[:size]
 		resp.NextPageToken = strconv.FormatUint(uint64(through), 10) + ":" + string(page[size-1])
 	}
-	resp.Skus, err = s.figures(ch, page)
+	resp.Skus, resp.RemovedSkus, err = s.figures(ch, page)
 	if err != nil {
 		return nil, s.status(ctx, err)
 	}
@@ -132,29 +134,32 @@ func (v *inventory) ListAvailability(ctx context.Context, req *stockdv1.ListAvai
 	if more && len(page) > 0 {
 		resp.NextPageToken = string(page[len(page)-1])
 	}
-	if resp.Skus, err = s.figures(ch, page); err != nil {
+	// A SKU whose mapping was deleted since ChannelSKUs listed it is left out.
+	if resp.Skus, _, err = s.figures(ch, page); err != nil {
 		return nil, s.status(ctx, err)
 	}
 	return resp, nil
 }
 
-// figures reads the channel's figure of each SKU; a SKU that no longer
-// resolves (a mapping deleted meanwhile) is left out.
-func (s *Server) figures(ch store.ChannelID, skus []store.SKU) ([]*stockdv1.SkuAvailability, error) {
-	out := make([]*stockdv1.SkuAvailability, 0, len(skus))
+// figures reads the channel's figure of each SKU, in the order given; a SKU
+// that no longer resolves (its mapping was deleted and the channel requires
+// one) goes to removed instead.
+func (s *Server) figures(ch store.ChannelID, skus []store.SKU) (out []*stockdv1.SkuAvailability, removed []string, err error) {
+	out = make([]*stockdv1.SkuAvailability, 0, len(skus))
 	var a store.SKUAvailability
 	for _, sku := range skus {
 		err := s.reader.Availability(ch, sku, &a)
 		switch {
 		case err == nil:
 		case isUnknownSKU(err):
+			removed = append(removed, string(sku))
 			continue
 		default:
-			return nil, err
+			return nil, nil, err
 		}
 		out = append(out, skuAvailabilityToProto(&stockdv1.SkuAvailability{}, &a))
 	}
-	return out, nil
+	return out, removed, nil
 }
 
 func isUnknownSKU(err error) bool { return errors.Is(err, store.ErrUnknownSKU) }

@@ -215,7 +215,8 @@ func (w *watcher) end(err error) {
 
 // Watch streams the channel's figures of the matching SKUs: a state
 // transfer first (or, with from_revision, what changed after it), then the
-// new figure of each SKU whose figure moves, coalesced per SKU, in revision
+// new figure of each SKU whose figure moves (or its removal, when a change
+// leaves it unresolved for the channel), coalesced per SKU, in revision
 // order. It ends when the client goes away (its own code), the channel is
 // deleted (NOT_FOUND) or the server drains (UNAVAILABLE: reconnect with the
 // last revision, to any node).
@@ -335,7 +336,9 @@ func (s *Server) transfer(stream stockdv1.Inventory_WatchServer, w *watcher, exp
 		for _, sku := range chunk {
 			var a store.SKUAvailability
 			if err := s.reader.Availability(w.ch, sku, &a); err != nil {
-				continue // no longer resolves (a mapping was deleted)
+				// It no longer resolves (its mapping was deleted): a state
+				// transfer replaces what the client holds, so absent is gone.
+				continue
 			}
 			msg.Events = append(msg.Events, &stockdv1.WatchEvent{
 				Availability: skuAvailabilityToProto(&stockdv1.SkuAvailability{}, &a), Revision: uint64(a.ModRevision)})

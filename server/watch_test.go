@@ -36,8 +36,8 @@ type watchClient struct {
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced on every message
 	msgs    []*stockdv1.WatchResponse
-	events  []*stockdv1.WatchEvent // outside state transfers
-	last    map[string]*stockdv1.SkuAvailability
+	events  []*stockdv1.WatchEvent               // outside state transfers
+	last    map[string]*stockdv1.SkuAvailability // a removed event deletes its SKU
 	mark    uint64
 	inState bool
 	err     error
@@ -71,7 +71,11 @@ func (h *harness) watch(t testing.TB, req *stockdv1.WatchRequest) *watchClient {
 				clear(c.last)
 			}
 			for _, e := range m.GetEvents() {
-				c.last[e.GetAvailability().GetSku()] = e.GetAvailability()
+				if e.GetRemoved() {
+					delete(c.last, e.GetAvailability().GetSku())
+				} else {
+					c.last[e.GetAvailability().GetSku()] = e.GetAvailability()
+				}
 				if !c.inState {
 					c.events = append(c.events, e)
 				}

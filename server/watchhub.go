@@ -167,11 +167,11 @@ func (h *watchHub) scanChannel(ch store.ChannelID, extra map[store.SKU]struct{})
 	return out, nil
 }
 
-// replay queues for w, resuming after from, the current figure of every
-// matching SKU changed after from, in order of last change; or a state
-// transfer when the log does not reach back to from, a change of the
-// channel or a bulk command is among them, or they exceed w's buffer. Under
-// computeMu.
+// replay queues for w, resuming after from, the current figure (or the
+// removal, see recompute) of every matching SKU changed after from, in order
+// of last change; or a state transfer when the log does not reach back to
+// from, a change of the channel or a bulk command is among them, or they
+// exceed w's buffer. Under computeMu.
 func (h *watchHub) replay(w *watcher, from store.Revision) error {
 	changes, through, complete := h.changes.ChangesSince(from, 0, nil)
 	if !complete {
@@ -218,7 +218,10 @@ func (h *watchHub) replay(w *watcher, from store.Revision) error {
 		err := h.s.reader.Availability(w.ch, sku, &a)
 		switch {
 		case isUnknownSKU(err):
-			continue // its mapping was deleted: nothing to show
+			// Its mapping was deleted after from (a client that never held
+			// it ignores the removal).
+			events = append(events, removedEvent(sku, last[sku]))
+			continue
 		case err != nil:
 			return err
 		}
@@ -355,7 +358,7 @@ func (h *watchHub) round(mark store.Revision, buf []store.Change) []store.Change
 		if !complete || rescan[id] {
 			events = h.rescan(id, hc, through)
 		} else {
-			events = h.recompute(id, hc, perChannel[id])
+			events = h.recompute(id, hc, perChannel[id], false)
 		}
 		slices.SortFunc(events, func(a, b *hubEvent) int {
 			return cmp.Or(cmp.Compare(a.ev.GetRevision(), b.ev.GetRevision()), cmp.Compare(a.sku, b.sku))
@@ -372,6 +375,11 @@ func (h *watchHub) round(mark store.Revision, buf []store.Change) []store.Change
 	return changes[:0]
 }
 
+// removedEvent says sku no longer resolves for the channel as of rev.
+func removedEvent(sku store.SKU, rev store.Revision) *stockdv1.WatchEvent {
+	return &stockdv1.WatchEvent{Availability: &stockdv1.SkuAvailability{Sku: string(sku)}, Revision: uint64(rev), Removed: true}
+}
+
 // hubEvent is a figure handed out; moved is false for a figure that did not
 // move (only watchers that asked for every figure up to its revision take it).
 type hubEvent struct {
@@ -382,13 +390,26 @@ type hubEvent struct {
 
 // recompute computes each affected SKU's figure and returns those that
 // moved against the baseline (and those that did not, for forced delivery).
-// Under computeMu.
-func (h *watchHub) recompute(id store.ChannelID, hc *hubChannel, skus map[store.SKU]store.Revision) []*hubEvent {
+// A SKU that no longer resolves for the channel (its mapping was deleted and
+// the channel requires one) leaves the baseline and gets a removed event,
+// counted as moved: a watcher may hold a figure of it that the baseline
+// never saw (a state transfer reads ahead of the hub), so after a change the
+// removal goes to every matching watcher; one that never held the SKU
+// ignores it. Only a SKU the baseline did not hold counts as not moved
+// (rescan sends those to no one). Under computeMu.
+func (h *watchHub) recompute(id store.ChannelID, hc *hubChannel, skus map[store.SKU]store.Revision, rescan bool) []*hubEvent {
 	events := make([]*hubEvent, 0, len(skus))
 	var a store.SKUAvailability
 	for sku, rev := range skus {
-		if err := h.s.reader.Availability(id, sku, &a); err != nil {
-			continue // the SKU no longer resolves for the channel (a mapping was deleted)
+		err := h.s.reader.Availability(id, sku, &a)
+		switch {
+		case isUnknownSKU(err):
+			_, held := hc.baseline[sku]
+			delete(hc.baseline, sku)
+			events = append(events, &hubEvent{sku: sku, moved: held || !rescan, ev: removedEvent(sku, rev)})
+			continue
+		case err != nil:
+			continue // the channel was deleted meanwhile: round ends its watchers
 		}
 		hash := figureHash(&a)
 		old, ok := hc.baseline[sku]
@@ -419,7 +440,7 @@ func (h *watchHub) rescan(id store.ChannelID, hc *hubChannel, rev store.Revision
 	for _, sku := range all {
 		skus[sku] = rev
 	}
-	events := h.recompute(id, hc, skus)
+	events := h.recompute(id, hc, skus, true)
 	return slices.DeleteFunc(events, func(e *hubEvent) bool { return !e.moved })
 }
 

@@ -2418,11 +2418,20 @@ func (x *WatchRequest) GetFromRevision() uint64 {
 
 type WatchEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The SKU's figure as GetAvailability answers it.
+	// The SKU's figure as GetAvailability answers it; only its sku when
+	// removed.
 	Availability *SkuAvailability `protobuf:"bytes,1,opt,name=availability,proto3" json:"availability,omitempty"`
 	// The revision of the last change seen to move it; within a stream,
 	// events come in the order of this revision.
-	Revision      uint64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	Revision uint64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	// The SKU no longer resolves for this channel (its mapping was deleted and
+	// the channel requires mappings; GetAvailability answers NOT_FOUND): drop
+	// it. availability carries only the sku. Sent for every change that leaves
+	// a matching SKU unresolved, so it may name a SKU this stream never sent a
+	// figure for; ignore those. Coalesced like any event: if the SKU resolves
+	// again, an event with its figure follows. Never set in a state transfer,
+	// where a SKU that does not resolve is simply absent.
+	Removed       bool `protobuf:"varint,3,opt,name=removed,proto3" json:"removed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2471,6 +2480,13 @@ func (x *WatchEvent) GetRevision() uint64 {
 	return 0
 }
 
+func (x *WatchEvent) GetRemoved() bool {
+	if x != nil {
+		return x.Removed
+	}
+	return false
+}
+
 type WatchResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Figures that changed, in order of their last change; a SKU appears once
@@ -2483,8 +2499,9 @@ type WatchResponse struct {
 	// heartbeat.
 	Revision uint64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
 	// This message begins a state transfer: the current figure of every
-	// matching SKU follows (over one or more messages, the last carrying the
-	// revision); forget what you held for this filter.
+	// matching SKU that resolves follows (over one or more messages, the last
+	// carrying the revision); forget what you held for this filter, so a SKU
+	// it leaves out is gone.
 	Resync        bool         `protobuf:"varint,3,opt,name=resync,proto3" json:"resync,omitempty"`
 	ResyncReason  ResyncReason `protobuf:"varint,4,opt,name=resync_reason,json=resyncReason,proto3,enum=stockd.v1.ResyncReason" json:"resync_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -2642,7 +2659,8 @@ func (x *ListChangesRequest) GetLinearizable() bool {
 type ListChangesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The current figures of the SKUs whose availability inputs visible to the
-	// channel changed after since_revision, sorted by SKU.
+	// channel changed after since_revision and that still resolve for it,
+	// sorted by SKU.
 	Skus []*SkuAvailability `protobuf:"bytes,1,rep,name=skus,proto3" json:"skus,omitempty"`
 	// Empty on the last page.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
@@ -2652,8 +2670,14 @@ type ListChangesResponse struct {
 	// since_revision is older than this node's change log keeps: reload with
 	// ListAvailability (skus is empty).
 	ResyncRequired bool `protobuf:"varint,4,opt,name=resync_required,json=resyncRequired,proto3" json:"resync_required,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The SKUs of the change set that no longer resolve for the channel (their
+	// mapping was deleted and the channel requires mappings; GetAvailability
+	// answers NOT_FOUND), sorted: drop them. It may name a SKU you never held.
+	// A page covers the next page_size SKUs of the change set, split between
+	// skus and removed_skus.
+	RemovedSkus   []string `protobuf:"bytes,5,rep,name=removed_skus,json=removedSkus,proto3" json:"removed_skus,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListChangesResponse) Reset() {
@@ -2712,6 +2736,13 @@ func (x *ListChangesResponse) GetResyncRequired() bool {
 		return x.ResyncRequired
 	}
 	return false
+}
+
+func (x *ListChangesResponse) GetRemovedSkus() []string {
+	if x != nil {
+		return x.RemovedSkus
+	}
+	return nil
 }
 
 type ListAvailabilityRequest struct {
@@ -3028,11 +3059,12 @@ const file_stockd_v1_inventory_proto_rawDesc = "" +
 	"\x04skus\x18\x02 \x03(\tR\x04skus\x12\x1d\n" +
 	"\n" +
 	"sku_prefix\x18\x03 \x01(\tR\tskuPrefix\x12#\n" +
-	"\rfrom_revision\x18\x04 \x01(\x04R\ffromRevision\"h\n" +
+	"\rfrom_revision\x18\x04 \x01(\x04R\ffromRevision\"\x82\x01\n" +
 	"\n" +
 	"WatchEvent\x12>\n" +
 	"\favailability\x18\x01 \x01(\v2\x1a.stockd.v1.SkuAvailabilityR\favailability\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x04R\brevision\"\xb0\x01\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\x12\x18\n" +
+	"\aremoved\x18\x03 \x01(\bR\aremoved\"\xb0\x01\n" +
 	"\rWatchResponse\x12-\n" +
 	"\x06events\x18\x01 \x03(\v2\x15.stockd.v1.WatchEventR\x06events\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x04R\brevision\x12\x16\n" +
@@ -3045,12 +3077,13 @@ const file_stockd_v1_inventory_proto_rawDesc = "" +
 	"\n" +
 	"page_token\x18\x04 \x01(\tR\tpageToken\x12!\n" +
 	"\fmin_revision\x18\x05 \x01(\x04R\vminRevision\x12\"\n" +
-	"\flinearizable\x18\x06 \x01(\bR\flinearizable\"\xb2\x01\n" +
+	"\flinearizable\x18\x06 \x01(\bR\flinearizable\"\xd5\x01\n" +
 	"\x13ListChangesResponse\x12.\n" +
 	"\x04skus\x18\x01 \x03(\v2\x1a.stockd.v1.SkuAvailabilityR\x04skus\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1a\n" +
 	"\brevision\x18\x03 \x01(\x04R\brevision\x12'\n" +
-	"\x0fresync_required\x18\x04 \x01(\bR\x0eresyncRequired\"\xb6\x01\n" +
+	"\x0fresync_required\x18\x04 \x01(\bR\x0eresyncRequired\x12!\n" +
+	"\fremoved_skus\x18\x05 \x03(\tR\vremovedSkus\"\xb6\x01\n" +
 	"\x17ListAvailabilityRequest\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\rR\bpageSize\x12\x1d\n" +

@@ -77,10 +77,12 @@ type InventoryClient interface {
 	ReserveStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ReserveStreamRequest, ReserveStreamResponse], error)
 	// Watch streams the availability of a channel's SKUs as it changes (see
 	// WatchRequest): the current state first (unless resuming), then the new
-	// figure of each SKU whose availability moved, coalesced, in revision order.
+	// figure of each SKU whose availability moved (or its removal, when it no
+	// longer resolves for the channel), coalesced, in revision order.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
 	// ListChanges pages through the SKUs whose availability inputs changed for
-	// a channel after a revision (a delta pull for scheduled syncs).
+	// a channel after a revision, and those of them that no longer resolve for
+	// it (a delta pull for scheduled syncs).
 	ListChanges(ctx context.Context, in *ListChangesRequest, opts ...grpc.CallOption) (*ListChangesResponse, error)
 	// ListAvailability pages through every SKU a channel can sell, sorted, for
 	// an initial load.
@@ -289,10 +291,12 @@ type InventoryServer interface {
 	ReserveStream(grpc.BidiStreamingServer[ReserveStreamRequest, ReserveStreamResponse]) error
 	// Watch streams the availability of a channel's SKUs as it changes (see
 	// WatchRequest): the current state first (unless resuming), then the new
-	// figure of each SKU whose availability moved, coalesced, in revision order.
+	// figure of each SKU whose availability moved (or its removal, when it no
+	// longer resolves for the channel), coalesced, in revision order.
 	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
 	// ListChanges pages through the SKUs whose availability inputs changed for
-	// a channel after a revision (a delta pull for scheduled syncs).
+	// a channel after a revision, and those of them that no longer resolve for
+	// it (a delta pull for scheduled syncs).
 	ListChanges(context.Context, *ListChangesRequest) (*ListChangesResponse, error)
 	// ListAvailability pages through every SKU a channel can sell, sorted, for
 	// an initial load.

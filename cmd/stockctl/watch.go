@@ -114,9 +114,13 @@ func headerOf() []string {
 }
 
 // watchRow is one event: its revision, the SKU, units available, the
-// figure's mod revision and LOCATION=AVAILABLE per location.
+// figure's mod revision and LOCATION=AVAILABLE per location; a SKU that no
+// longer resolves for the channel shows "removed" and no figure.
 func watchRow(e *stockdv1.WatchEvent) []string {
 	a := e.GetAvailability()
+	if e.GetRemoved() {
+		return []string{strconv.FormatUint(e.GetRevision(), 10), a.GetSku(), "removed", "-", "-"}
+	}
 	locs := make([]string, len(a.GetLocations()))
 	for i, l := range a.GetLocations() {
 		locs[i] = fmt.Sprintf("%s=%d", l.GetLocation(), l.GetAvailableSkuUnits())

@@ -60,6 +60,7 @@ func TestWatchPrintsEventsAndTheMarkToResumeFrom(t *testing.T) {
 	msgs := []*stockdv1.WatchResponse{
 		{Resync: true, ResyncReason: stockdv1.ResyncReason_RESYNC_REASON_INITIAL, Revision: 7, Events: []*stockdv1.WatchEvent{watchEvent("ROSE", 10, 5)}},
 		{Revision: 9, Events: []*stockdv1.WatchEvent{watchEvent("ROSE", 8, 8), watchEvent("ROSE-RED", 2, 9)}},
+		{Revision: 10, Events: []*stockdv1.WatchEvent{{Revision: 10, Removed: true, Availability: &stockdv1.SkuAvailability{Sku: "ROSE-RED"}}}},
 	}
 	f, addr := startWatchFake(t, msgs...)
 	code, out, errOut := runCLI(t, addr, "watch", "--channel", "web", "--prefix", "ROSE", "--from-revision", "3")
@@ -78,6 +79,7 @@ func TestWatchPrintsEventsAndTheMarkToResumeFrom(t *testing.T) {
 		{"5", "ROSE", "10", "5", "ams=10"},
 		{"8", "ROSE", "8", "8", "ams=8"},
 		{"9", "ROSE-RED", "2", "9", "ams=2"},
+		{"10", "ROSE-RED", "removed", "-", "-"},
 	}
 	if len(rows) != len(want) {
 		t.Fatalf("watch: got rows %q, want %q", rows, want)
@@ -87,8 +89,8 @@ func TestWatchPrintsEventsAndTheMarkToResumeFrom(t *testing.T) {
 			t.Fatalf("watch row %d: got %q, want %q", i, rows[i], want[i])
 		}
 	}
-	if !strings.Contains(errOut, "resync (initial)") || !strings.Contains(errOut, "--from-revision 9") {
-		t.Fatalf("watch: got stderr %q, want the resync note and the mark 9 to resume from", errOut)
+	if !strings.Contains(errOut, "resync (initial)") || !strings.Contains(errOut, "--from-revision 10") {
+		t.Fatalf("watch: got stderr %q, want the resync note and the mark 10 to resume from", errOut)
 	}
 }
 
