@@ -27,18 +27,28 @@ func indexed(field string, i int) string {
 // the rules Validate applies to ids: 1 to store.MaxIDBytes bytes, no control
 // characters.
 func checkID(field, id string) error {
+	if reason := idProblem(id); reason != "" {
+		return invalid(field, reason)
+	}
+	return nil
+}
+
+// idProblem is what checkID finds wrong with id, empty when nothing. A caller
+// checking many ids names the field only when one fails: a read of 100 SKUs
+// then builds no field name at all.
+func idProblem(id string) string {
 	switch {
 	case id == "":
-		return invalid(field, "must not be empty")
+		return "must not be empty"
 	case len(id) > store.MaxIDBytes:
-		return invalid(field, "at most "+strconv.Itoa(store.MaxIDBytes)+" bytes, got "+strconv.Itoa(len(id)))
+		return "at most " + strconv.Itoa(store.MaxIDBytes) + " bytes, got " + strconv.Itoa(len(id))
 	}
 	for i := 0; i < len(id); i++ {
 		if id[i] < 0x20 || id[i] == 0x7f {
-			return invalid(field, "must not contain control characters")
+			return "must not contain control characters"
 		}
 	}
-	return nil
+	return ""
 }
 
 // ttlNanos turns a request TTL into the store's nanoseconds: nil or zero is 0
@@ -131,6 +141,12 @@ func reservationToProto(r *store.Reservation) *stockdv1.Reservation {
 // skuAvailabilityToProto fills dst from a and returns it; a's slices are not
 // kept, so a can be reused for the next SKU.
 func skuAvailabilityToProto(dst *stockdv1.SkuAvailability, a *store.SKUAvailability) *stockdv1.SkuAvailability {
+	return skuAvailabilityToProtoFrom(nil, dst, a)
+}
+
+// skuAvailabilityToProtoFrom is skuAvailabilityToProto taking dst's location
+// messages from slab (nil: allocated on their own).
+func skuAvailabilityToProtoFrom(slab *locationSlab, dst *stockdv1.SkuAvailability, a *store.SKUAvailability) *stockdv1.SkuAvailability {
 	dst.Sku = string(a.SKU)
 	dst.Item = string(a.Item)
 	dst.AvailableSkuUnits = int64(a.Available)
@@ -152,8 +168,7 @@ func skuAvailabilityToProto(dst *stockdv1.SkuAvailability, a *store.SKUAvailabil
 	if len(a.Locations) == 0 {
 		return dst
 	}
-	locs := make([]stockdv1.LocationAvailability, len(a.Locations))
-	dst.Locations = make([]*stockdv1.LocationAvailability, len(a.Locations))
+	locs, ptrs := slab.take(len(a.Locations))
 	for i, l := range a.Locations {
 		p := &locs[i]
 		p.Location = string(l.Location)
@@ -163,9 +178,39 @@ func skuAvailabilityToProto(dst *stockdv1.SkuAvailability, a *store.SKUAvailabil
 		p.CommittedBaseUnits = int64(l.Committed)
 		p.BufferBaseUnits = int64(l.Buffer)
 		p.OversoldBaseUnits = int64(l.Oversold)
-		dst.Locations[i] = p
+		ptrs[i] = p
 	}
+	dst.Locations = ptrs
 	return dst
+}
+
+// locationSlab hands out the LocationAvailability messages of one answer
+// from a few large allocations instead of two per SKU (a read of 100 SKUs at
+// 3 locations made 200 small allocations, and the collector's work with
+// them). It only ever hands out fresh, zero messages, never one it handed out
+// before. Not safe for concurrent use; a nil slab allocates every time.
+type locationSlab struct {
+	msgs []stockdv1.LocationAvailability
+	ptrs []*stockdv1.LocationAvailability
+	// skusLeft is how many SKUs, this one included, the answer still
+	// converts: a new chunk has room for all of them at this one's count.
+	skusLeft int
+}
+
+// take returns n zero messages and a slice of n pointers to fill, both with
+// capacity n.
+func (s *locationSlab) take(n int) ([]stockdv1.LocationAvailability, []*stockdv1.LocationAvailability) {
+	if s == nil {
+		return make([]stockdv1.LocationAvailability, n), make([]*stockdv1.LocationAvailability, n)
+	}
+	if len(s.msgs) < n {
+		size := n * max(s.skusLeft, 1)
+		s.msgs = make([]stockdv1.LocationAvailability, size)
+		s.ptrs = make([]*stockdv1.LocationAvailability, size)
+	}
+	msgs, ptrs := s.msgs[:n:n], s.ptrs[:n:n]
+	s.msgs, s.ptrs = s.msgs[n:], s.ptrs[n:]
+	return msgs, ptrs
 }
 
 // rowCounts is how many rows of an ERP batch ended each way.

@@ -124,3 +124,39 @@ func TestOutboxEntryToProto(t *testing.T) {
 		t.Errorf("outboxEntryToProto(%+v, 40): got %v, want %v", e, got, want)
 	}
 }
+
+func TestLocationSlabConvertsLikeSeparateAllocations(t *testing.T) {
+	skus := []store.SKUAvailability{
+		{SKU: "A", Item: "A", Available: 7, Factor: 1, ModRevision: 3, Locations: []store.LocationAvailability{
+			{Location: "WH1", Available: 3, OnHand: 5, Reserved: 2}, {Location: "WH2", Available: 4, OnHand: 4},
+		}},
+		{SKU: "B", Item: "B", Known: false, Factor: 1},
+		{SKU: "C-CASE12", Item: "C", Available: 1, Factor: 12, Locations: []store.LocationAvailability{
+			{Location: "WH1", Available: 1, OnHand: 30, Committed: 6, Buffer: 12, Oversold: 1},
+			{Location: "WH2"}, {Location: "WH3", OnHand: 1},
+		}},
+		{SKU: "D", Item: "D", Factor: 1, Locations: []store.LocationAvailability{{Location: "WH1", OnHand: 9, Available: 9}}},
+	}
+	var slab locationSlab
+	got := make([]*stockdv1.SkuAvailability, len(skus))
+	for i := range skus {
+		slab.skusLeft = 2 // smaller than what follows: the slab must grow
+		got[i] = skuAvailabilityToProtoFrom(&slab, &stockdv1.SkuAvailability{}, &skus[i])
+	}
+	seen := map[*stockdv1.LocationAvailability]bool{}
+	for i := range skus {
+		want := skuAvailabilityToProto(&stockdv1.SkuAvailability{}, &skus[i])
+		if !proto.Equal(got[i], want) {
+			t.Errorf("sku %s from a slab: got %v, want %v", skus[i].SKU, got[i], want)
+		}
+		for _, l := range got[i].GetLocations() {
+			if seen[l] {
+				t.Errorf("sku %s: location %s shares its message with an earlier sku", skus[i].SKU, l.GetLocation())
+			}
+			seen[l] = true
+		}
+		if n := len(got[i].GetLocations()); cap(got[i].Locations) != n {
+			t.Errorf("sku %s: locations have capacity %d, want %d (no room to append into a neighbour)", skus[i].SKU, cap(got[i].Locations), n)
+		}
+	}
+}

@@ -39,12 +39,14 @@ func (v *inventory) GetAvailability(ctx context.Context, req *stockdv1.GetAvaila
 	msgs := make([]stockdv1.SkuAvailability, len(skus))
 	resp.Skus = make([]*stockdv1.SkuAvailability, len(skus))
 	var buf store.SKUAvailability
+	var slab locationSlab
 	read := func() error {
 		for i, sku := range skus {
 			if err := s.reader.Availability(ch, store.SKU(sku), &buf); err != nil {
 				return err
 			}
-			resp.Skus[i] = skuAvailabilityToProto(&msgs[i], &buf)
+			slab.skusLeft = len(skus) - i
+			resp.Skus[i] = skuAvailabilityToProtoFrom(&slab, &msgs[i], &buf)
 		}
 		return nil
 	}
@@ -74,8 +76,8 @@ func checkAvailabilityRequest(req *stockdv1.GetAvailabilityRequest) error {
 		return invalid("skus", "at most "+strconv.Itoa(maxSKUsPerRead)+" skus")
 	}
 	for i, sku := range skus {
-		if err := checkID(indexed("skus", i), sku); err != nil {
-			return err
+		if reason := idProblem(sku); reason != "" {
+			return invalid(indexed("skus", i), reason)
 		}
 	}
 	return nil
