@@ -126,12 +126,12 @@ func itemNames(prefix string, n int) []string {
 // (exponent zipfS): rank 0 is the most popular. Ranks are spread over the
 // catalog by a fixed permutation so popular items are not neighbours.
 // Each worker has its own generator (rand.Zipf is not safe for concurrent
-// use); popularity is safe for concurrent use by distinct workers.
+// use); popularity is safe for concurrent use by distinct workers, and
+// workers do not contend: a worker finds its generator without a lock.
 type popularity struct {
 	n    int
 	mult uint64
-	mu   sync.Mutex
-	gens map[int]*zipfGen
+	gens sync.Map // worker -> *zipfGen
 }
 
 type zipfGen struct {
@@ -148,7 +148,7 @@ func newPopularity(n int) *popularity {
 	for mult == 0 || gcd(mult, uint64(n)) != 1 {
 		mult++
 	}
-	return &popularity{n: n, mult: mult, gens: map[int]*zipfGen{}}
+	return &popularity{n: n, mult: mult}
 }
 
 func gcd(a, b uint64) uint64 {
@@ -158,25 +158,40 @@ func gcd(a, b uint64) uint64 {
 	return a
 }
 
+// gen returns worker w's generator, which draws from rnd (the worker always
+// passes the same one).
+func (p *popularity) gen(w int, rnd *rand.Rand) *zipfGen {
+	if v, ok := p.gens.Load(w); ok {
+		if g := v.(*zipfGen); g.rnd == rnd {
+			return g
+		}
+	}
+	g := &zipfGen{rnd: rnd, z: rand.NewZipf(rnd, zipfS, 1, uint64(p.n-1))}
+	p.gens.Store(w, g)
+	return g
+}
+
+// index maps a popularity rank to its catalog index.
+func (p *popularity) index(rank uint64) int { return int(rank * p.mult % uint64(p.n)) }
+
 // draw returns one catalog index for worker w, which always passes the same
 // rnd.
 func (p *popularity) draw(w int, rnd *rand.Rand) int {
-	p.mu.Lock()
-	g := p.gens[w]
-	if g == nil || g.rnd != rnd {
-		g = &zipfGen{rnd: rnd, z: rand.NewZipf(rnd, zipfS, 1, uint64(p.n-1))}
-		p.gens[w] = g
-	}
-	p.mu.Unlock()
-	return int(g.z.Uint64() * p.mult % uint64(p.n))
+	return p.index(p.gen(w, rnd).z.Uint64())
 }
 
 // drawDistinct returns k distinct catalog indexes (k at most n).
 func (p *popularity) drawDistinct(w int, rnd *rand.Rand, k int) []int {
+	return p.appendDistinct(make([]int, 0, min(k, p.n)), w, rnd, k)
+}
+
+// appendDistinct appends k distinct catalog indexes to out, which must be
+// empty (a buffer the caller reuses), and returns it.
+func (p *popularity) appendDistinct(out []int, w int, rnd *rand.Rand, k int) []int {
 	k = min(k, p.n)
-	out := make([]int, 0, k)
+	z := p.gen(w, rnd).z
 	for len(out) < k {
-		i := p.draw(w, rnd)
+		i := p.index(z.Uint64())
 		dup := false
 		for _, j := range out {
 			if j == i {
