@@ -33,7 +33,15 @@ test:
 test-short:
 	$(GO) test -count=1 -short ./...
 
+## bench: the stockbench suite (about 4 minutes) on spawned 1- and 3-node clusters;
+## writes bench/RESULTS.md (targets met or not, every run's table) and the plots beside it
 bench:
+	$(GO) build -o bin/stockd ./cmd/stockd
+	$(GO) run ./cmd/stockbench suite --out bench/ --stockd bin/stockd
+
+## bench-go: the Go micro- and process benchmarks of store and cmd/stockd (long)
+.PHONY: bench-go
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -count=5 ./store/
 	$(GO) test -run '^$$' -bench . -benchtime 3s -count=2 -timeout 30m ./cmd/stockd/
 

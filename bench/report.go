@@ -140,31 +140,42 @@ func writeFileAtomic(path string, data []byte) error {
 	return nil
 }
 
-// WriteTable prints the final table: per scenario and operation the count,
-// throughput, latency percentiles and errors by code, the scenario's ratio
-// to the floor, its own figures and Verify's verdict.
-func (r *Report) WriteTable(w io.Writer) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\top\tcount\tops/s\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\terrors\t")
+// tableHeader is the final table's columns.
+var tableHeader = []string{"scenario", "op", "count", "ops/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "errors"}
+
+// tableRows are the final table's rows, one per scenario and operation, a
+// total per scenario of several operations, and a row with the reason per
+// skipped scenario.
+func (r *Report) tableRows() [][]string {
+	var rows [][]string
 	for _, s := range r.Scenarios {
 		if s.Skipped != "" {
-			fmt.Fprintf(tw, "%s\tskipped: %s\t\t\t\t\t\t\t\t\t\n", s.Name, s.Skipped)
+			row := make([]string, len(tableHeader))
+			row[0], row[1] = s.Name, "skipped: "+s.Skipped
+			rows = append(rows, row)
 			continue
 		}
 		for _, o := range s.Ops {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%s\t\n",
-				s.Name, o.Op, o.Count, o.OpsPerSec, o.P50Ms, o.P90Ms, o.P99Ms, o.P999Ms, o.MaxMs, errorsText(o))
+			rows = append(rows, opRow(s.Name, o, errorsText(o)))
 		}
 		if len(s.Ops) > 1 {
 			t := s.Total
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%d\t\n",
-				s.Name, "total", t.Count, t.OpsPerSec, t.P50Ms, t.P90Ms, t.P99Ms, t.P999Ms, t.MaxMs, t.Errors)
+			rows = append(rows, opRow(s.Name, t, fmt.Sprint(t.Errors)))
 		}
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	fmt.Fprintln(w)
+	return rows
+}
+
+func opRow(scenario string, o OpResult, errs string) []string {
+	f := func(v float64) string { return fmt.Sprintf("%.3f", v) }
+	return []string{scenario, o.Op, fmt.Sprint(o.Count), fmt.Sprintf("%.0f", o.OpsPerSec),
+		f(o.P50Ms), f(o.P90Ms), f(o.P99Ms), f(o.P999Ms), f(o.MaxMs), errs}
+}
+
+// summaryLines are the lines under the final table, one per scenario that
+// ran: its ratio to the floor, its loop, its own figures and Verify's verdict.
+func (r *Report) summaryLines() []string {
+	var lines []string
 	for _, s := range r.Scenarios {
 		if s.Skipped != "" {
 			continue
@@ -181,9 +192,64 @@ func (r *Report) WriteTable(w io.Writer) error {
 			parts = append(parts, fmt.Sprintf("%s %s", f.Name, formatFigure(f)))
 		}
 		parts = append(parts, "verify "+verdict(s))
-		fmt.Fprintf(w, "%s: %s\n", s.Name, strings.Join(parts, "; "))
+		lines = append(lines, fmt.Sprintf("%s: %s", s.Name, strings.Join(parts, "; ")))
+	}
+	return lines
+}
+
+// WriteTable prints the final table: per scenario and operation the count,
+// throughput, latency percentiles and errors by code, the scenario's ratio
+// to the floor, its own figures and Verify's verdict.
+func (r *Report) WriteTable(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	for _, row := range append([][]string{tableHeader}, r.tableRows()...) {
+		fmt.Fprintln(tw, strings.Join(row, "\t")+"\t")
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	for _, l := range r.summaryLines() {
+		fmt.Fprintln(w, l)
 	}
 	return nil
+}
+
+// WriteMarkdown writes what WriteTable prints as markdown: the table (with
+// numbers right-aligned) and the lines under it as a list.
+func (r *Report) WriteMarkdown(w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	writeMarkdownRow(bw, tableHeader)
+	align := make([]string, len(tableHeader))
+	for i := range align {
+		align[i] = "--:"
+		if i < 2 {
+			align[i] = "---"
+		}
+	}
+	writeMarkdownRow(bw, align)
+	for _, row := range r.tableRows() {
+		writeMarkdownRow(bw, row)
+	}
+	fmt.Fprintln(bw)
+	for _, l := range r.summaryLines() {
+		fmt.Fprintln(bw, "- "+markdownEscape(l))
+	}
+	return bw.Flush()
+}
+
+func writeMarkdownRow(w io.Writer, cells []string) {
+	esc := make([]string, len(cells))
+	for i, c := range cells {
+		esc[i] = markdownEscape(c)
+	}
+	fmt.Fprintln(w, "| "+strings.Join(esc, " | ")+" |")
+}
+
+// markdownEscape keeps s (an error message, say) from breaking a table
+// cell or a list item.
+func markdownEscape(s string) string {
+	return strings.NewReplacer("|", "\\|", "\n", " ").Replace(s)
 }
 
 func formatFigure(f Figure) string {

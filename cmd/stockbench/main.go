@@ -2,6 +2,9 @@
 // and checks, after the load, that nothing was oversold and no acknowledged
 // reservation is missing. It drives a running cluster (--addr) or starts a
 // local one in temporary folders (--spawn N) and tears it down afterwards.
+// "stockbench suite" runs the fixed suite behind `make bench` on spawned
+// clusters and writes RESULTS.md, the issue's targets judged met or not,
+// with the plots beside it.
 //
 // Every run measures the floor scenario (gRPC health checks on the same
 // connections and concurrency) first, and reports each scenario's
@@ -52,9 +55,11 @@ type usageError struct{ msg string }
 func (e usageError) Error() string { return e.msg }
 
 const usage = `usage: stockbench (--addr HOST:PORT[,HOST:PORT...] | --spawn N) [flags]
+       stockbench suite [--out DIR] [--stockd PATH] [--quick]
 
 Runs the floor scenario, then each --scenario in turn, against the cluster;
 prints a live line per second on stderr and the final table on stdout.
+"stockbench suite -h" describes the suite.
 
 scenarios: %s
 
@@ -63,24 +68,25 @@ flags:
 
 // config is the parsed command line.
 type config struct {
-	addrs       []string
-	spawn       int
-	stockd      string
-	nodeArgs    []string
-	nodeLog     string
-	scenarios   []string
-	noFloor     bool
-	concurrency int
-	rate        float64
-	duration    time.Duration
-	warmup      time.Duration
-	seed        uint64
-	catalog     int
-	locations   int
-	batches     []int
-	jsonPath    string
-	plotPath    string
-	quiet       bool
+	addrs        []string
+	spawn        int
+	stockd       string
+	nodeArgs     []string
+	nodeLog      string
+	scenarios    []string
+	noFloor      bool
+	concurrency  int
+	rate         float64
+	duration     time.Duration
+	warmup       time.Duration
+	seed         uint64
+	catalog      int
+	locations    int
+	batches      []int
+	backfillRows int
+	jsonPath     string
+	plotPath     string
+	quiet        bool
 }
 
 func parse(args []string, stderr io.Writer) (*config, error) {
@@ -107,6 +113,7 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.catalog, "catalog", 100_000, "SKUs in the catalog of storefront, checkout and peak-day")
 	fs.IntVar(&c.locations, "locations", 3, "locations every SKU is stocked at")
 	fs.StringVar(&batches, "batch", "1", "storefront: SKUs per GetAvailability, comma-separated sizes (1,20,100) mixed at random")
+	fs.IntVar(&c.backfillRows, "backfill-rows", 1_000_000, "backfill: rows (counters) in the generation it loads")
 	fs.StringVar(&c.jsonPath, "json", "", "write the report as JSON to this file")
 	fs.StringVar(&c.plotPath, "plot", "", "draw latency and throughput over time into this .svg or .png file")
 	fs.BoolVar(&c.quiet, "quiet", false, "no live progress line")
@@ -138,6 +145,8 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 		return nil, usageError{"--catalog: want >= 1"}
 	case c.locations < 1:
 		return nil, usageError{"--locations: want >= 1"}
+	case c.backfillRows < 1:
+		return nil, usageError{"--backfill-rows: want >= 1"}
 	}
 	for a := range strings.SplitSeq(addrs, ",") {
 		if a = strings.TrimSpace(a); a != "" {
@@ -171,6 +180,9 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "suite" {
+		return runSuite(ctx, args[1:], stdout, stderr)
+	}
 	c, err := parse(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
@@ -213,57 +225,102 @@ func finish(rep *bench.Report, c *config, stdout io.Writer) error {
 	return nil
 }
 
+// target is the cluster runs drive: a connection per node and, for
+// --spawn, the processes. Close tears it down.
+type target struct {
+	info    bench.Target
+	conns   []*grpc.ClientConn
+	cluster *bench.Cluster // nil for --addr
+	nodeLog *os.File       // nil without --node-log
+}
+
+// connect spawns the cluster (--spawn) or dials the running one (--addr). On
+// an error, what it started is torn down.
+func connect(ctx context.Context, c *config, stderr io.Writer) (t *target, err error) {
+	t = &target{info: bench.Target{Addrs: c.addrs}}
+	defer func() {
+		if err != nil {
+			_ = t.Close() // the error that stopped connect says more
+			t = nil
+		}
+	}()
+	if c.spawn > 0 {
+		opts := bench.SpawnOptions{Stockd: c.stockd, Args: c.nodeArgs}
+		if c.nodeLog != "" {
+			if t.nodeLog, err = os.OpenFile(c.nodeLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
+				return t, err
+			}
+			opts.Stderr = t.nodeLog
+		}
+		fmt.Fprintf(stderr, "spawning %d stockd node(s)...\n", c.spawn)
+		if t.cluster, err = bench.Spawn(ctx, c.spawn, opts); err != nil {
+			return t, err
+		}
+		t.info = bench.Target{Addrs: t.cluster.Addrs(), Spawned: c.spawn, NodeArgs: c.nodeArgs}
+	}
+	for _, a := range t.info.Addrs {
+		conn, err := grpc.NewClient(a, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return t, fmt.Errorf("dial %s: %w", a, err)
+		}
+		t.conns = append(t.conns, conn)
+	}
+	return t, nil
+}
+
+// Close closes the connections and kills a spawned cluster.
+func (t *target) Close() error {
+	var errs []error
+	for _, conn := range t.conns {
+		errs = append(errs, conn.Close())
+	}
+	if t.cluster != nil {
+		errs = append(errs, t.cluster.Close())
+	}
+	if t.nodeLog != nil {
+		errs = append(errs, t.nodeLog.Close())
+	}
+	return errors.Join(errs...)
+}
+
 // measure connects to (or spawns) the cluster, runs the floor and every
 // scenario in turn and returns the report. A spawned cluster is torn down
 // before it returns, on Ctrl-C too.
 func measure(ctx context.Context, c *config, command []string, stderr io.Writer) (*bench.Report, error) {
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	t, err := connect(ctx, c, stderr)
+	if err != nil {
+		return nil, err
+	}
+	rep := measureOn(ctx, t, c, command, stderr)
+	if err := t.Close(); err != nil {
+		// The figures stand: report them and say the teardown failed.
+		fmt.Fprintf(stderr, "stockbench: tear down: %v\n", err)
+	}
+	return rep, nil
+}
+
+// measureOn runs the floor (unless --no-floor) and every scenario of c in
+// turn on t and returns the report; ctx ending stops it after the scenario
+// it interrupted. The suite calls it once per run on a cluster it keeps.
+func measureOn(ctx context.Context, t *target, c *config, command []string, stderr io.Writer) *bench.Report {
 	rep := &bench.Report{
 		Schema:    bench.ReportSchema,
 		StartedAt: time.Now().UTC(),
 		Command:   command,
 		Machine:   bench.ThisMachine(),
+		Target:    t.info,
 		Options: bench.ReportOptions{
 			Concurrency: c.concurrency, Rate: c.rate, DurationS: c.duration.Seconds(), WarmupS: c.warmup.Seconds(),
 			Seed: c.seed, Catalog: c.catalog, Locations: c.locations, Batches: c.batches,
 		},
 	}
-	addrs := c.addrs
-	if c.spawn > 0 {
-		opts := bench.SpawnOptions{Stockd: c.stockd, Args: c.nodeArgs}
-		if c.nodeLog != "" {
-			f, err := os.OpenFile(c.nodeLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-			if err != nil {
-				return nil, err
-			}
-			defer f.Close()
-			opts.Stderr = f
-		}
-		fmt.Fprintf(stderr, "spawning %d stockd node(s)...\n", c.spawn)
-		cl, err := bench.Spawn(ctx, c.spawn, opts)
-		if err != nil {
-			return nil, err
-		}
-		defer cl.Close()
-		addrs = cl.Addrs()
-		rep.Target = bench.Target{Addrs: addrs, Spawned: c.spawn, NodeArgs: c.nodeArgs}
-	} else {
-		rep.Target = bench.Target{Addrs: addrs}
-	}
 	env := &bench.Env{
-		Log: log,
+		Conns: t.conns,
+		Log:   slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Opts: bench.Options{
 			SKUs: c.catalog, Locations: c.locations, Seed: c.seed,
 			Concurrency: c.concurrency, Duration: c.duration, Batches: c.batches,
 		},
-	}
-	for _, a := range addrs {
-		conn, err := grpc.NewClient(a, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			return nil, fmt.Errorf("dial %s: %w", a, err)
-		}
-		defer conn.Close()
-		env.Conns = append(env.Conns, conn)
 	}
 	cfg := bench.RunConfig{Rate: c.rate, Warmup: c.warmup}
 	if !c.quiet {
@@ -276,14 +333,16 @@ func measure(ctx context.Context, c *config, command []string, stderr io.Writer)
 	}
 	for _, name := range names {
 		sc, _ := bench.New(name)
-		res := bench.RunScenario(ctx, sc, env, cfg)
-		rep.Scenarios = append(rep.Scenarios, res)
+		if b, ok := sc.(*bench.Backfill); ok {
+			b.Rows = c.backfillRows
+		}
+		rep.Scenarios = append(rep.Scenarios, bench.RunScenario(ctx, sc, env, cfg))
 		if ctx.Err() != nil {
 			break
 		}
 	}
 	rep.SetFloorRatios()
-	return rep, nil
+	return rep
 }
 
 // isTerminal reports whether w is a character device (a terminal).

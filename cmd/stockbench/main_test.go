@@ -149,6 +149,9 @@ func TestUsageErrors(t *testing.T) {
 		{"--spawn", "1", "--scenario", "nope"},
 		{"--spawn", "1", "--batch", "0"},
 		{"--spawn", "1", "--concurrency", "0"},
+		{"--spawn", "1", "--backfill-rows", "0"},
+		{"suite", "--spawn", "1"},
+		{"suite", "extra"},
 	} {
 		err := run(context.Background(), args, &bytes.Buffer{}, &bytes.Buffer{})
 		if _, ok := err.(usageError); !ok {
