@@ -91,6 +91,9 @@ type Config struct {
 	// QueueSize bounds the commands waiting to be batched; beyond it Propose
 	// fails at once with ErrQueueFull.
 	QueueSize int
+	// DialMap redirects this node's dials to peers (raft and peer gRPC) to
+	// other addresses; for fault tests only (a proxy per link). Nil: none.
+	DialMap DialMap
 	// Clock is the leader clock entries are stamped with; nil means time.Now.
 	Clock func() time.Time
 }

@@ -21,12 +21,17 @@ import (
 // use and closed by Close. Connections are plaintext for now.
 // TODO(#3): peer TLS or a join token (DESIGN.md, channels and trust).
 type peerPool struct {
+	// dialMap redirects dials (fault tests only); read-only.
+	dialMap DialMap
+
 	mu     sync.Mutex
 	conns  map[string]*grpc.ClientConn
 	closed bool
 }
 
-func newPeerPool() *peerPool { return &peerPool{conns: make(map[string]*grpc.ClientConn)} }
+func newPeerPool(dialMap DialMap) *peerPool {
+	return &peerPool{dialMap: dialMap, conns: make(map[string]*grpc.ClientConn)}
+}
 
 // client returns a Peer client for addr, or ErrStopped once the pool is closed.
 func (p *peerPool) client(addr string) (peerv1.PeerClient, error) {
@@ -38,7 +43,7 @@ func (p *peerPool) client(addr string) (peerv1.PeerClient, error) {
 	cc, ok := p.conns[addr]
 	if !ok {
 		var err error
-		cc, err = grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		cc, err = grpc.NewClient(p.dialMap.target(addr), grpc.WithTransportCredentials(insecure.NewCredentials()),
 			// A forwarded command's answer has a row per input row: up to
 			// 10,000 rows with reasons can pass grpc's 4 MB default.
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxPeerMessage)))

@@ -129,7 +129,7 @@ func (n *Node) Start() error {
 	if err != nil {
 		return fmt.Errorf("start: open raft log: %w", err)
 	}
-	rn := &running{bolt: bolt, peers: newPeerPool()}
+	rn := &running{bolt: bolt, peers: newPeerPool(n.cfg.DialMap)}
 	ok := false
 	defer func() {
 		if !ok {
@@ -501,7 +501,7 @@ func (n *Node) transport(hl hclog.Logger) (raft.Transport, error) {
 		return nil, fmt.Errorf("raft address %s binds every interface: give the address peers dial as the raft advertise address", n.cfg.RaftAddr)
 	}
 	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  &streamLayer{Listener: lis, advertise: advertise},
+		Stream:  &streamLayer{Listener: lis, advertise: advertise, dialMap: n.cfg.DialMap},
 		MaxPool: 3,
 		Timeout: 10 * time.Second,
 		Logger:  hl.Named("transport"),
@@ -514,11 +514,12 @@ func (n *Node) transport(hl hclog.Logger) (raft.Transport, error) {
 type streamLayer struct {
 	net.Listener
 	advertise net.Addr
+	dialMap   DialMap // fault tests only: dial a proxy instead
 }
 
-// Dial connects to a peer's raft address.
+// Dial connects to a peer's raft address (or where the dial map sends it).
 func (l *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return net.DialTimeout("tcp", string(address), timeout)
+	return net.DialTimeout("tcp", l.dialMap.target(string(address)), timeout)
 }
 
 // Addr is the address peers are told to dial.

@@ -68,6 +68,7 @@ type options struct {
 	memoryRatio       float64
 	changeLogEntries  int
 	watchBuffer       int
+	dialMap           cluster.DialMap
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -99,8 +100,14 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.Float64Var(&o.memoryRatio, "memory-ratio", 1.5, "keep memory near this multiple of the live heap once that passes 128 MiB (a soft limit; 0 turns it off; ignored when GOMEMLIMIT is set)")
 	fs.IntVar(&o.changeLogEntries, "change-log-entries", store.DefaultChangeLogEntries, "changes kept in memory for Watch resumes and ListChanges")
 	fs.IntVar(&o.watchBuffer, "watch-buffer", server.DefaultWatchBufferSKUs, "distinct SKUs that may wait to be sent on one Watch stream before it gets a resync")
+	dialMap := os.Getenv("STOCKD_DIAL_MAP")
+	fs.StringVar(&dialMap, "dial-map", dialMap, "TEST ONLY (fault harness): ADDR=VIA,... makes this node dial VIA whenever it would dial the peer address ADDR (raft or gRPC); default $STOCKD_DIAL_MAP")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	var err error
+	if o.dialMap, err = cluster.ParseDialMap(dialMap); err != nil {
+		return o, fmt.Errorf("--dial-map: %w", err)
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
@@ -184,6 +191,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		Linger:            o.linger,
 		SnapshotThreshold: o.snapshotThreshold,
 		SnapshotInterval:  o.snapshotInterval,
+		DialMap:           o.dialMap,
 	})
 	if err != nil {
 		return err
