@@ -57,6 +57,13 @@ proto: tools
 		--go-grpc_out=. --go-grpc_opt=module=github.com/stockd/stockd \
 		$(PROTOS)
 
+## chaos: the fault harness (bench/chaos) for CHAOS_DURATION (default 10m);
+## CHAOS_SEED replays a run, CHAOS_NEMESES=kill-leader,bridge narrows it
+.PHONY: chaos
+chaos:
+	STOCKD_CHAOS_DURATION=$(or $(CHAOS_DURATION),10m) STOCKD_CHAOS_SEED=$(CHAOS_SEED) STOCKD_CHAOS_NEMESES=$(CHAOS_NEMESES) \
+		$(GO) test -race -count=1 -v -timeout 0 -run '^TestChaos$$' ./bench/chaos/
+
 ## image: a static linux binary in a FROM scratch image (no image is pulled)
 image:
 	CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -o bin/stockd-linux ./cmd/stockd

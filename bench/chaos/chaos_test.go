@@ -1,0 +1,141 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+)
+
+// stockdBin is the binary TestMain builds once for every test.
+var stockdBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "stockd-chaos-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if stockdBin, err = BuildStockd(ctx, dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return m.Run()
+}
+
+// seedFromEnv returns STOCKD_CHAOS_SEED, or a fresh seed (printed, so a
+// failure can be replayed).
+func seedFromEnv(t *testing.T) uint64 {
+	if s := os.Getenv("STOCKD_CHAOS_SEED"); s != "" {
+		seed, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("STOCKD_CHAOS_SEED=%q: %v", s, err)
+		}
+		return seed
+	}
+	return uint64(time.Now().UnixNano())
+}
+
+// startCluster starts a 3-node cluster whose processes, proxies and folders
+// t.Cleanup removes; node logs go to t.ArtifactDir (kept with -artifacts).
+func startCluster(t *testing.T) *Cluster {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	c, err := StartCluster(ctx, ClusterConfig{Bin: stockdBin, Dir: t.TempDir(), LogDir: t.ArtifactDir(),
+		// Snapshots during the run, so restarted nodes also restore one.
+		Args: []string{"--snapshot-threshold", "2048", "--snapshot-interval", "2s"}})
+	t.Cleanup(c.Close)
+	if err != nil {
+		t.Fatalf("start cluster: %v", err)
+	}
+	return c
+}
+
+// report logs the run and fails the test on any violation, saving the
+// history and porcupine's visualisation of each non-linearizable SKU.
+func report(t *testing.T, rep *Report, err error) {
+	t.Helper()
+	t.Logf("chaos run, seed %d (replay: STOCKD_CHAOS_SEED=%d)\n%s", rep.Seed, rep.Seed, rep.Summary())
+	for _, f := range rep.Faults {
+		t.Log(f)
+	}
+	dir := t.ArtifactDir()
+	if err != nil || rep.Failed() {
+		if werr := writeHistory(filepath.Join(dir, "history.json"), rep.History); werr != nil {
+			t.Logf("save history: %v", werr)
+		}
+		for _, l := range rep.Lin {
+			if l.result == porcupine.Illegal {
+				path := filepath.Join(dir, "linearizability-"+l.sku+".html")
+				if verr := porcupine.VisualizePath(l.model, l.info, path); verr != nil {
+					t.Logf("visualise %s: %v", l.sku, verr)
+				}
+			}
+		}
+		t.Logf("history, node logs and visualisations in %s (kept with go test -artifacts)", dir)
+	}
+	if err != nil {
+		t.Fatalf("seed %d: run: %v", rep.Seed, err)
+	}
+	for i, v := range rep.Violations {
+		if i == 50 {
+			t.Errorf("... %d more", len(rep.Violations)-50)
+			break
+		}
+		t.Errorf("seed %d: %s", rep.Seed, v)
+	}
+}
+
+// TestChaos runs the workload on a 3-node cluster under a schedule of
+// faults and checks I1, I2, I3, I4, I5 and linearizability. By default a
+// short schedule (4 faults of ~3 s); STOCKD_CHAOS_DURATION=10m (make chaos)
+// keeps injecting for that long; STOCKD_CHAOS_SEED replays a run;
+// STOCKD_CHAOS_NEMESES=kill-leader,bridge restricts the schedule.
+func TestChaos(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault harness: skipped with -short")
+	}
+	cfg := RunConfig{Seed: seedFromEnv(t), Faults: 4, Hold: 2500 * time.Millisecond, Logf: t.Logf,
+		Workload: WorkloadConfig{Clients: 6, OpsPerSecond: 40}}
+	if s := os.Getenv("STOCKD_CHAOS_DURATION"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			t.Fatalf("STOCKD_CHAOS_DURATION=%q: %v", s, err)
+		}
+		cfg.Duration, cfg.LinTimeout = d, 5*time.Minute
+	}
+	if s := os.Getenv("STOCKD_CHAOS_NEMESES"); s != "" {
+		cfg.Nemeses = splitComma(s)
+	}
+	t.Logf("seed %d", cfg.Seed)
+	c := startCluster(t)
+	rep, err := Run(t.Context(), c, cfg)
+	report(t, rep, err)
+}
+
+func splitComma(s string) []string {
+	var out []string
+	start := 0
+	for i := 0; i <= len(s); i++ {
+		if i == len(s) || s[i] == ',' {
+			if i > start {
+				out = append(out, s[start:i])
+			}
+			start = i + 1
+		}
+	}
+	return out
+}

@@ -1,0 +1,312 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/stockd/stockd/api/stockdv1"
+)
+
+// RunConfig configures one run: a workload under a schedule of faults.
+type RunConfig struct {
+	Seed uint64
+	// Faults is how many faults the schedule injects (each nemesis in turn,
+	// in an order drawn from the seed); Duration, when set, instead keeps
+	// injecting until it has passed.
+	Faults   int
+	Duration time.Duration
+	// Hold is how long each fault lasts (longer than the 500 ms election
+	// timeout); Quiet is the fault-free time after each recovery.
+	Hold, Quiet time.Duration
+	// Recover bounds the wait for the cluster to be ready after a heal.
+	Recover time.Duration
+	// Nemeses restricts the schedule to these names; empty means all.
+	Nemeses  []string
+	Workload WorkloadConfig
+	// LinTimeout bounds porcupine per SKU (an inconclusive check is reported,
+	// not failed).
+	LinTimeout time.Duration
+	// Logf receives progress lines; nil discards them.
+	Logf func(format string, args ...any)
+}
+
+// Report is the outcome of a run.
+type Report struct {
+	Seed       uint64
+	Faults     []string
+	Ops        map[string]int // "kind outcome" -> count
+	Violations []string
+	Lin        []linResult
+	History    []op
+	FinalRev   uint64
+}
+
+// Failed reports whether any checker found a violation.
+func (r *Report) Failed() bool { return len(r.Violations) > 0 }
+
+// Summary is a short table of the run.
+func (r *Report) Summary() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "seed %d, %d faults, %d operations, final revision %d\n", r.Seed, len(r.Faults), len(r.History), r.FinalRev)
+	keys := make([]string, 0, len(r.Ops))
+	for k := range r.Ops {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&b, "  %-22s %6d\n", k, r.Ops[k])
+	}
+	for _, l := range r.Lin {
+		fmt.Fprintf(&b, "  linearizable %-8s %5d ops: %s\n", l.sku, l.ops, l.result)
+	}
+	fmt.Fprintf(&b, "  violations: %d\n", len(r.Violations))
+	return b.String()
+}
+
+// Run sets up the catalog, runs the workload while the schedule injects
+// faults, restores the cluster and runs every checker. An error means the
+// run itself could not proceed (setup, or the cluster never recovered);
+// checker findings are in the report.
+func Run(ctx context.Context, c *Cluster, cfg RunConfig) (*Report, error) {
+	if cfg.Logf == nil {
+		cfg.Logf = func(string, ...any) {}
+	}
+	if cfg.Hold == 0 {
+		cfg.Hold = 3 * time.Second
+	}
+	if cfg.Quiet == 0 {
+		cfg.Quiet = time.Second
+	}
+	if cfg.Recover == 0 {
+		cfg.Recover = 30 * time.Second
+	}
+	if cfg.LinTimeout == 0 {
+		cfg.LinTimeout = 30 * time.Second
+	}
+	cfg.Workload.Seed = cfg.Seed
+	rep := &Report{Seed: cfg.Seed, Ops: map[string]int{}}
+	w := newWorkload(cfg.Workload, c)
+	if err := w.setup(ctx); err != nil {
+		return rep, err
+	}
+
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() { defer close(done); w.run(ctx, stop) }()
+	schedErr := schedule(ctx, c, cfg, rep)
+	close(stop)
+	<-done
+	rep.History = w.h.snapshot()
+	for _, o := range rep.History {
+		rep.Ops[string(o.Kind)+" "+string(o.Outcome)]++
+	}
+	if schedErr != nil {
+		return rep, schedErr
+	}
+	for _, err := range c.Exited() {
+		rep.Violations = append(rep.Violations, "node crashed: "+err.Error())
+	}
+	if err := c.Restore(); err != nil {
+		return rep, fmt.Errorf("restore: %w", err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, cfg.Recover)
+	defer cancel()
+	if err := c.WaitReady(rctx, len(c.Nodes)); err != nil {
+		rep.Violations = append(rep.Violations, "cluster did not recover after the final heal: "+err.Error())
+		return rep, nil
+	}
+	cfg.Logf("healed; final write")
+	final, err := finalChecks(rctx, c, w, rep)
+	if err != nil {
+		rep.Violations = append(rep.Violations, err.Error())
+		return rep, nil
+	}
+	resolveUnknowns(rep.History, final)
+	cfg.Logf("checking linearizability")
+	rep.Lin = checkLinearizable(rep.History, w.cfg.LinSKUs, w.cfg.InitialStock, cfg.LinTimeout)
+	for _, l := range rep.Lin {
+		if l.result == porcupine.Illegal {
+			rep.Violations = append(rep.Violations, fmt.Sprintf("linearizability: SKU %s history of %d operations is not linearizable", l.sku, l.ops))
+		}
+	}
+	return rep, nil
+}
+
+// schedule injects faults until the count or the duration is reached.
+func schedule(ctx context.Context, c *Cluster, cfg RunConfig, rep *Report) error {
+	all := Nemeses()
+	var pool []nemesis
+	for _, n := range all {
+		if len(cfg.Nemeses) == 0 || contains(cfg.Nemeses, n.name) {
+			pool = append(pool, n)
+		}
+	}
+	if len(pool) == 0 {
+		return fmt.Errorf("no nemesis among %v", cfg.Nemeses)
+	}
+	r := rand.New(rand.NewPCG(cfg.Seed, 0x6e656d))
+	r.Shuffle(len(pool), func(i, j int) { pool[i], pool[j] = pool[j], pool[i] })
+	start := time.Now()
+	// Let the workload run fault-free first.
+	if err := wait(ctx, cfg.Quiet); err != nil {
+		return err
+	}
+	for i := 0; ; i++ {
+		if cfg.Duration > 0 && time.Since(start) >= cfg.Duration || cfg.Duration == 0 && i >= cfg.Faults {
+			return nil
+		}
+		n := pool[i%len(pool)]
+		if i > 0 && i%len(pool) == 0 {
+			r.Shuffle(len(pool), func(i, j int) { pool[i], pool[j] = pool[j], pool[i] })
+		}
+		desc, heal := n.inject(ctx, c, r)
+		hold := cfg.Hold + time.Duration(r.Int64N(int64(cfg.Hold)/2+1))
+		line := fmt.Sprintf("%6.1fs %s: %s for %v", time.Since(start).Seconds(), n.name, desc, hold.Round(time.Millisecond))
+		rep.Faults = append(rep.Faults, line)
+		cfg.Logf("%s", line)
+		if err := wait(ctx, hold); err != nil {
+			return err
+		}
+		if err := heal(); err != nil {
+			return fmt.Errorf("heal %s: %w", n.name, err)
+		}
+		rctx, cancel := context.WithTimeout(ctx, cfg.Recover)
+		t0 := time.Now()
+		err := c.WaitReady(rctx, len(c.Nodes))
+		cancel()
+		if err != nil {
+			return fmt.Errorf("after %s: %w", line, err)
+		}
+		cfg.Logf("        recovered in %v", time.Since(t0).Round(time.Millisecond))
+		if err := wait(ctx, cfg.Quiet); err != nil {
+			return err
+		}
+	}
+}
+
+// wait holds for d: a schedule step, not synchronisation.
+func wait(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// finalChecks makes the final write, waits for convergence and runs the
+// state checkers; it returns node1's final reservations. An error means a
+// check could not run (itself a failure).
+func finalChecks(ctx context.Context, c *Cluster, w *workload, rep *Report) (map[string]resView, error) {
+	var rev uint64
+	err := retry(ctx, "final write", func(ctx context.Context) error {
+		resp, err := c.Nodes[0].Erp.SetStock(ctx, &stockdv1.SetStockRequest{Rows: []*stockdv1.StockCount{
+			{Item: finalItem, Location: chaosLocation, OnHandBaseUnits: w.cfg.InitialStock + 1, Version: 2}}})
+		if err != nil {
+			return err
+		}
+		// A retry of the same row after an unknown answer is stale: fine.
+		rev = resp.GetRevision()
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	rep.FinalRev = rev
+
+	// I4: poll until every member applied one index, then compare digests.
+	var last []memberView
+	err = retry(ctx, "convergence", func(ctx context.Context) error {
+		st, err := c.Nodes[0].Cl.Status(ctx, &stockdv1.StatusRequest{IncludeDigests: true})
+		if err != nil {
+			return err
+		}
+		last = last[:0]
+		for _, m := range st.GetMembers() {
+			last = append(last, memberView{ID: m.GetNodeId(), Applied: m.GetAppliedIndex(), Digest: m.GetStateDigest()})
+		}
+		settled, v := checkDigests(last)
+		if len(v) > 0 {
+			rep.Violations = append(rep.Violations, v...)
+			return nil
+		}
+		if !settled {
+			return fmt.Errorf("not settled: %+v", last)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	noLowering := func(sku string) bool { return !w.isLin(sku) }
+	rep.Violations = append(rep.Violations, checkReads(rep.History, noLowering)...)
+	rep.Violations = append(rep.Violations, checkMonotonic(rep.History)...)
+	rep.Violations = append(rep.Violations, checkUnexpected(rep.History)...)
+
+	finalRes := make([]map[string]resView, len(c.Nodes))
+	finalFig := make([]map[string]skuRead, len(c.Nodes))
+	for i, nd := range c.Nodes {
+		if finalRes[i], err = listReservations(ctx, nd, rev); err != nil {
+			return nil, fmt.Errorf("final reservations of %s: %w", nd.ID, err)
+		}
+		err := retry(ctx, "final figures of "+nd.ID, func(ctx context.Context) error {
+			resp, err := nd.Inv.GetAvailability(ctx, &stockdv1.GetAvailabilityRequest{Channel: chaosChannel, Skus: w.allSKUs(), MinRevision: rev})
+			if err != nil {
+				return err
+			}
+			finalFig[i] = map[string]skuRead{}
+			for _, rd := range readsOf(resp.GetSkus()) {
+				finalFig[i][rd.SKU] = rd
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	rep.Violations = append(rep.Violations, checkAcks(rep.History, finalRes)...)
+	rep.Violations = append(rep.Violations, checkFinalFigures(finalFig, noLowering)...)
+	return finalRes[0], nil
+}
+
+// listReservations pages through the chaos channel's reservations on nd at
+// revision rev or later.
+func listReservations(ctx context.Context, nd *Node, rev uint64) (map[string]resView, error) {
+	out := map[string]resView{}
+	token := ""
+	for {
+		var resp *stockdv1.ListReservationsResponse
+		err := retry(ctx, "list reservations", func(ctx context.Context) error {
+			var err error
+			resp, err = nd.Inv.ListReservations(ctx, &stockdv1.ListReservationsRequest{Channel: chaosChannel, PageSize: 1000, PageToken: token, MinRevision: rev})
+			if status.Code(err) == codes.InvalidArgument {
+				return errors.Join(err, ctx.Err())
+			}
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range resp.GetReservations() {
+			v := resView{Found: true, State: strings.TrimPrefix(r.GetState().String(), "RESERVATION_STATE_"), Lines: map[string]int64{}}
+			for _, l := range r.GetLines() {
+				v.Lines[l.GetSku()] += l.GetQuantitySkuUnits()
+			}
+			out[r.GetReservationId()] = v
+		}
+		if token = resp.GetNextPageToken(); token == "" {
+			return out, nil
+		}
+	}
+}

@@ -1,0 +1,499 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/stockd/stockd/api/stockdv1"
+)
+
+// The catalog of a run: one channel over one location, every SKU its own
+// item (factor 1), no buffer, so available = max(0, on_hand - reserved -
+// committed) exactly.
+const (
+	chaosChannel  = "chaos"
+	chaosLocation = "l1"
+	// finalItem takes the write every run ends with.
+	finalItem = "final"
+	// holdTTL outlives any run, so no hold expires and the model needs no clock.
+	holdTTL = time.Hour
+)
+
+// WorkloadConfig configures a workload.
+type WorkloadConfig struct {
+	Seed    uint64
+	Clients int // concurrent clients; 6 unless set
+	// LinSKUs get single-SKU operations only (reserve, confirm, release, ERP
+	// set and adjust, linearizable reads), so each is a partition porcupine
+	// checks on its own. CartSKUs (the first ones hot) get carts of 2-3
+	// lines, single reserves and positive adjustments only, so their on hand
+	// never drops below what was promised.
+	LinSKUs  []string
+	CartSKUs []string
+	// OpsPerSecond paces each client (0: back to back).
+	OpsPerSecond float64
+	// AttemptTimeout bounds one call; MaxAttempts bounds the calls of one
+	// operation with the same id before it is recorded as unknown.
+	AttemptTimeout time.Duration
+	MaxAttempts    int
+	// InitialStock is every SKU's on hand at the start.
+	InitialStock int64
+}
+
+func (c *WorkloadConfig) setDefaults() {
+	if c.Clients == 0 {
+		c.Clients = 6
+	}
+	if len(c.LinSKUs) == 0 {
+		c.LinSKUs = []string{"hot-a", "hot-b", "hot-c"}
+	}
+	if len(c.CartSKUs) == 0 {
+		c.CartSKUs = []string{"cart-a", "cart-b"}
+		for i := range 12 {
+			c.CartSKUs = append(c.CartSKUs, fmt.Sprintf("cold-%02d", i))
+		}
+	}
+	if c.AttemptTimeout == 0 {
+		c.AttemptTimeout = 2 * time.Second
+	}
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = 6
+	}
+	if c.InitialStock == 0 {
+		c.InitialStock = 30
+	}
+}
+
+// workload drives the clients and records their history.
+type workload struct {
+	cfg   WorkloadConfig
+	c     *Cluster
+	start time.Time
+	h     history
+
+	versions sync.Map // SKU -> *atomic.Uint64, last ERP version handed out
+	promised sync.Map // SKU -> *atomic.Int64, last promised figure a client saw
+}
+
+func newWorkload(cfg WorkloadConfig, c *Cluster) *workload {
+	cfg.setDefaults()
+	return &workload{cfg: cfg, c: c, start: time.Now()}
+}
+
+func (w *workload) now() int64 { return time.Since(w.start).Nanoseconds() }
+
+func (w *workload) allSKUs() []string {
+	return append(append([]string(nil), w.cfg.LinSKUs...), w.cfg.CartSKUs...)
+}
+
+// isLin reports whether sku is one of the linearizability-checked SKUs.
+func (w *workload) isLin(sku string) bool {
+	for _, s := range w.cfg.LinSKUs {
+		if s == sku {
+			return true
+		}
+	}
+	return false
+}
+
+// retry calls f until it succeeds or ctx ends, polling every 100 ms; for
+// setup and the final checks, where the cluster must answer eventually.
+func retry(ctx context.Context, what string, f func(ctx context.Context) error) error {
+	var last error
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		last = f(cctx)
+		cancel()
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w (last: %v)", what, ctx.Err(), last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// setup declares the location and channel and stocks every SKU (version 1).
+func (w *workload) setup(ctx context.Context) error {
+	nd := w.c.Nodes[0]
+	var rows []*stockdv1.StockCount
+	for _, s := range append(w.allSKUs(), finalItem) {
+		rows = append(rows, &stockdv1.StockCount{Item: s, Location: chaosLocation, OnHandBaseUnits: w.cfg.InitialStock, Version: 1})
+		v := &atomic.Uint64{}
+		v.Store(1)
+		w.versions.Store(s, v)
+		w.promised.Store(s, &atomic.Int64{})
+	}
+	return retry(ctx, "setup", func(ctx context.Context) error {
+		if _, err := nd.Adm.PutLocation(ctx, &stockdv1.PutLocationRequest{Location: &stockdv1.Location{Id: chaosLocation, Name: chaosLocation}}); err != nil {
+			return err
+		}
+		if _, err := nd.Adm.PutChannel(ctx, &stockdv1.PutChannelRequest{Channel: &stockdv1.Channel{Id: chaosChannel, Locations: []string{chaosLocation}}}); err != nil {
+			return err
+		}
+		resp, err := nd.Erp.SetStock(ctx, &stockdv1.SetStockRequest{Rows: rows})
+		if err != nil {
+			return err
+		}
+		for i, r := range resp.GetRows() {
+			if r.GetStatus() == stockdv1.RowStatus_ROW_STATUS_REJECTED {
+				return fmt.Errorf("setup row %d rejected: %s", i, r.GetReason())
+			}
+		}
+		return nil
+	})
+}
+
+// indeterminate reports whether a call's outcome is unknown: it may have
+// been applied (a timeout, a lost leader, a full queue whose entry may
+// still commit) or not.
+func indeterminate(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Canceled,
+		codes.Unknown, codes.Internal, codes.Aborted:
+		return true
+	}
+	return false
+}
+
+// heldRes is a reservation a client holds (acknowledged HELD).
+type heldRes struct {
+	id    string
+	lines []line
+}
+
+// clientState is what one client remembers between operations.
+type clientState struct {
+	id      int
+	rng     *rand.Rand
+	seq     int
+	held    []heldRes
+	lastRev uint64 // revision of the client's last acknowledged write
+}
+
+// run drives the clients until stop closes; each client finishes the
+// operation it is in (with its retries) before it returns, so the end of a
+// run adds no unknown outcomes. ctx ends every call at once (test teardown).
+func (w *workload) run(ctx context.Context, stop <-chan struct{}) {
+	var wg sync.WaitGroup
+	for i := range w.cfg.Clients {
+		cs := &clientState{id: i, rng: rand.New(rand.NewPCG(w.cfg.Seed, uint64(i)+1))}
+		wg.Go(func() { w.client(ctx, stop, cs) })
+	}
+	wg.Wait()
+}
+
+func (w *workload) client(ctx context.Context, stop <-chan struct{}, cs *clientState) {
+	var tick <-chan time.Time
+	if w.cfg.OpsPerSecond > 0 {
+		t := time.NewTicker(time.Duration(float64(time.Second) / w.cfg.OpsPerSecond))
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		if tick != nil {
+			select {
+			case <-stop:
+				return
+			case <-ctx.Done():
+				return
+			case <-tick: // pacing: the offered load, not synchronisation
+			}
+		} else {
+			select {
+			case <-stop:
+				return
+			case <-ctx.Done():
+				return
+			default:
+			}
+		}
+		w.step(ctx, cs)
+	}
+}
+
+// step runs one operation chosen by the client's generator.
+func (w *workload) step(ctx context.Context, cs *clientState) {
+	r := cs.rng
+	cs.seq++
+	lin := w.cfg.LinSKUs[r.IntN(len(w.cfg.LinSKUs))]
+	switch p := r.IntN(100); {
+	case p < 28:
+		w.reserve(ctx, cs, []line{{SKU: lin, Qty: 1 + r.Int64N(3)}})
+	case p < 38:
+		w.reserve(ctx, cs, w.cart(r))
+	case p < 43:
+		w.reserve(ctx, cs, []line{{SKU: w.cartSKU(r), Qty: 1 + r.Int64N(2)}})
+	case p < 58:
+		w.release(ctx, cs)
+	case p < 63:
+		w.confirm(ctx, cs)
+	case p < 67:
+		// An ERP count near what clients saw promised: sometimes below it
+		// (the ERP is the master; the shortfall shows as oversold exposure).
+		seen := w.promisedSeen(lin)
+		w.setStock(ctx, cs, lin, max(0, seen-3+r.Int64N(25)))
+	case p < 70:
+		// Never 0: stockd rejects an empty delta.
+		w.adjust(ctx, cs, lin, []int64{-3, -2, -1, 1, 2, 3, 4, 5, 6}[r.IntN(9)])
+	case p < 73:
+		w.adjust(ctx, cs, w.cartSKU(r), 1+r.Int64N(5))
+	case p < 87:
+		w.read(ctx, cs, []string{lin}, true)
+	default:
+		w.read(ctx, cs, w.allSKUs(), false)
+	}
+}
+
+// cartSKU picks a cart or cold SKU, the hot ones (the first two) half the time.
+func (w *workload) cartSKU(r *rand.Rand) string {
+	if r.IntN(2) == 0 {
+		return w.cfg.CartSKUs[r.IntN(min(2, len(w.cfg.CartSKUs)))]
+	}
+	return w.cfg.CartSKUs[r.IntN(len(w.cfg.CartSKUs))]
+}
+
+// cart returns 2-3 lines over distinct cart SKUs.
+func (w *workload) cart(r *rand.Rand) []line {
+	n := 2 + r.IntN(2)
+	var ls []line
+	seen := map[string]bool{}
+	for len(ls) < n {
+		s := w.cartSKU(r)
+		if seen[s] {
+			continue
+		}
+		seen[s] = true
+		ls = append(ls, line{SKU: s, Qty: 1 + r.Int64N(2)})
+	}
+	return ls
+}
+
+func (w *workload) promisedSeen(sku string) int64 {
+	v, ok := w.promised.Load(sku)
+	if !ok {
+		return w.cfg.InitialStock
+	}
+	return v.(*atomic.Int64).Load()
+}
+
+// attempt is one call of an operation against one node.
+type attempt func(ctx context.Context, nd *Node) error
+
+// do runs the operation's calls: each against a random node, again with the
+// same id while the outcome is indeterminate, at most MaxAttempts times. It
+// fills o's timing, node, attempts and (for a final error) outcome and Err;
+// it returns the last error.
+func (w *workload) do(ctx context.Context, cs *clientState, o *op, f attempt) error {
+	o.Client, o.Call = cs.id, w.now()
+	var err error
+	for o.Attempts < w.cfg.MaxAttempts {
+		o.Attempts++
+		o.Node = cs.rng.IntN(len(w.c.Nodes))
+		cctx, cancel := context.WithTimeout(ctx, w.cfg.AttemptTimeout)
+		err = f(cctx, w.c.Nodes[o.Node])
+		cancel()
+		if err == nil || !indeterminate(err) || ctx.Err() != nil {
+			break
+		}
+		// Client retry backoff (50 ms doubling, at most 1 s): gives an
+		// election time to finish before the same id is tried again.
+		if wait(ctx, min(time.Second, 50*time.Millisecond<<(o.Attempts-1))) != nil {
+			break
+		}
+	}
+	o.Return = w.now()
+	switch {
+	case err == nil:
+		o.Outcome = outOK
+	case indeterminate(err):
+		o.Outcome, o.Err = outUnknown, err.Error()
+	default:
+		o.Outcome, o.Err = outRefused, err.Error()
+	}
+	return err
+}
+
+func (w *workload) reserve(ctx context.Context, cs *clientState, lines []line) {
+	o := op{Kind: opReserve, ID: fmt.Sprintf("r-%d-%d", cs.id, cs.seq), Lines: lines}
+	req := &stockdv1.ReserveRequest{Channel: chaosChannel, ReservationId: o.ID, Ttl: durationpb.New(holdTTL)}
+	for _, l := range lines {
+		req.Lines = append(req.Lines, &stockdv1.ReserveLine{Sku: l.SKU, Quantity: l.Qty, Location: chaosLocation})
+	}
+	err := w.do(ctx, cs, &o, func(ctx context.Context, nd *Node) error {
+		resp, err := nd.Inv.Reserve(ctx, req)
+		if err == nil {
+			o.Revision = resp.GetRevision()
+		}
+		return err
+	})
+	if err == nil {
+		cs.held = append(cs.held, heldRes{id: o.ID, lines: lines})
+		cs.lastRev = max(cs.lastRev, o.Revision)
+	}
+	w.h.add(o)
+}
+
+// takeHeld removes and returns a random held reservation of the client.
+func (cs *clientState) takeHeld() (heldRes, bool) {
+	if len(cs.held) == 0 {
+		return heldRes{}, false
+	}
+	i := cs.rng.IntN(len(cs.held))
+	hr := cs.held[i]
+	cs.held = append(cs.held[:i], cs.held[i+1:]...)
+	return hr, true
+}
+
+func (w *workload) release(ctx context.Context, cs *clientState) {
+	hr, ok := cs.takeHeld()
+	if !ok {
+		return
+	}
+	o := op{Kind: opRelease, ID: hr.id, Lines: hr.lines}
+	if err := w.do(ctx, cs, &o, func(ctx context.Context, nd *Node) error {
+		resp, err := nd.Inv.Release(ctx, &stockdv1.ReleaseRequest{Channel: chaosChannel, ReservationId: hr.id})
+		if err == nil {
+			o.Revision = resp.GetRevision()
+		}
+		return err
+	}); err == nil {
+		cs.lastRev = max(cs.lastRev, o.Revision)
+	}
+	w.h.add(o)
+}
+
+func (w *workload) confirm(ctx context.Context, cs *clientState) {
+	hr, ok := cs.takeHeld()
+	if !ok {
+		return
+	}
+	o := op{Kind: opConfirm, ID: hr.id, Lines: hr.lines}
+	if err := w.do(ctx, cs, &o, func(ctx context.Context, nd *Node) error {
+		resp, err := nd.Inv.Confirm(ctx, &stockdv1.ConfirmRequest{Channel: chaosChannel, ReservationId: hr.id, OrderRef: "o-" + hr.id})
+		if err == nil {
+			o.Revision = resp.GetRevision()
+		}
+		return err
+	}); err == nil {
+		cs.lastRev = max(cs.lastRev, o.Revision)
+	}
+	w.h.add(o)
+}
+
+// errStale marks an ERP row ignored as stale: a definite refusal.
+var errStale = status.Error(codes.FailedPrecondition, "row ignored as stale")
+
+func rowErr(rows []*stockdv1.RowResult) error {
+	if len(rows) != 1 {
+		return status.Errorf(codes.Internal, "%d row results, want 1", len(rows))
+	}
+	switch rows[0].GetStatus() {
+	case stockdv1.RowStatus_ROW_STATUS_APPLIED:
+		return nil
+	case stockdv1.RowStatus_ROW_STATUS_IGNORED_STALE:
+		return errStale
+	}
+	return status.Errorf(codes.InvalidArgument, "row %v: %s", rows[0].GetStatus(), rows[0].GetReason())
+}
+
+func (w *workload) setStock(ctx context.Context, cs *clientState, sku string, onHand int64) {
+	v, _ := w.versions.Load(sku)
+	o := op{Kind: opSetStock, Lines: []line{{SKU: sku}}, Version: v.(*atomic.Uint64).Add(1), Value: onHand}
+	req := &stockdv1.SetStockRequest{Rows: []*stockdv1.StockCount{{Item: sku, Location: chaosLocation, OnHandBaseUnits: onHand, Version: o.Version}}}
+	if err := w.do(ctx, cs, &o, func(ctx context.Context, nd *Node) error {
+		resp, err := nd.Erp.SetStock(ctx, req)
+		if err != nil {
+			return err
+		}
+		o.Revision = resp.GetRevision()
+		// SetStock has no request id: a retry after an attempt that did apply
+		// is answered IGNORED_STALE. The stale answer carries the counter's
+		// version; versions are unique per write, so ours means ours applied.
+		if rows := resp.GetRows(); len(rows) == 1 && rows[0].GetStatus() == stockdv1.RowStatus_ROW_STATUS_IGNORED_STALE &&
+			rows[0].GetVersion() == o.Version {
+			return nil
+		}
+		return rowErr(resp.GetRows())
+	}); err == nil {
+		cs.lastRev = max(cs.lastRev, o.Revision)
+	}
+	w.h.add(o)
+}
+
+func (w *workload) adjust(ctx context.Context, cs *clientState, sku string, delta int64) {
+	o := op{Kind: opAdjust, ID: fmt.Sprintf("d-%d-%d", cs.id, cs.seq), Lines: []line{{SKU: sku}}, Value: delta}
+	req := &stockdv1.AdjustStockRequest{Rows: []*stockdv1.StockAdjustment{{DeltaId: o.ID, Item: sku, Location: chaosLocation, DeltaBaseUnits: delta}}}
+	if err := w.do(ctx, cs, &o, func(ctx context.Context, nd *Node) error {
+		resp, err := nd.Erp.AdjustStock(ctx, req)
+		if err != nil {
+			return err
+		}
+		o.Revision = resp.GetRevision()
+		return rowErr(resp.GetRows())
+	}); err == nil {
+		cs.lastRev = max(cs.lastRev, o.Revision)
+	}
+	w.h.add(o)
+}
+
+// read records a GetAvailability of skus: linearizable through any node, or
+// from one node's memory with the client's last write as min_revision. A
+// read is tried once: a failed read has no effect to model.
+func (w *workload) read(ctx context.Context, cs *clientState, skus []string, linearizable bool) {
+	o := op{Kind: opReadLocal, Client: cs.id, MinRev: cs.lastRev}
+	if linearizable {
+		o.Kind, o.MinRev = opReadLin, 0
+	}
+	o.Node = cs.rng.IntN(len(w.c.Nodes))
+	o.Attempts = 1
+	o.Call = w.now()
+	cctx, cancel := context.WithTimeout(ctx, w.cfg.AttemptTimeout)
+	resp, err := w.c.Nodes[o.Node].Inv.GetAvailability(cctx, &stockdv1.GetAvailabilityRequest{
+		Channel: chaosChannel, Skus: skus, Linearizable: linearizable, MinRevision: o.MinRev})
+	cancel()
+	o.Return = w.now()
+	if err != nil {
+		o.Outcome, o.Err = outFailed, err.Error()
+		if !indeterminate(err) && !errors.Is(ctx.Err(), context.Canceled) {
+			o.Outcome = outRefused // an unexpected definite error: checkers report it
+		}
+		w.h.add(o)
+		return
+	}
+	o.Outcome, o.Revision = outOK, resp.GetRevision()
+	o.Reads = readsOf(resp.GetSkus())
+	for _, rd := range o.Reads {
+		if v, ok := w.promised.Load(rd.SKU); ok {
+			v.(*atomic.Int64).Store(rd.Reserved + rd.Committed)
+		}
+	}
+	w.h.add(o)
+}
+
+// readsOf extracts each SKU's figure at the chaos location.
+func readsOf(skus []*stockdv1.SkuAvailability) []skuRead {
+	var out []skuRead
+	for _, s := range skus {
+		rd := skuRead{SKU: s.GetSku(), Known: s.GetKnown(), Available: s.GetAvailableSkuUnits()}
+		for _, l := range s.GetLocations() {
+			if l.GetLocation() == chaosLocation {
+				rd.OnHand, rd.Reserved, rd.Committed = l.GetOnHandBaseUnits(), l.GetReservedBaseUnits(), l.GetCommittedBaseUnits()
+				rd.Oversold = l.GetOversoldBaseUnits()
+			}
+		}
+		out = append(out, rd)
+	}
+	return out
+}
