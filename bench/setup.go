@@ -56,11 +56,17 @@ func putLocationsAndChannel(ctx context.Context, env *Env, channel string, locs 
 	defer cancel()
 	admin := stockdv1.NewAdminClient(env.Conn(0))
 	for _, l := range locs {
-		if _, err := admin.PutLocation(ctx, &stockdv1.PutLocationRequest{Location: &stockdv1.Location{Id: l, Name: l}}); err != nil {
+		if err := untilAvailable(ctx, func() error {
+			_, err := admin.PutLocation(ctx, &stockdv1.PutLocationRequest{Location: &stockdv1.Location{Id: l, Name: l}})
+			return err
+		}); err != nil {
 			return unavailableIf(fmt.Errorf("put location %s: %w", l, err), "Admin/PutLocation")
 		}
 	}
-	if _, err := admin.PutChannel(ctx, &stockdv1.PutChannelRequest{Channel: &stockdv1.Channel{Id: channel, Locations: locs}}); err != nil {
+	if err := untilAvailable(ctx, func() error {
+		_, err := admin.PutChannel(ctx, &stockdv1.PutChannelRequest{Channel: &stockdv1.Channel{Id: channel, Locations: locs}})
+		return err
+	}); err != nil {
 		return unavailableIf(fmt.Errorf("put channel %s: %w", channel, err), "Admin/PutChannel")
 	}
 	return nil
@@ -83,10 +89,7 @@ func setStock(ctx context.Context, env *Env, rows []*stockdv1.StockCount) error 
 			defer func() { <-sem }()
 			cctx, cancel := context.WithTimeout(ctx, setupTimeout)
 			defer cancel()
-			resp, err := stockdv1.NewErpClient(env.Conn(i/maxStockRows)).SetStock(cctx, &stockdv1.SetStockRequest{Rows: chunk})
-			if err == nil && int(resp.GetApplied()) != len(chunk) {
-				err = fmt.Errorf("applied %d of %d rows (stale %d, rejected %d)", resp.GetApplied(), len(chunk), resp.GetIgnoredStale(), resp.GetRejected())
-			}
+			err := setStockChunk(cctx, stockdv1.NewErpClient(env.Conn(i/maxStockRows)), chunk)
 			if err != nil {
 				mu.Lock()
 				if first == nil {
@@ -98,6 +101,49 @@ func setStock(ctx context.Context, env *Env, rows []*stockdv1.StockCount) error 
 	}
 	wg.Wait()
 	return first
+}
+
+// setStockChunk sends one chunk of setup rows, retrying while the cluster
+// answers UNAVAILABLE (an election: a 3-node cluster sharing 2 cores with
+// the load may change leader between runs) until ctx ends. A retry of a
+// chunk that was applied before its answer was lost finds its rows stale
+// (same versions): rows applied or stale on a retry all hold the counts
+// sent, so together they must cover the chunk.
+func setStockChunk(ctx context.Context, erp stockdv1.ErpClient, chunk []*stockdv1.StockCount) error {
+	tries := 0
+	var resp *stockdv1.SetStockResponse
+	err := untilAvailable(ctx, func() (err error) {
+		tries++
+		resp, err = erp.SetStock(ctx, &stockdv1.SetStockRequest{Rows: chunk})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	done := resp.GetApplied()
+	if tries > 1 {
+		done += resp.GetIgnoredStale()
+	}
+	if int(done) != len(chunk) {
+		return fmt.Errorf("applied %d of %d rows (stale %d, rejected %d)", resp.GetApplied(), len(chunk), resp.GetIgnoredStale(), resp.GetRejected())
+	}
+	return nil
+}
+
+// untilAvailable runs a setup call (one that is safe to repeat) until it
+// answers anything but UNAVAILABLE or ctx ends, 100 ms apart.
+func untilAvailable(ctx context.Context, call func() error) error {
+	for {
+		err := call()
+		if status.Code(err) != codes.Unavailable || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // catalogRows returns one row per item and location, every counter at
