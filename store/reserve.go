@@ -23,14 +23,15 @@ func (st *state) reserve(now Timestamp, c *logv1.Reserve) Result {
 	if ch := cat.channels[key.channel]; ch != nil {
 		key.channel = ch.ID // the catalog's copy: a hold keeps no string of its own for it
 	}
-	if r := st.reservations[key]; r != nil {
+	// brokenIdempotency is false but in bench/chaos's self-test (broken_idempotency.go).
+	if r := st.reservations[key]; r != nil && !brokenIdempotency {
 		if d := r.request.diff(key, r.rawRequest(), c); d != nil {
 			return Result{Err: d}
 		}
 		cp := st.view(&r.Reservation)
 		return Result{Reservation: &cp}
 	}
-	if f := st.refusals[key]; f != nil {
+	if f := st.refusals[key]; f != nil && !brokenIdempotency {
 		if d := f.request.diff(key, f.rawRequest, c); d != nil {
 			return Result{Err: d}
 		}
