@@ -57,12 +57,14 @@ proto: tools
 		--go-grpc_out=. --go-grpc_opt=module=github.com/stockd/stockd \
 		$(PROTOS)
 
-## chaos: the fault harness (bench/chaos) for CHAOS_DURATION (default 10m);
-## CHAOS_SEED replays a run, CHAOS_NEMESES=kill-leader,bridge narrows it
+## chaos: the fault harness (bench/chaos), faults drawn at random for
+## CHAOS_DURATION (default 10m); CHAOS_SEED replays a run, CHAOS_NEMESES=kill-all,membership
+## narrows it; node logs (and a failed run's history) stay in CHAOS_OUT (default /tmp/stockd-chaos)
 .PHONY: chaos
 chaos:
+	mkdir -p $(or $(CHAOS_OUT),/tmp/stockd-chaos)
 	STOCKD_CHAOS_DURATION=$(or $(CHAOS_DURATION),10m) STOCKD_CHAOS_SEED=$(CHAOS_SEED) STOCKD_CHAOS_NEMESES=$(CHAOS_NEMESES) \
-		$(GO) test -race -count=1 -v -timeout 0 -run '^TestChaos$$' ./bench/chaos/
+		$(GO) test -race -count=1 -v -timeout 0 -run '^TestChaos$$' -artifacts -outputdir $(or $(CHAOS_OUT),/tmp/stockd-chaos) ./bench/chaos/
 
 ## image: a static linux binary in a FROM scratch image (no image is pulled)
 image:

@@ -105,6 +105,14 @@ func expectations(ops []op) []expectation {
 	for _, o := range ops {
 		switch o.Kind {
 		case opReserve:
+			if e := byID[o.ID]; e != nil {
+				// A call with an id already seen is a retry: the first
+				// answer stands (I3), and checkRetryAnswers judges its own.
+				if o.Outcome == outOK && e.mayBeAbs && len(e.states) == 1 && e.states[0] == "HELD" {
+					e.mayBeAbs, e.why = false, "reserve acknowledged on a retry"
+				}
+				continue
+			}
 			e := &expectation{id: o.ID, lines: linesOf(o.Lines)}
 			switch o.Outcome {
 			case outOK:
@@ -237,12 +245,76 @@ func checkUnexpected(ops []op) []string {
 		switch {
 		case o.Kind == opReadLin || o.Kind == opReadLocal:
 			v = append(v, fmt.Sprintf("client %d %s on node%d failed: %s", o.Client, o.Kind, o.Node+1, o.Err))
-		case o.Kind == opRelease || o.Kind == opConfirm:
+		case o.Kind == opRelease || o.Kind == opConfirm || o.Kind == opExtend:
 			v = append(v, fmt.Sprintf("client %d %s of its held reservation %s refused: %s", o.Client, o.Kind, o.ID, o.Err))
 		case o.Kind == opAdjust:
 			v = append(v, fmt.Sprintf("client %d adjust %s refused: %s", o.Client, o.ID, o.Err))
 		case o.Kind == opReserve && codeOf(o.Err).String() != "FailedPrecondition":
 			v = append(v, fmt.Sprintf("client %d reserve %s refused unexpectedly: %s", o.Client, o.ID, o.Err))
+		}
+	}
+	return v
+}
+
+// checkRetryAnswers is I3 for the client: every call of one reservation id
+// that got a definite answer got the first one. A refusal stays a refusal
+// of the same code (a retry never turns into a late success), and an
+// acknowledgement names the same hold (ops with an Answer: its created_at,
+// so a hold created again shows). Calls are taken in call order.
+func checkRetryAnswers(ops []op) []string {
+	var v []string
+	first := map[string]op{}
+	answer := func(o op) string {
+		if o.Outcome == outRefused {
+			return "refused " + codeOf(o.Err).String()
+		}
+		return "ok " + o.Answer
+	}
+	for _, o := range ops {
+		if o.Kind != opReserve || (o.Outcome != outOK && o.Outcome != outRefused) {
+			continue
+		}
+		p, seen := first[o.ID]
+		if !seen {
+			first[o.ID] = o
+			continue
+		}
+		if o.Outcome == outOK && p.Outcome == outOK && (o.Answer == "" || p.Answer == "") {
+			continue // nothing recorded to compare
+		}
+		if answer(o) != answer(p) {
+			v = append(v, fmt.Sprintf("I3: client %d retry of reserve %s on node%d answered %q, the first call answered %q", o.Client, o.ID, o.Node+1, answer(o), answer(p)))
+		}
+	}
+	return v
+}
+
+// checkAppliedOnce is I3 in the state: on every node, each SKU's reserved
+// units are exactly the sum of its HELD reservations' lines (factor 1, one
+// location), so no reserve was applied twice (a hold taken again leaves
+// units reserved that no hold accounts for) and none was lost. figs[i] and
+// res[i] are node i's final figures and reservations, read at one revision.
+func checkAppliedOnce(figs []map[string]skuRead, res []map[string]resView) []string {
+	var v []string
+	for i := range figs {
+		held := map[string]int64{}
+		for _, r := range res[i] {
+			if r.State != "HELD" {
+				continue
+			}
+			for sku, q := range r.Lines {
+				held[sku] += q
+			}
+		}
+		skus := make([]string, 0, len(figs[i]))
+		for s := range figs[i] {
+			skus = append(skus, s)
+		}
+		sort.Strings(skus)
+		for _, s := range skus {
+			if got := figs[i][s].Reserved; got != held[s] {
+				v = append(v, fmt.Sprintf("I3 applied twice or lost: node%d %s has %d units reserved, its HELD reservations hold %d", i+1, s, got, held[s]))
+			}
 		}
 	}
 	return v

@@ -26,10 +26,21 @@ const stockdPackage = "github.com/stockd/stockd/cmd/stockd"
 
 // BuildStockd builds cmd/stockd into dir and returns the binary's path.
 func BuildStockd(ctx context.Context, dir string) (string, error) {
+	return BuildStockdTags(ctx, dir)
+}
+
+// BuildStockdTags builds cmd/stockd with the given build tags into dir and
+// returns the binary's path. The harness's self-test uses it for stockd's
+// deliberately broken builds (tags stockd_broken_*).
+func BuildStockdTags(ctx context.Context, dir string, tags ...string) (string, error) {
 	bin := filepath.Join(dir, "stockd")
-	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, stockdPackage).CombinedOutput()
+	args := []string{"build", "-o", bin}
+	if len(tags) > 0 {
+		args = append(args, "-tags", strings.Join(tags, ","))
+	}
+	out, err := exec.CommandContext(ctx, "go", append(args, stockdPackage)...).CombinedOutput()
 	if err != nil {
-		return "", fmt.Errorf("go build %s: %w: %s", stockdPackage, err, strings.TrimSpace(string(out)))
+		return "", fmt.Errorf("go build %s %v: %w: %s", stockdPackage, tags, err, strings.TrimSpace(string(out)))
 	}
 	return bin, nil
 }

@@ -18,6 +18,7 @@ const (
 	opAdjust    opKind = "adjust"     // ERP delta with a delta id
 	opReadLin   opKind = "read-lin"   // GetAvailability, linearizable
 	opReadLocal opKind = "read-local" // GetAvailability from the node's memory
+	opExtend    opKind = "extend"     // a held reservation's TTL extended (its own extend id)
 )
 
 // outcome is how an operation ended, as the client knows it.
@@ -65,6 +66,10 @@ type op struct {
 	Revision uint64    `json:"revision,omitempty"`
 	Attempts int       `json:"attempts"`
 	Reads    []skuRead `json:"reads,omitempty"`
+	// Answer identifies what an acknowledged reserve answered, for
+	// checkRetryAnswers: its hold's created_at (Unix ns), which a retry
+	// answered with the first answer repeats. Empty when not recorded.
+	Answer string `json:"answer,omitempty"`
 	// Resolved says, for an unknown reserve, release or confirm, whether the
 	// final state shows it applied ("applied", "not applied"); empty when
 	// not known.

@@ -100,6 +100,12 @@ func linStep(s linState, o op, out linOutput) (bool, any) {
 	case opReadLin:
 		return out.read.OnHand == s.onHand && out.read.Reserved == s.reserved() && out.read.Committed == s.committed, s
 	case opReserve:
+		if _, held := s.held[o.ID]; held || s.done[o.ID] != 0 {
+			// A retry of an id already applied gets the first answer and
+			// changes nothing (I3). (The model keeps no refused ids: the
+			// workload never retries a refused reserve.)
+			return unknown || out.outcome == outOK, s
+		}
 		q := o.Lines[0].Qty
 		fits := s.reserved()+s.committed+q <= s.onHand
 		switch {
@@ -111,6 +117,14 @@ func linStep(s linState, o op, out linOutput) (bool, any) {
 			return true, n
 		}
 		return !fits && out.outcome == outRefused && out.code == codes.FailedPrecondition, s
+	case opExtend:
+		// A new deadline, nothing else: it succeeds iff the hold is held
+		// (no hold expires within a run).
+		_, held := s.held[o.ID]
+		if held {
+			return unknown || out.outcome == outOK, s
+		}
+		return unknown || out.outcome == outRefused, s
 	case opRelease, opConfirm:
 		mark := byte('r')
 		if o.Kind == opConfirm {

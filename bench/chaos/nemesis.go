@@ -8,13 +8,27 @@ import (
 	"time"
 )
 
-// A nemesis injects one fault and returns what undoes it. The schedule holds
-// each fault for a while (a schedule, not synchronisation), undoes it and
-// waits (polling) for the cluster to recover before the next one.
+// A nemesis injects one fault. Most return a heal: the schedule holds the
+// fault for a while (a schedule, not synchronisation), heals it and waits
+// (polling) for the cluster to recover before the next one. Some do their
+// whole work in inject (a series of leadership transfers) and return no
+// heal. A fault may carry a verify step, run once the cluster has recovered,
+// that checks the fault did what it claims (a snapshot was installed) or
+// that the cluster behaved while it lasted; what it finds are violations.
 type nemesis struct {
 	name string
-	// inject starts the fault and returns a description and the heal.
-	inject func(ctx context.Context, c *Cluster, r *rand.Rand) (desc string, heal func() error)
+	// inject starts the fault; an error means the schedule cannot go on.
+	inject func(ctx context.Context, c *Cluster, r *rand.Rand) (*fault, error)
+}
+
+// fault is one injected fault.
+type fault struct {
+	desc string
+	// heal undoes the fault; nil: inject did everything, nothing to hold.
+	heal func() error
+	// verify runs after the cluster recovered; it returns a line for the
+	// log and its violations. nil: nothing to check.
+	verify func(ctx context.Context) (note string, violations []string)
 }
 
 // leaderOr returns the current leader, or a random node if none answers.
@@ -53,6 +67,14 @@ func others(c *Cluster, i int) []int {
 	return out
 }
 
+// simple wraps an inject that cannot fail and has nothing to verify.
+func simple(f func(ctx context.Context, c *Cluster, r *rand.Rand) (string, func() error)) func(ctx context.Context, c *Cluster, r *rand.Rand) (*fault, error) {
+	return func(ctx context.Context, c *Cluster, r *rand.Rand) (*fault, error) {
+		desc, heal := f(ctx, c, r)
+		return &fault{desc: desc, heal: heal}, nil
+	}
+}
+
 // Nemeses returns every nemesis, by name.
 func Nemeses() []nemesis {
 	kill := func(pick func(ctx context.Context, c *Cluster, r *rand.Rand) int) func(ctx context.Context, c *Cluster, r *rand.Rand) (string, func() error) {
@@ -75,29 +97,30 @@ func Nemeses() []nemesis {
 	}
 	heal := func(c *Cluster) func() error { return func() error { c.Heal(); return nil } }
 	return []nemesis{
-		{name: "kill-leader", inject: kill(leader)},
-		{name: "kill-follower", inject: kill(follower)},
-		{name: "pause-leader", inject: pause(leader)},
-		{name: "pause-follower", inject: pause(follower)},
-		{name: "isolate-leader", inject: func(ctx context.Context, c *Cluster, r *rand.Rand) (string, func() error) {
+		{name: "kill-leader", inject: simple(kill(leader))},
+		{name: "kill-follower", inject: simple(kill(follower))},
+		{name: "kill-all", inject: simple(killAll)},
+		{name: "pause-leader", inject: simple(pause(leader))},
+		{name: "pause-follower", inject: simple(pause(follower))},
+		{name: "isolate-leader", inject: simple(func(ctx context.Context, c *Cluster, r *rand.Rand) (string, func() error) {
 			l, m := leaderOr(ctx, c, r), cutMode(r)
 			c.Partition(m, []int{l}, others(c, l))
 			return fmt.Sprintf("isolate leader %s (%s)", c.Nodes[l].ID, m), heal(c)
-		}},
-		{name: "partition-minority", inject: func(ctx context.Context, c *Cluster, r *rand.Rand) (string, func() error) {
+		})},
+		{name: "partition-minority", inject: simple(func(ctx context.Context, c *Cluster, r *rand.Rand) (string, func() error) {
 			i, m := r.IntN(len(c.Nodes)), cutMode(r)
 			c.Partition(m, []int{i}, others(c, i))
 			return fmt.Sprintf("minority {%s} | majority (%s)", c.Nodes[i].ID, m), heal(c)
-		}},
-		{name: "bridge", inject: func(ctx context.Context, c *Cluster, r *rand.Rand) (string, func() error) {
+		})},
+		{name: "bridge", inject: simple(func(ctx context.Context, c *Cluster, r *rand.Rand) (string, func() error) {
 			// The bridge keeps both its links; the two others cannot talk.
 			b, m := r.IntN(len(c.Nodes)), cutMode(r)
 			rest := others(c, b)
 			half := len(rest) / 2
 			c.Partition(m, rest[:half], rest[half:])
 			return fmt.Sprintf("bridge %s, %s cut from %s (%s)", c.Nodes[b].ID, c.ids(rest[:half]), c.ids(rest[half:]), m), heal(c)
-		}},
-		{name: "slow-links", inject: func(ctx context.Context, c *Cluster, r *rand.Rand) (string, func() error) {
+		})},
+		{name: "slow-links", inject: simple(func(ctx context.Context, c *Cluster, r *rand.Rand) (string, func() error) {
 			d := time.Duration(20+r.IntN(180)) * time.Millisecond
 			for i := range c.Nodes {
 				for _, j := range others(c, i) {
@@ -105,7 +128,31 @@ func Nemeses() []nemesis {
 				}
 			}
 			return fmt.Sprintf("every peer link delayed %v per chunk", d), heal(c)
-		}},
+		})},
+		{name: "snapshot-catchup", inject: snapshotCatchUp(false)},
+		{name: "snapshot-slow-link", inject: snapshotCatchUp(true)},
+		{name: "membership", inject: membership},
+		{name: "transfer-leader", inject: transferLeader},
+	}
+}
+
+// killAll SIGKILLs every node at once; the heal restarts them all.
+func killAll(ctx context.Context, c *Cluster, r *rand.Rand) (string, func() error) {
+	order := r.Perm(len(c.Nodes))
+	for _, i := range order {
+		c.Kill(c.Nodes[i])
+	}
+	return "SIGKILL every node " + c.ids(order), func() error {
+		var errs []string
+		for _, i := range r.Perm(len(c.Nodes)) {
+			if err := c.Start(c.Nodes[i]); err != nil {
+				errs = append(errs, err.Error())
+			}
+		}
+		if len(errs) > 0 {
+			return fmt.Errorf("restart: %s", strings.Join(errs, "; "))
+		}
+		return nil
 	}
 }
 

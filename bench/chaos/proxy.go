@@ -45,6 +45,7 @@ type proxy struct {
 	mu     sync.Mutex
 	mode   linkMode
 	delay  time.Duration
+	rate   int64 // bytes per second per direction of each connection; 0: unlimited
 	pipes  map[*pipe]struct{}
 	closed bool
 	wg     sync.WaitGroup
@@ -79,12 +80,19 @@ func newProxy(name, target string) (*proxy, error) {
 // addr is the address nodes dial instead of target.
 func (p *proxy) addr() string { return p.lis.Addr().String() }
 
-// set changes the link's mode and delay. Refuse closes every connection;
-// returning to up closes the connections that lost bytes while dropping.
+// set changes the link's mode and delay and lifts any rate limit. Refuse
+// closes every connection; returning to up closes the connections that lost
+// bytes while dropping.
 func (p *proxy) set(mode linkMode, delay time.Duration) {
+	p.setRate(mode, delay, 0)
+}
+
+// setRate is set with a bandwidth limit: each direction of each connection
+// forwards at most rate bytes per second (0: unlimited).
+func (p *proxy) setRate(mode linkMode, delay time.Duration, rate int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.mode, p.delay = mode, delay
+	p.mode, p.delay, p.rate = mode, delay, rate
 	for pp := range p.pipes {
 		if mode == linkRefuse || (mode == linkUp && pp.lostBytes) {
 			pp.close()
@@ -98,6 +106,10 @@ func (p *proxy) state() (linkMode, time.Duration) {
 	defer p.mu.Unlock()
 	return p.mode, p.delay
 }
+
+// rateChunk is the most a rate-limited link forwards at once, so a limit
+// paces a stream rather than letting one large read through in a burst.
+const rateChunk = 4 << 10
 
 // accept runs until the listener closes.
 func (p *proxy) accept() {
@@ -149,25 +161,35 @@ func (p *proxy) copy(pp *pipe, dst, src net.Conn) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
-		if n > 0 {
+		for off := 0; off < n; {
 			p.mu.Lock()
-			mode, delay := p.mode, p.delay
+			mode, delay, rate := p.mode, p.delay, p.rate
 			if mode == linkDrop {
 				pp.lostBytes = true
 			}
 			p.mu.Unlock()
+			end := n
+			if rate > 0 {
+				end = min(n, off+rateChunk)
+			}
 			switch mode {
 			case linkRefuse:
 				return
-			case linkUp:
-				if delay > 0 {
-					// A link's latency: part of the fault, not synchronisation.
-					time.Sleep(delay)
-				}
-				if _, werr := dst.Write(buf[:n]); werr != nil {
-					return
-				}
+			case linkDrop:
+				off = n
+				continue
 			}
+			// A link's latency and bandwidth: part of the fault, not
+			// synchronisation.
+			if pause := delay + time.Duration(int64(end-off)*int64(time.Second)/max(rate, 1)); rate > 0 {
+				time.Sleep(pause)
+			} else if delay > 0 {
+				time.Sleep(delay)
+			}
+			if _, werr := dst.Write(buf[off:end]); werr != nil {
+				return
+			}
+			off = end
 		}
 		if err != nil {
 			return // EOF or a reset: the pipe is done either way

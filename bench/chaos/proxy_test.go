@@ -48,3 +48,33 @@ func roundTrip(t *testing.T, addr string) string {
 	}
 	return string(buf)
 }
+
+func TestProxyLimitsBandwidth(t *testing.T) {
+	echo := listenEcho(t)
+	p, err := newProxy("test", echo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	const size, rate = 64 << 10, 256 << 10 // a quarter of a second each way at least
+	p.setRate(linkUp, 0, rate)
+	c, err := net.DialTimeout("tcp", p.addr(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	start := time.Now()
+	go func() { _, _ = c.Write(make([]byte, size)) }()
+	if _, err := io.ReadFull(c, make([]byte, size)); err != nil {
+		t.Fatalf("echo of %d bytes through a %d B/s link: %v", size, rate, err)
+	}
+	// Each direction sleeps size/rate in all before it has forwarded size.
+	if got, want := time.Since(start), time.Duration(size)*time.Second/rate; got < want {
+		t.Fatalf("echo of %d bytes through a %d B/s link: took %v, want at least %v", size, rate, got, want)
+	}
+	p.set(linkUp, 0)
+	if got := roundTrip(t, p.addr()); got != "ping" {
+		t.Fatalf("round trip after the limit is lifted: got %q, want ping", got)
+	}
+}

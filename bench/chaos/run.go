@@ -20,8 +20,8 @@ import (
 type RunConfig struct {
 	Seed uint64
 	// Faults is how many faults the schedule injects (each nemesis in turn,
-	// in an order drawn from the seed); Duration, when set, instead keeps
-	// injecting until it has passed.
+	// in an order drawn from the seed); 0 means one of each. Duration, when
+	// set, instead keeps injecting faults drawn at random until it has passed.
 	Faults   int
 	Duration time.Duration
 	// Hold is how long each fault lasts (longer than the 500 ms election
@@ -43,6 +43,7 @@ type RunConfig struct {
 type Report struct {
 	Seed       uint64
 	Faults     []string
+	Injected   map[string]int // nemesis -> faults injected
 	Ops        map[string]int // "kind outcome" -> count
 	Violations []string
 	Lin        []linResult
@@ -57,6 +58,14 @@ func (r *Report) Failed() bool { return len(r.Violations) > 0 }
 func (r *Report) Summary() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "seed %d, %d faults, %d operations, final revision %d\n", r.Seed, len(r.Faults), len(r.History), r.FinalRev)
+	names := make([]string, 0, len(r.Injected))
+	for k := range r.Injected {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		fmt.Fprintf(&b, "  fault %-22s %6d\n", k, r.Injected[k])
+	}
 	keys := make([]string, 0, len(r.Ops))
 	for k := range r.Ops {
 		keys = append(keys, k)
@@ -93,7 +102,7 @@ func Run(ctx context.Context, c *Cluster, cfg RunConfig) (*Report, error) {
 		cfg.LinTimeout = 30 * time.Second
 	}
 	cfg.Workload.Seed = cfg.Seed
-	rep := &Report{Seed: cfg.Seed, Ops: map[string]int{}}
+	rep := &Report{Seed: cfg.Seed, Ops: map[string]int{}, Injected: map[string]int{}}
 	w := newWorkload(cfg.Workload, c)
 	if err := w.setup(ctx); err != nil {
 		return rep, err
@@ -114,6 +123,8 @@ func Run(ctx context.Context, c *Cluster, cfg RunConfig) (*Report, error) {
 	for _, err := range c.Exited() {
 		rep.Violations = append(rep.Violations, "node crashed: "+err.Error())
 	}
+	// Hygiene: no panic or fatal error in any run of any node.
+	rep.Violations = append(rep.Violations, checkNodeLogs(c.nodeLogs())...)
 	if err := c.Restore(); err != nil {
 		return rep, fmt.Errorf("restore: %w", err)
 	}
@@ -132,6 +143,7 @@ func Run(ctx context.Context, c *Cluster, cfg RunConfig) (*Report, error) {
 	resolveUnknowns(rep.History, final)
 	cfg.Logf("checking linearizability")
 	rep.Lin = checkLinearizable(rep.History, w.cfg.LinSKUs, w.cfg.InitialStock, cfg.LinTimeout)
+	rep.Lin = append(rep.Lin, checkCartsLinearizable(rep.History, w.cfg.CartSKUs, w.cfg.InitialStock, cfg.LinTimeout)...)
 	for _, l := range rep.Lin {
 		if l.result == porcupine.Illegal {
 			rep.Violations = append(rep.Violations, fmt.Sprintf("linearizability: SKU %s history of %d operations is not linearizable", l.sku, l.ops))
@@ -141,16 +153,16 @@ func Run(ctx context.Context, c *Cluster, cfg RunConfig) (*Report, error) {
 }
 
 // schedule injects faults until the count or the duration is reached.
+// With a count, the pool goes round in an order drawn from the seed (each
+// nemesis once per round); with a duration, each fault is drawn at random.
 func schedule(ctx context.Context, c *Cluster, cfg RunConfig, rep *Report) error {
-	all := Nemeses()
-	var pool []nemesis
-	for _, n := range all {
-		if len(cfg.Nemeses) == 0 || contains(cfg.Nemeses, n.name) {
-			pool = append(pool, n)
-		}
+	pool, err := nemesisPool(cfg.Nemeses)
+	if err != nil {
+		return err
 	}
-	if len(pool) == 0 {
-		return fmt.Errorf("no nemesis among %v", cfg.Nemeses)
+	faults := cfg.Faults
+	if faults == 0 {
+		faults = len(pool)
 	}
 	r := rand.New(rand.NewPCG(cfg.Seed, 0x6e656d))
 	r.Shuffle(len(pool), func(i, j int) { pool[i], pool[j] = pool[j], pool[i] })
@@ -160,27 +172,48 @@ func schedule(ctx context.Context, c *Cluster, cfg RunConfig, rep *Report) error
 		return err
 	}
 	for i := 0; ; i++ {
-		if cfg.Duration > 0 && time.Since(start) >= cfg.Duration || cfg.Duration == 0 && i >= cfg.Faults {
+		if cfg.Duration > 0 && time.Since(start) >= cfg.Duration || cfg.Duration == 0 && i >= faults {
 			return nil
 		}
 		n := pool[i%len(pool)]
-		if i > 0 && i%len(pool) == 0 {
+		if cfg.Duration > 0 {
+			n = pool[r.IntN(len(pool))]
+		} else if i > 0 && i%len(pool) == 0 {
 			r.Shuffle(len(pool), func(i, j int) { pool[i], pool[j] = pool[j], pool[i] })
 		}
-		desc, heal := n.inject(ctx, c, r)
-		hold := cfg.Hold + time.Duration(r.Int64N(int64(cfg.Hold)/2+1))
-		line := fmt.Sprintf("%6.1fs %s: %s for %v", time.Since(start).Seconds(), n.name, desc, hold.Round(time.Millisecond))
+		at := time.Since(start).Seconds()
+		f, err := n.inject(ctx, c, r)
+		if err != nil {
+			return fmt.Errorf("inject %s: %w", n.name, err)
+		}
+		line := fmt.Sprintf("%6.1fs %s: %s", at, n.name, f.desc)
+		if f.heal != nil {
+			hold := cfg.Hold + time.Duration(r.Int64N(int64(cfg.Hold)/2+1))
+			line += fmt.Sprintf(" for %v", hold.Round(time.Millisecond))
+			cfg.Logf("%s", line)
+			if err := wait(ctx, hold); err != nil {
+				return err
+			}
+			if err := f.heal(); err != nil {
+				return fmt.Errorf("heal %s: %w", n.name, err)
+			}
+		} else {
+			cfg.Logf("%s", line)
+		}
 		rep.Faults = append(rep.Faults, line)
-		cfg.Logf("%s", line)
-		if err := wait(ctx, hold); err != nil {
-			return err
-		}
-		if err := heal(); err != nil {
-			return fmt.Errorf("heal %s: %w", n.name, err)
-		}
+		rep.Injected[n.name]++
 		rctx, cancel := context.WithTimeout(ctx, cfg.Recover)
 		t0 := time.Now()
-		err := c.WaitReady(rctx, len(c.Nodes))
+		err = c.WaitReady(rctx, len(c.Nodes))
+		if err == nil && f.verify != nil {
+			note, v := f.verify(rctx)
+			if note != "" {
+				cfg.Logf("        %s", note)
+			}
+			for _, s := range v {
+				rep.Violations = append(rep.Violations, fmt.Sprintf("%s (fault at %.1fs)", s, at))
+			}
+		}
 		cancel()
 		if err != nil {
 			return fmt.Errorf("after %s: %w", line, err)
@@ -190,6 +223,26 @@ func schedule(ctx context.Context, c *Cluster, cfg RunConfig, rep *Report) error
 			return err
 		}
 	}
+}
+
+// nemesisPool returns the nemeses named (all when names is empty).
+func nemesisPool(names []string) ([]nemesis, error) {
+	var pool []nemesis
+	for _, n := range Nemeses() {
+		if len(names) == 0 || contains(names, n.name) {
+			pool = append(pool, n)
+		}
+	}
+	for _, name := range names {
+		found := false
+		for _, n := range pool {
+			found = found || n.name == name
+		}
+		if !found {
+			return nil, fmt.Errorf("no nemesis named %q", name)
+		}
+	}
+	return pool, nil
 }
 
 // wait holds for d: a schedule step, not synchronisation.

@@ -32,11 +32,13 @@ const (
 type WorkloadConfig struct {
 	Seed    uint64
 	Clients int // concurrent clients; 6 unless set
-	// LinSKUs get single-SKU operations only (reserve, confirm, release, ERP
-	// set and adjust, linearizable reads), so each is a partition porcupine
-	// checks on its own. CartSKUs (the first ones hot) get carts of 2-3
-	// lines, single reserves and positive adjustments only, so their on hand
-	// never drops below what was promised.
+	// LinSKUs get single-SKU operations only (reserve, confirm, release,
+	// extend, ERP set and adjust, linearizable reads), so each is a
+	// partition porcupine checks on its own. CartSKUs (the first ones hot)
+	// get carts of 2-3 lines, single reserves, linearizable single-SKU reads
+	// and positive adjustments only, so their on hand never drops below what
+	// was promised; porcupine checks them per connected set of SKUs (the
+	// SKUs one operation touches are connected).
 	LinSKUs  []string
 	CartSKUs []string
 	// OpsPerSecond paces each client (0: back to back).
@@ -128,7 +130,7 @@ func retry(ctx context.Context, what string, f func(ctx context.Context) error) 
 func (w *workload) setup(ctx context.Context) error {
 	nd := w.c.Nodes[0]
 	var rows []*stockdv1.StockCount
-	for _, s := range append(w.allSKUs(), finalItem) {
+	for _, s := range append(w.allSKUs(), finalItem, floodItem) {
 		rows = append(rows, &stockdv1.StockCount{Item: s, Location: chaosLocation, OnHandBaseUnits: w.cfg.InitialStock, Version: 1})
 		v := &atomic.Uint64{}
 		v.Store(1)
@@ -229,28 +231,33 @@ func (w *workload) step(ctx context.Context, cs *clientState) {
 	cs.seq++
 	lin := w.cfg.LinSKUs[r.IntN(len(w.cfg.LinSKUs))]
 	switch p := r.IntN(100); {
-	case p < 28:
+	case p < 26:
 		w.reserve(ctx, cs, []line{{SKU: lin, Qty: 1 + r.Int64N(3)}})
-	case p < 38:
+	case p < 34:
 		w.reserve(ctx, cs, w.cart(r))
-	case p < 43:
+	case p < 38:
 		w.reserve(ctx, cs, []line{{SKU: w.cartSKU(r), Qty: 1 + r.Int64N(2)}})
-	case p < 58:
+	case p < 52:
 		w.release(ctx, cs)
-	case p < 63:
+	case p < 57:
 		w.confirm(ctx, cs)
-	case p < 67:
+	case p < 62:
+		w.extend(ctx, cs)
+	case p < 66:
 		// An ERP count near what clients saw promised: sometimes below it
 		// (the ERP is the master; the shortfall shows as oversold exposure).
 		seen := w.promisedSeen(lin)
 		w.setStock(ctx, cs, lin, max(0, seen-3+r.Int64N(25)))
-	case p < 70:
+	case p < 69:
 		// Never 0: stockd rejects an empty delta.
 		w.adjust(ctx, cs, lin, []int64{-3, -2, -1, 1, 2, 3, 4, 5, 6}[r.IntN(9)])
-	case p < 73:
+	case p < 72:
 		w.adjust(ctx, cs, w.cartSKU(r), 1+r.Int64N(5))
-	case p < 87:
+	case p < 82:
 		w.read(ctx, cs, []string{lin}, true)
+	case p < 88:
+		// Cart SKUs are checked as connected sets (linearizable_carts.go).
+		w.read(ctx, cs, []string{w.cartSKU(r)}, true)
 	default:
 		w.read(ctx, cs, w.allSKUs(), false)
 	}
@@ -364,6 +371,27 @@ func (w *workload) release(ctx context.Context, cs *clientState) {
 	o := op{Kind: opRelease, ID: hr.id, Lines: hr.lines}
 	if err := w.do(ctx, cs, &o, func(ctx context.Context, nd *Node) error {
 		resp, err := nd.Inv.Release(ctx, &stockdv1.ReleaseRequest{Channel: chaosChannel, ReservationId: hr.id})
+		if err == nil {
+			o.Revision = resp.GetRevision()
+		}
+		return err
+	}); err == nil {
+		cs.lastRev = max(cs.lastRev, o.Revision)
+	}
+	w.h.add(o)
+}
+
+// extend extends one of the client's held reservations by holdTTL from now
+// with an extend id of its own; the hold stays with the client.
+func (w *workload) extend(ctx context.Context, cs *clientState) {
+	if len(cs.held) == 0 {
+		return
+	}
+	hr := cs.held[cs.rng.IntN(len(cs.held))]
+	o := op{Kind: opExtend, ID: hr.id, Lines: hr.lines}
+	req := &stockdv1.ExtendRequest{Channel: chaosChannel, ReservationId: hr.id, ExtendId: fmt.Sprintf("e-%d-%d", cs.id, cs.seq), Ttl: durationpb.New(holdTTL)}
+	if err := w.do(ctx, cs, &o, func(ctx context.Context, nd *Node) error {
+		resp, err := nd.Inv.Extend(ctx, req)
 		if err == nil {
 			o.Revision = resp.GetRevision()
 		}

@@ -61,6 +61,7 @@ type options struct {
 	linger            time.Duration
 	snapshotThreshold uint64
 	snapshotInterval  time.Duration
+	trailingLogs      uint64
 	logFormat         string
 	logLevel          string
 	shutdownTimeout   time.Duration
@@ -93,6 +94,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.linger, "linger", time.Millisecond, "longest wait for more commands before proposing an entry")
 	fs.Uint64Var(&o.snapshotThreshold, "snapshot-threshold", 8192, "log entries between snapshots")
 	fs.DurationVar(&o.snapshotInterval, "snapshot-interval", 30*time.Second, "how often to check whether a snapshot is due")
+	fs.Uint64Var(&o.trailingLogs, "trailing-logs", cluster.DefaultTrailingLogs, "log entries kept behind a snapshot: a follower lagging by more catches up by a snapshot install")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "longest wait for in-flight calls on shutdown")
@@ -191,6 +193,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		Linger:            o.linger,
 		SnapshotThreshold: o.snapshotThreshold,
 		SnapshotInterval:  o.snapshotInterval,
+		TrailingLogs:      o.trailingLogs,
 		DialMap:           o.dialMap,
 	})
 	if err != nil {
