@@ -99,6 +99,9 @@ func (a *admin) SetBuffer(ctx context.Context, req *stockdv1.SetBufferRequest) (
 // ListBuffers lists buffer rules of one item or all.
 func (a *admin) ListBuffers(ctx context.Context, req *stockdv1.ListBuffersRequest) (*stockdv1.ListBuffersResponse, error) {
 	s := a.s
+	if err := checkFilter("item", req.GetItem()); err != nil {
+		return nil, s.status(ctx, err)
+	}
 	if err := s.awaitCaughtUp(ctx); err != nil {
 		return nil, s.status(ctx, err)
 	}
@@ -181,6 +184,9 @@ func (a *admin) PutSku(ctx context.Context, req *stockdv1.PutSkuRequest) (*stock
 // ListSkus lists SKU mappings of one item or all.
 func (a *admin) ListSkus(ctx context.Context, req *stockdv1.ListSkusRequest) (*stockdv1.ListSkusResponse, error) {
 	s := a.s
+	if err := checkFilter("item", req.GetItem()); err != nil {
+		return nil, s.status(ctx, err)
+	}
 	if err := s.awaitCaughtUp(ctx); err != nil {
 		return nil, s.status(ctx, err)
 	}

@@ -48,6 +48,15 @@ func (v *inventory) ListChanges(ctx context.Context, req *stockdv1.ListChangesRe
 	if err := s.awaitRead(ctx, store.Revision(req.GetMinRevision()), req.GetLinearizable()); err != nil {
 		return nil, s.status(ctx, err)
 	}
+	// A since_revision this node has not applied yet (another node answered
+	// it) is waited for as Watch waits for from_revision: answering from
+	// here would hand the caller an older revision than it holds (I5).
+	wctx, cancel := context.WithTimeout(ctx, s.readWait)
+	err = s.waitRevision(ctx, wctx, "since_revision: revision", store.Revision(req.GetSinceRevision()))
+	cancel()
+	if err != nil {
+		return nil, s.status(ctx, err)
+	}
 	ch := store.ChannelID(req.GetChannel())
 	c, err := s.watch.channel(ch)
 	if err != nil {

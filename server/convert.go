@@ -33,6 +33,16 @@ func checkID(field, id string) error {
 	return nil
 }
 
+// checkFilter checks an optional id a list read filters by: empty (no
+// filter), or an id by checkID's rules, so a filter no id could ever match
+// is refused rather than answered with an empty list.
+func checkFilter(field, id string) error {
+	if id == "" {
+		return nil
+	}
+	return checkID(field, id)
+}
+
 // idProblem is what checkID finds wrong with id, empty when nothing. A caller
 // checking many ids names the field only when one fails: a read of 100 SKUs
 // then builds no field name at all.

@@ -121,6 +121,9 @@ func (e *erp) SetIncoming(ctx context.Context, req *stockdv1.SetIncomingRequest)
 // ListIncoming lists incoming lines of one item or all, with what backorders hold on them.
 func (e *erp) ListIncoming(ctx context.Context, req *stockdv1.ListIncomingRequest) (*stockdv1.ListIncomingResponse, error) {
 	s := e.s
+	if err := checkFilter("item", req.GetItem()); err != nil {
+		return nil, s.status(ctx, err)
+	}
 	if err := s.awaitCaughtUp(ctx); err != nil {
 		return nil, s.status(ctx, err)
 	}

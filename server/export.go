@@ -41,15 +41,11 @@ func (e *erp) ExportStock(req *stockdv1.ExportStockRequest, stream stockdv1.Erp_
 
 // checkExportRequest validates the filters and returns the page size.
 func checkExportRequest(req *stockdv1.ExportStockRequest) (int, error) {
-	if item := req.GetItem(); item != "" {
-		if err := checkID("item", item); err != nil {
-			return 0, err
-		}
+	if err := checkFilter("item", req.GetItem()); err != nil {
+		return 0, err
 	}
-	if loc := req.GetLocation(); loc != "" {
-		if err := checkID("location", loc); err != nil {
-			return 0, err
-		}
+	if err := checkFilter("location", req.GetLocation()); err != nil {
+		return 0, err
 	}
 	switch n := req.GetPageSize(); {
 	case n == 0:

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"math"
 	"strconv"
 	"time"
@@ -43,7 +44,7 @@ func (v *inventory) GetAvailability(ctx context.Context, req *stockdv1.GetAvaila
 	read := func() error {
 		for i, sku := range skus {
 			if err := s.reader.Availability(ch, store.SKU(sku), &buf); err != nil {
-				return err
+				return atSKU(err, i)
 			}
 			slab.skusLeft = len(skus) - i
 			resp.Skus[i] = skuAvailabilityToProtoFrom(&slab, &msgs[i], &buf)
@@ -62,6 +63,19 @@ func (v *inventory) GetAvailability(ctx context.Context, req *stockdv1.GetAvaila
 		return nil, s.status(ctx, err)
 	}
 	return resp, nil
+}
+
+// atSKU names element i of the request's skus in an unknown-SKU refusal
+// ("skus[3]: ..."), which the store can only name "skus"; other errors pass
+// as they are.
+func atSKU(err error, i int) error {
+	var rej *store.Rejection
+	if !errors.Is(err, store.ErrUnknownSKU) || !errors.As(err, &rej) {
+		return err
+	}
+	r := *rej
+	r.Field = indexed("skus", i)
+	return &r
 }
 
 func checkAvailabilityRequest(req *stockdv1.GetAvailabilityRequest) error {
@@ -239,6 +253,12 @@ func (v *inventory) ListReservations(ctx context.Context, req *stockdv1.ListRese
 	if err := s.awaitRead(ctx, store.Revision(req.GetMinRevision()), req.GetLinearizable()); err != nil {
 		return nil, s.status(ctx, err)
 	}
+	if !s.hasChannel(q.Channel) {
+		// The store lists nothing for an undeclared channel: say so, as
+		// every other read of a channel does, rather than an empty page.
+		return nil, s.status(ctx, &store.Rejection{Kind: store.ErrUnknownChannel, Field: "channel",
+			Reason: "unknown channel " + strconv.Quote(req.GetChannel())})
+	}
 	rev := s.reader.AppliedIndex()
 	page, more := s.reader.Reservations(q)
 	resp := &stockdv1.ListReservationsResponse{Revision: uint64(rev), Reservations: make([]*stockdv1.Reservation, len(page))}
@@ -249,6 +269,16 @@ func (v *inventory) ListReservations(ctx context.Context, req *stockdv1.ListRese
 		resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(page[len(page)-1].ID))
 	}
 	return resp, nil
+}
+
+// hasChannel reports whether ch is declared.
+func (s *Server) hasChannel(ch store.ChannelID) bool {
+	for _, c := range s.reader.Channels() {
+		if c.ID == ch {
+			return true
+		}
+	}
+	return false
 }
 
 func reservationQuery(req *stockdv1.ListReservationsRequest) (store.ReservationQuery, error) {

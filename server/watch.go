@@ -261,9 +261,9 @@ func (v *inventory) Watch(req *stockdv1.WatchRequest, stream stockdv1.Inventory_
 	if _, err := s.watch.channel(w.ch); err != nil {
 		return s.status(ctx, err)
 	}
-	for _, sku := range explicit {
-		if err := s.reader.Availability(w.ch, sku, &a); err != nil {
-			return s.status(ctx, err)
+	for i, sku := range req.GetSkus() {
+		if err := s.reader.Availability(w.ch, store.SKU(sku), &a); err != nil {
+			return s.status(ctx, atSKU(err, i))
 		}
 	}
 	defer s.watch.unregister(w)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -242,7 +243,7 @@ func (h *watchHub) channel(id store.ChannelID) (*store.Channel, error) {
 			return &c, nil
 		}
 	}
-	return nil, fmt.Errorf("channel %q: %w", id, store.ErrUnknownChannel)
+	return nil, &store.Rejection{Kind: store.ErrUnknownChannel, Field: "channel", Reason: "unknown channel " + strconv.Quote(string(id))}
 }
 
 // loop follows the change log until ctx ends. It recovers its own panic:
