@@ -330,6 +330,7 @@ func finalChecks(ctx context.Context, c *Cluster, w *workload, rep *Report) (map
 	}
 	rep.Violations = append(rep.Violations, checkAcks(rep.History, finalRes)...)
 	rep.Violations = append(rep.Violations, checkFinalFigures(finalFig, noLowering)...)
+	rep.Violations = append(rep.Violations, checkAppliedOnce(finalFig, finalRes)...)
 	return finalRes[0], nil
 }
 
