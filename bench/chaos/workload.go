@@ -447,10 +447,12 @@ func (w *workload) setStock(ctx context.Context, cs *clientState, sku string, on
 		}
 		o.Revision = resp.GetRevision()
 		// SetStock has no request id: a retry after an attempt that did apply
-		// is answered IGNORED_STALE. The stale answer carries the counter's
-		// version; versions are unique per write, so ours means ours applied.
-		if rows := resp.GetRows(); len(rows) == 1 && rows[0].GetStatus() == stockdv1.RowStatus_ROW_STATUS_IGNORED_STALE &&
-			rows[0].GetVersion() == o.Version {
+		// is answered IGNORED_STALE, or REJECTED ("version N already holds
+		// on_hand M") when an adjustment moved the count since. Both answers
+		// carry the counter's version; versions are unique per write, so ours
+		// means ours applied.
+		if rows := resp.GetRows(); len(rows) == 1 && rows[0].GetVersion() == o.Version &&
+			(rows[0].GetStatus() == stockdv1.RowStatus_ROW_STATUS_IGNORED_STALE || rows[0].GetStatus() == stockdv1.RowStatus_ROW_STATUS_REJECTED) {
 			return nil
 		}
 		return rowErr(resp.GetRows())
