@@ -15,7 +15,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 
 	"github.com/stockd/stockd/api/logv1"
 	"github.com/stockd/stockd/store"
@@ -104,8 +103,10 @@ func New(cfg Config) (*Node, error) {
 // raft transport, restores the newest snapshot, bootstraps a one-voter
 // cluster if DataDir holds no raft state, and starts the proposer and the
 // expiry ticker. It fails closed: a snapshot that cannot be restored (a CRC
-// or digest mismatch) is an error, never an empty or partial state. On error
-// everything opened is closed again.
+// or digest mismatch), or a raft log file that is cut short, fails bbolt's
+// checks or holds an entry failing its checksum (raftdb.go), is an error,
+// never an empty, partial or altered state. On error everything opened is
+// closed again.
 func (n *Node) Start() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -121,13 +122,10 @@ func (n *Node) Start() error {
 	}
 	hl := newRaftLogger(n.logger, hclog.Warn)
 
-	bolt, err := raftboltdb.New(raftboltdb.Options{
-		Path: filepath.Join(n.cfg.DataDir, raftDBFile),
-		// Another process holding the file fails this one instead of hanging.
-		BoltOptions: &bbolt.Options{Timeout: time.Second},
-	})
+	dbPath := filepath.Join(n.cfg.DataDir, raftDBFile)
+	bolt, err := openRaftDB(dbPath)
 	if err != nil {
-		return fmt.Errorf("start: open raft log: %w", err)
+		return fmt.Errorf("start: %w", err)
 	}
 	rn := &running{bolt: bolt, peers: newPeerPool(n.cfg.DialMap)}
 	ok := false
@@ -136,13 +134,21 @@ func (n *Node) Start() error {
 			n.teardown(rn)
 		}
 	}()
-	logs, err := raft.NewLogCache(logCacheEntries, bolt)
-	if err != nil {
-		return fmt.Errorf("start: log cache: %w", err)
-	}
+	checked := checkedLogs{bolt}
 	files, err := raft.NewFileSnapshotStoreWithLogger(n.cfg.DataDir, retainSnapshots, hl.Named("snapshot"))
 	if err != nil {
 		return fmt.Errorf("start: open snapshot store: %w", err)
+	}
+	snapIndex, err := newestSnapshotIndex(files)
+	if err != nil {
+		return fmt.Errorf("start: list snapshots: %w", err)
+	}
+	if err := verifyLog(checked, snapIndex); err != nil {
+		return fmt.Errorf("start: raft log %s: %w", dbPath, err)
+	}
+	logs, err := raft.NewLogCache(logCacheEntries, checked)
+	if err != nil {
+		return fmt.Errorf("start: log cache: %w", err)
 	}
 	snaps := &openRecorder{SnapshotStore: files}
 	if rn.trans, err = n.transport(hl); err != nil {
@@ -153,7 +159,7 @@ func (n *Node) Start() error {
 		return fmt.Errorf("start: inspect raft state: %w", err)
 	}
 
-	rn.raft, err = raft.NewRaft(n.raftConfig(hl), n.fsm, logs, bolt, snaps, rn.trans)
+	rn.raft, err = newRaft(n.raftConfig(hl), n.fsm, logs, bolt, snaps, rn.trans)
 	if err != nil {
 		// Why each snapshot was refused (raft itself only logs it).
 		causes := snaps.openErrs()
@@ -225,6 +231,20 @@ func (n *Node) Start() error {
 		go func() { defer n.wg.Done(); n.runJoin(ctx, rn) }()
 	}
 	return nil
+}
+
+// newRaft is raft.NewRaft with its panic turned into an error. It panics
+// (before starting any goroutine) when the log lacks an entry after the
+// snapshot it restored: the newest snapshot could not be opened, raft fell
+// back to an older one, and the log was already compacted past it.
+func newRaft(conf *raft.Config, f raft.FSM, logs raft.LogStore, stable raft.StableStore,
+	snaps raft.SnapshotStore, trans raft.Transport) (r *raft.Raft, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			r, err = nil, fmt.Errorf("log entries after the restored snapshot are missing (%v): a newer snapshot that held them could not be restored", p)
+		}
+	}()
+	return raft.NewRaft(conf, f, logs, stable, snaps, trans)
 }
 
 func (n *Node) raftConfig(hl hclog.Logger) *raft.Config {

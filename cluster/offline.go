@@ -171,24 +171,30 @@ func RecoverCluster(cfg Config, voters []raft.Server) error {
 	if err := removeTempFiles(cfg.DataDir); err != nil {
 		return fmt.Errorf("recover cluster: remove temporary snapshot files: %w", err)
 	}
-	bolt, err := raftboltdb.New(raftboltdb.Options{
-		Path:        filepath.Join(cfg.DataDir, raftDBFile),
-		BoltOptions: &bbolt.Options{Timeout: time.Second},
-	})
+	dbPath := filepath.Join(cfg.DataDir, raftDBFile)
+	bolt, err := openRaftDB(dbPath)
 	if err != nil {
-		return fmt.Errorf("recover cluster: open raft log: %w", err)
+		return fmt.Errorf("recover cluster: %w", err)
 	}
 	defer bolt.Close()
+	logs := checkedLogs{bolt}
 	files, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, retainSnapshots, hl.Named("snapshot"))
 	if err != nil {
 		return fmt.Errorf("recover cluster: open snapshot store: %w", err)
+	}
+	snapIndex, err := newestSnapshotIndex(files)
+	if err != nil {
+		return fmt.Errorf("recover cluster: list snapshots: %w", err)
+	}
+	if err := verifyLog(logs, snapIndex); err != nil {
+		return fmt.Errorf("recover cluster: raft log %s: %w", dbPath, err)
 	}
 	n := &Node{cfg: cfg}
 	rc := n.raftConfig(hl)
 	_, trans := raft.NewInmemTransport(raft.ServerAddress("recover-" + cfg.NodeID))
 	defer trans.Close()
 	f := newFSM(cfg.Machine, cfg.Logger, cfg.DataDir)
-	if err := raft.RecoverCluster(rc, f, bolt, bolt, files, trans, raft.Configuration{Servers: voters}); err != nil {
+	if err := raft.RecoverCluster(rc, f, logs, bolt, files, trans, raft.Configuration{Servers: voters}); err != nil {
 		return fmt.Errorf("recover cluster: %w", err)
 	}
 	cfg.Logger.Info("recovered cluster configuration", "node", cfg.NodeID, "voters", len(voters))
