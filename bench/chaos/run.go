@@ -96,7 +96,11 @@ func Run(ctx context.Context, c *Cluster, cfg RunConfig) (*Report, error) {
 		cfg.Quiet = time.Second
 	}
 	if cfg.Recover == 0 {
-		cfg.Recover = 30 * time.Second
+		// Generous: a snapshot catch-up may need two installs (the leader
+		// compacts past the first while sending it) and a request stuck on
+		// a black-holed connection waits out raft's 10 s transport timeout;
+		// on 2 cores under -race that took 28 s once (seed 1795917791291577287).
+		cfg.Recover = 60 * time.Second
 	}
 	if cfg.LinTimeout == 0 {
 		cfg.LinTimeout = 30 * time.Second
