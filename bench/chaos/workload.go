@@ -324,7 +324,7 @@ func (w *workload) do(ctx context.Context, cs *clientState, o *op, f attempt) er
 	switch {
 	case err == nil:
 		o.Outcome = outOK
-	case indeterminate(err):
+	case errors.Is(err, errMaybeApplied) || indeterminate(err):
 		o.Outcome, o.Err = outUnknown, err.Error()
 	default:
 		o.Outcome, o.Err = outRefused, err.Error()
@@ -423,6 +423,11 @@ func (w *workload) confirm(ctx context.Context, cs *clientState) {
 // errStale marks an ERP row ignored as stale: a definite refusal.
 var errStale = status.Error(codes.FailedPrecondition, "row ignored as stale")
 
+// errMaybeApplied ends a retried SetStock answered stale by a newer version:
+// an earlier attempt may have applied before that version superseded it
+// (seed 1795918399695044670), so the outcome is unknown, not a refusal.
+var errMaybeApplied = errors.New("retried row found stale under a newer version: an earlier attempt may have applied")
+
 func rowErr(rows []*stockdv1.RowResult) error {
 	if len(rows) != 1 {
 		return status.Errorf(codes.Internal, "%d row results, want 1", len(rows))
@@ -454,6 +459,9 @@ func (w *workload) setStock(ctx context.Context, cs *clientState, sku string, on
 		if rows := resp.GetRows(); len(rows) == 1 && rows[0].GetVersion() == o.Version &&
 			(rows[0].GetStatus() == stockdv1.RowStatus_ROW_STATUS_IGNORED_STALE || rows[0].GetStatus() == stockdv1.RowStatus_ROW_STATUS_REJECTED) {
 			return nil
+		}
+		if rows := resp.GetRows(); o.Attempts > 1 && len(rows) == 1 && rows[0].GetStatus() == stockdv1.RowStatus_ROW_STATUS_IGNORED_STALE {
+			return errMaybeApplied
 		}
 		return rowErr(resp.GetRows())
 	}); err == nil {
