@@ -58,6 +58,9 @@ type ERPStorm struct {
 	items []string
 	locs  []string
 	base  uint64 // the setup's version; round r is sent with base + r
+	// setupRev is the revision that acknowledged the setup's counts: reads
+	// wait for it, on followers too.
+	setupRev uint64
 	// sentRound and ackedRound are, per counter, the last round sent and
 	// the highest acknowledged (0: the setup's count).
 	sentRound  []atomic.Uint32
@@ -131,7 +134,9 @@ func (e *ERPStorm) Setup(ctx context.Context, env *Env) error {
 	for c := range rows {
 		rows[c] = e.row(c, 0)
 	}
-	return setStock(ctx, env, rows)
+	var err error
+	e.setupRev, err = setStockRev(ctx, env, rows)
+	return err
 }
 
 // probePushStock opens a PushStock stream and closes it at once: Unavailable
@@ -174,7 +179,8 @@ func (e *ERPStorm) Do(ctx context.Context, env *Env, w int, rnd *rand.Rand, rec 
 	defer cancel()
 	start := time.Now()
 	resp, err := stockdv1.NewInventoryClient(env.Conn(w)).GetAvailability(cctx,
-		&stockdv1.GetAvailabilityRequest{Channel: erpStormChannel, Skus: []string{sku}})
+		// min_revision: a follower may not have applied the setup yet.
+		&stockdv1.GetAvailabilityRequest{Channel: erpStormChannel, Skus: []string{sku}, MinRevision: e.setupRev})
 	d := time.Since(start)
 	if err == nil && (len(resp.GetSkus()) != 1 || !resp.GetSkus()[0].GetKnown()) {
 		err = fmt.Errorf("availability of %s: got %v, want one known sku", sku, resp.GetSkus())

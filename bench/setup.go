@@ -75,11 +75,20 @@ func putLocationsAndChannel(ctx context.Context, env *Env, channel string, locs 
 // setStock sends rows through Erp.SetStock in chunks of maxStockRows, a few
 // chunks at a time, and fails unless every row is applied.
 func setStock(ctx context.Context, env *Env, rows []*stockdv1.StockCount) error {
+	_, err := setStockRev(ctx, env, rows)
+	return err
+}
+
+// setStockRev is setStock, also returning the highest revision that
+// acknowledged a chunk: a read with that min_revision sees every row on any
+// node.
+func setStockRev(ctx context.Context, env *Env, rows []*stockdv1.StockCount) (uint64, error) {
 	const parallel = 4
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
 		first error
+		rev   uint64
 	)
 	sem := make(chan struct{}, parallel)
 	for i := 0; i < len(rows); i += maxStockRows {
@@ -89,7 +98,10 @@ func setStock(ctx context.Context, env *Env, rows []*stockdv1.StockCount) error 
 			defer func() { <-sem }()
 			cctx, cancel := context.WithTimeout(ctx, setupTimeout)
 			defer cancel()
-			err := setStockChunk(cctx, stockdv1.NewErpClient(env.Conn(i/maxStockRows)), chunk)
+			r, err := setStockChunk(cctx, stockdv1.NewErpClient(env.Conn(i/maxStockRows)), chunk)
+			mu.Lock()
+			rev = max(rev, r)
+			mu.Unlock()
 			if err != nil {
 				mu.Lock()
 				if first == nil {
@@ -100,7 +112,7 @@ func setStock(ctx context.Context, env *Env, rows []*stockdv1.StockCount) error 
 		})
 	}
 	wg.Wait()
-	return first
+	return rev, first
 }
 
 // setStockChunk sends one chunk of setup rows, retrying while the cluster
@@ -109,7 +121,7 @@ func setStock(ctx context.Context, env *Env, rows []*stockdv1.StockCount) error 
 // chunk that was applied before its answer was lost finds its rows stale
 // (same versions): rows applied or stale on a retry all hold the counts
 // sent, so together they must cover the chunk.
-func setStockChunk(ctx context.Context, erp stockdv1.ErpClient, chunk []*stockdv1.StockCount) error {
+func setStockChunk(ctx context.Context, erp stockdv1.ErpClient, chunk []*stockdv1.StockCount) (uint64, error) {
 	tries := 0
 	var resp *stockdv1.SetStockResponse
 	err := untilAvailable(ctx, func() (err error) {
@@ -118,16 +130,16 @@ func setStockChunk(ctx context.Context, erp stockdv1.ErpClient, chunk []*stockdv
 		return err
 	})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	done := resp.GetApplied()
 	if tries > 1 {
 		done += resp.GetIgnoredStale()
 	}
 	if int(done) != len(chunk) {
-		return fmt.Errorf("applied %d of %d rows (stale %d, rejected %d)", resp.GetApplied(), len(chunk), resp.GetIgnoredStale(), resp.GetRejected())
+		return 0, fmt.Errorf("applied %d of %d rows (stale %d, rejected %d)", resp.GetApplied(), len(chunk), resp.GetIgnoredStale(), resp.GetRejected())
 	}
-	return nil
+	return resp.GetRevision(), nil
 }
 
 // untilAvailable runs a setup call (one that is safe to repeat) until it

@@ -62,7 +62,7 @@ func TestSetStockChunkRetriesAnElection(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := &flakyErp{answers: tc.answers}
-			err := setStockChunk(ctx, f, chunk)
+			_, err := setStockChunk(ctx, f, chunk)
 			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
 				t.Fatalf("got %v, want error %q", err, tc.wantErr)
 			}
