@@ -40,6 +40,9 @@ func setStockCommand(req *stockdv1.SetStockRequest) (*logv1.Command, error) {
 	cmd := &logv1.SetStock{
 		Rows:         make([]*logv1.StockCount, len(rows)),
 		AbsorbedMark: req.GetAbsorbedMark(),
+		// A retried row whose version is held is stale whatever the count
+		// now (server.propose falls back while a voter lacks feature 3).
+		SameVersionStale: true,
 	}
 	for i, r := range rows {
 		cmd.Rows[i] = &logv1.StockCount{

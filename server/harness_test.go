@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"strings"
@@ -47,6 +48,10 @@ type fakeProposer struct {
 	next      store.Revision
 	proposals int
 	fail      error         // returned by Propose instead of applying, if set
+	// maxFeature, when set, refuses commands that need a newer feature
+	// version with errFakeNoFeature, as a leader does while a voter's build
+	// lacks it.
+	maxFeature uint32
 	applied   chan struct{} // closed and replaced after every apply
 }
 
@@ -73,6 +78,9 @@ func (p *fakeProposer) Propose(ctx context.Context, cmd *logv1.Command) (store.R
 	p.proposals++
 	if p.fail != nil {
 		return store.Result{}, p.fail
+	}
+	if need := store.CommandFeature(&logged); p.maxFeature != 0 && need > p.maxFeature {
+		return store.Result{}, fmt.Errorf("propose: %w: command needs version %d", errFakeNoFeature, need)
 	}
 	p.next++
 	res := p.m.Apply(p.next, store.Timestamp(p.now.Load()), &logged)

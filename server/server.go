@@ -237,6 +237,14 @@ func (s *Server) propose(ctx context.Context, cmd *logv1.Command) (store.Result,
 		return store.Result{}, err
 	}
 	res, err := s.proposer.Propose(ctx, cmd)
+	if ss := cmd.GetSetStock(); err != nil && ss.GetSameVersionStale() && firstMatch(err, s.precondition) != nil {
+		// A voter still runs a build without feature 3 (a rolling upgrade):
+		// the leader refused before proposing, so propose the older form,
+		// which only differs for a row under the held version with another
+		// count (rejected instead of ignored as stale).
+		older := &logv1.SetStock{Rows: ss.GetRows(), AbsorbedMark: ss.GetAbsorbedMark()}
+		res, err = s.proposer.Propose(ctx, &logv1.Command{Kind: &logv1.Command_SetStock{SetStock: older}})
+	}
 	if err != nil {
 		return store.Result{}, err
 	}

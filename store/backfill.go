@@ -193,7 +193,7 @@ func (st *state) backfillCommit(c *logv1.BackfillCommit) Result {
 	sum := []RowResult{{Status: RowApplied}, {Status: RowIgnoredStale}, {Status: RowRejected}}
 	var msg logv1.StockCount
 	b.each(func(i int, row *stagedRow) {
-		r := st.setStockRow(cat, i, row.stockCount(&msg))
+		r := st.setStockRow(cat, i, row.stockCount(&msg), false)
 		switch r.Status {
 		case RowApplied:
 			sum[0].Version++

@@ -17,7 +17,7 @@ func (st *state) setStock(c *logv1.SetStock) Result {
 	cat := st.catalog.Load()
 	rows := make([]RowResult, len(c.GetRows()))
 	for i, row := range c.GetRows() {
-		rows[i] = st.setStockRow(cat, i, row)
+		rows[i] = st.setStockRow(cat, i, row, c.GetSameVersionStale())
 	}
 	st.recordRejected(sourceSetStock, rows, func(i int) string { // deadletter.go
 		return c.GetRows()[i].GetItem() + "@" + c.GetRows()[i].GetLocation()
@@ -26,7 +26,10 @@ func (st *state) setStock(c *logv1.SetStock) Result {
 	return Result{Rows: rows}
 }
 
-func (st *state) setStockRow(cat *catalog, i int, row *logv1.StockCount) RowResult {
+// sameStale (SetStock.same_version_stale) ignores a row under the held
+// version whatever its count; without it only the same count is stale and a
+// different one is rejected.
+func (st *state) setStockRow(cat *catalog, i int, row *logv1.StockCount, sameStale bool) RowResult {
 	if r := checkRowTarget(cat, i, row.GetItem(), row.GetLocation()); r != nil {
 		return rejectedRow(r)
 	}
@@ -45,6 +48,9 @@ func (st *state) setStockRow(cat *catalog, i int, row *logv1.StockCount) RowResu
 				" is older than the held version "+strconv.FormatUint(ct.version, 10))
 		case v == ct.version && Units(row.GetOnHandBaseUnits()) == ct.onHand:
 			return staleRow(ct, indexed("rows", i, "version")+": version "+strconv.FormatUint(v, 10)+" already applied")
+		case v == ct.version && sameStale:
+			return staleRow(ct, indexed("rows", i, "version")+": version "+strconv.FormatUint(v, 10)+
+				" already applied (on_hand now "+strconv.FormatInt(int64(ct.onHand), 10)+")")
 		case v == ct.version:
 			r := invalid(indexed("rows", i, "version"), "version "+strconv.FormatUint(v, 10)+
 				" already holds on_hand "+strconv.FormatInt(int64(ct.onHand), 10))

@@ -27,7 +27,7 @@ type Timestamp int64
 
 // FeatureVersion is the highest log-entry feature version this build applies.
 // An entry that needs a newer one stops the replica rather than diverge.
-const FeatureVersion uint32 = 2
+const FeatureVersion uint32 = 3
 
 // Limits on input, enforced by Validate.
 const (

@@ -281,8 +281,8 @@ func firstOf(rs ...*Rejection) *Rejection {
 // CommandFeature is the log feature version a command needs: a leader
 // proposes it only once every voter's build applies that version (DESIGN.md,
 // rolling upgrades). The issue 4 command kinds (put_sku to set_incoming),
-// ack_orders and the issue 4 fields of older kinds need version 2; the rest
-// version 1.
+// ack_orders and the issue 4 fields of older kinds need version 2;
+// set_stock's same_version_stale needs 3; the rest version 1.
 func CommandFeature(cmd *logv1.Command) uint32 {
 	switch k := cmd.GetKind().(type) {
 	case *logv1.Command_PutSku, *logv1.Command_DeleteSku, *logv1.Command_PutLocationGroup,
@@ -299,6 +299,10 @@ func CommandFeature(cmd *logv1.Command) uint32 {
 	case *logv1.Command_Release:
 		if len(k.Release.GetLines()) > 0 || k.Release.GetReleaseId() != "" {
 			return 2
+		}
+	case *logv1.Command_SetStock:
+		if k.SetStock.GetSameVersionStale() {
+			return 3
 		}
 	case *logv1.Command_PutChannel:
 		if k.PutChannel.GetLocationGroup() != "" || k.PutChannel.GetRequireSkuMapping() {

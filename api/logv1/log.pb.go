@@ -1757,11 +1757,16 @@ func (x *StockCount) GetVersion() uint64 {
 }
 
 type SetStock struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Rows          []*StockCount          `protobuf:"bytes,1,rep,name=rows,proto3" json:"rows,omitempty"`
-	AbsorbedMark  uint64                 `protobuf:"varint,2,opt,name=absorbed_mark,json=absorbedMark,proto3" json:"absorbed_mark,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Rows         []*StockCount          `protobuf:"bytes,1,rep,name=rows,proto3" json:"rows,omitempty"`
+	AbsorbedMark uint64                 `protobuf:"varint,2,opt,name=absorbed_mark,json=absorbedMark,proto3" json:"absorbed_mark,omitempty"`
+	// A row whose version the counter already holds is ignored as stale
+	// whatever its count (a retry after an adjustment moved the count).
+	// Without it (entries of feature version 2 and older), a different count
+	// under the held version is rejected. Needs feature version 3.
+	SameVersionStale bool `protobuf:"varint,3,opt,name=same_version_stale,json=sameVersionStale,proto3" json:"same_version_stale,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *SetStock) Reset() {
@@ -1806,6 +1811,13 @@ func (x *SetStock) GetAbsorbedMark() uint64 {
 		return x.AbsorbedMark
 	}
 	return 0
+}
+
+func (x *SetStock) GetSameVersionStale() bool {
+	if x != nil {
+		return x.SameVersionStale
+	}
+	return false
 }
 
 type StockAdjustment struct {
@@ -4610,10 +4622,11 @@ const file_stockd_log_v1_log_proto_rawDesc = "" +
 	"\x04item\x18\x01 \x01(\tR\x04item\x12\x1a\n" +
 	"\blocation\x18\x02 \x01(\tR\blocation\x12+\n" +
 	"\x12on_hand_base_units\x18\x03 \x01(\x03R\x0fonHandBaseUnits\x12\x18\n" +
-	"\aversion\x18\x04 \x01(\x04R\aversion\"^\n" +
+	"\aversion\x18\x04 \x01(\x04R\aversion\"\x8c\x01\n" +
 	"\bSetStock\x12-\n" +
 	"\x04rows\x18\x01 \x03(\v2\x19.stockd.log.v1.StockCountR\x04rows\x12#\n" +
-	"\rabsorbed_mark\x18\x02 \x01(\x04R\fabsorbedMark\"\xb8\x01\n" +
+	"\rabsorbed_mark\x18\x02 \x01(\x04R\fabsorbedMark\x12,\n" +
+	"\x12same_version_stale\x18\x03 \x01(\bR\x10sameVersionStale\"\xb8\x01\n" +
 	"\x0fStockAdjustment\x12\x19\n" +
 	"\bdelta_id\x18\x01 \x01(\tR\adeltaId\x12\x12\n" +
 	"\x04item\x18\x02 \x01(\tR\x04item\x12\x1a\n" +
