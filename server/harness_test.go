@@ -47,12 +47,12 @@ type fakeProposer struct {
 	mu        sync.Mutex
 	next      store.Revision
 	proposals int
-	fail      error         // returned by Propose instead of applying, if set
+	fail      error // returned by Propose instead of applying, if set
 	// maxFeature, when set, refuses commands that need a newer feature
 	// version with errFakeNoFeature, as a leader does while a voter's build
 	// lacks it.
 	maxFeature uint32
-	applied   chan struct{} // closed and replaced after every apply
+	applied    chan struct{} // closed and replaced after every apply
 }
 
 func newFakeProposer(m *store.Machine) *fakeProposer {

@@ -20,10 +20,10 @@ import (
 // retry changes nothing, and only the rejection is dead-lettered.
 func TestSetStockRetryAfterAdjustIsStale(t *testing.T) {
 	for _, tc := range []struct {
-		name      string
-		flag      bool
-		afterAdj  store.RowStatus
-		feature   uint32
+		name        string
+		flag        bool
+		afterAdj    store.RowStatus
+		feature     uint32
 		deadLetters int
 	}{
 		{"same_version_stale (feature 3)", true, store.RowIgnoredStale, 3, 0},
