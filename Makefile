@@ -59,11 +59,12 @@ proto: tools
 
 ## chaos: the fault harness (bench/chaos), faults drawn at random for
 ## CHAOS_DURATION (default 10m); CHAOS_SEED replays a run, CHAOS_NEMESES=kill-all,membership
-## narrows it; node logs (and a failed run's history) stay in CHAOS_OUT (default /tmp/stockd-chaos)
+## narrows it, CHAOS_NODES=5 runs 5 nodes; node logs (and a failed run's history) stay in
+## CHAOS_OUT (default /tmp/stockd-chaos)
 .PHONY: chaos
 chaos:
 	mkdir -p $(or $(CHAOS_OUT),/tmp/stockd-chaos)
-	STOCKD_CHAOS_DURATION=$(or $(CHAOS_DURATION),10m) STOCKD_CHAOS_SEED=$(CHAOS_SEED) STOCKD_CHAOS_NEMESES=$(CHAOS_NEMESES) \
+	STOCKD_CHAOS_DURATION=$(or $(CHAOS_DURATION),10m) STOCKD_CHAOS_SEED=$(CHAOS_SEED) STOCKD_CHAOS_NEMESES=$(CHAOS_NEMESES) STOCKD_CHAOS_NODES=$(CHAOS_NODES) \
 		$(GO) test -race -count=1 -v -timeout 0 -run '^TestChaos$$' -artifacts -outputdir $(or $(CHAOS_OUT),/tmp/stockd-chaos) ./bench/chaos/
 
 ## image: a static linux binary in a FROM scratch image (no image is pulled)

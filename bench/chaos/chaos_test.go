@@ -50,13 +50,22 @@ func seedFromEnv(t *testing.T) uint64 {
 	return uint64(time.Now().UnixNano())
 }
 
-// startCluster starts a 3-node cluster whose processes, proxies and folders
+// startCluster starts a cluster (3 nodes, or STOCKD_CHAOS_NODES: make chaos
+// CHAOS_NODES=5 for the soak) whose processes, proxies and folders
 // t.Cleanup removes; node logs go to t.ArtifactDir (kept with -artifacts).
 func startCluster(t *testing.T) *Cluster {
 	t.Helper()
+	nodes := 3
+	if s := os.Getenv("STOCKD_CHAOS_NODES"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 3 || n%2 == 0 {
+			t.Fatalf("STOCKD_CHAOS_NODES=%q: want an odd number >= 3", s)
+		}
+		nodes = n
+	}
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	c, err := StartCluster(ctx, ClusterConfig{Bin: stockdBin, Dir: t.TempDir(), LogDir: t.ArtifactDir(),
+	c, err := StartCluster(ctx, ClusterConfig{Bin: stockdBin, Dir: t.TempDir(), LogDir: t.ArtifactDir(), Nodes: nodes,
 		// Snapshots during the run, so restarted nodes also restore one,
 		// and a short log behind them, so a follower cut off for a few
 		// thousand writes can only catch up by a snapshot install.

@@ -85,6 +85,9 @@ type Cluster struct {
 	Nodes  []*Node
 	raft   [][]*proxy
 	peer   [][]*proxy
+	// client[i] carries every client connection to node i: the workload's
+	// and the harness's own (heal before checking).
+	client []*proxy
 }
 
 // ClusterConfig configures StartCluster.
@@ -136,7 +139,12 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 		nd := &Node{ID: fmt.Sprintf("node%d", i+1), idx: i, grpcAddr: ports[2*i], raftAddr: ports[2*i+1]}
 		nd.dir = filepath.Join(cfg.Dir, nd.ID)
 		nd.logPath = filepath.Join(cfg.LogDir, nd.ID+".log")
-		nd.conn, err = grpc.NewClient(nd.grpcAddr,
+		cp, err := newProxy(nd.ID+" client", nd.grpcAddr)
+		if err != nil {
+			return c, err
+		}
+		c.client = append(c.client, cp)
+		nd.conn, err = grpc.NewClient(cp.addr(),
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
 			// The default backoff grows to 2 minutes: far longer than a node
 			// is down.
@@ -314,8 +322,16 @@ func (c *Cluster) SetLink(i, j int, mode linkMode, delay time.Duration) {
 	c.peer[i][j].set(mode, delay)
 }
 
-// Heal restores every link.
+// SetClientLink sets the clients' link to node i.
+func (c *Cluster) SetClientLink(i int, mode linkMode, delay time.Duration) {
+	c.client[i].set(mode, delay)
+}
+
+// Heal restores every link, the clients' included.
 func (c *Cluster) Heal() {
+	for _, p := range c.client {
+		p.set(linkUp, 0)
+	}
 	for i := range c.Nodes {
 		for j := range c.Nodes {
 			if i != j {
@@ -420,6 +436,9 @@ func (c *Cluster) Close() {
 		if nd.conn != nil {
 			_ = nd.conn.Close()
 		}
+	}
+	for _, p := range c.client {
+		p.Close()
 	}
 	for _, row := range [][][]*proxy{c.raft, c.peer} {
 		for _, ps := range row {
