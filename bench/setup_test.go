@@ -45,7 +45,9 @@ func TestSetStockChunkRetriesAnElection(t *testing.T) {
 		wantErr string
 	}{
 		{"applied at once", []func(int) (*stockdv1.SetStockResponse, error){
-			func(n int) (*stockdv1.SetStockResponse, error) { return &stockdv1.SetStockResponse{Applied: uint32(n)}, nil },
+			func(n int) (*stockdv1.SetStockResponse, error) {
+				return &stockdv1.SetStockResponse{Applied: uint32(n)}, nil
+			},
 		}, 1, ""},
 		{"election, then the lost write found stale", []func(int) (*stockdv1.SetStockResponse, error){
 			unavailable, unavailable,
@@ -54,10 +56,14 @@ func TestSetStockChunkRetriesAnElection(t *testing.T) {
 			},
 		}, 3, ""},
 		{"stale rows on the first try", []func(int) (*stockdv1.SetStockResponse, error){
-			func(n int) (*stockdv1.SetStockResponse, error) { return &stockdv1.SetStockResponse{IgnoredStale: uint32(n)}, nil },
+			func(n int) (*stockdv1.SetStockResponse, error) {
+				return &stockdv1.SetStockResponse{IgnoredStale: uint32(n)}, nil
+			},
 		}, 1, "applied 0 of 4 rows"},
 		{"another code is not retried", []func(int) (*stockdv1.SetStockResponse, error){
-			func(int) (*stockdv1.SetStockResponse, error) { return nil, status.Error(codes.InvalidArgument, "rows[0].item") },
+			func(int) (*stockdv1.SetStockResponse, error) {
+				return nil, status.Error(codes.InvalidArgument, "rows[0].item")
+			},
 		}, 1, "rows[0].item"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

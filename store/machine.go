@@ -102,11 +102,7 @@ func (m *Machine) apply(index Revision, ts Timestamp, cmd *logv1.Command) Result
 		st.now.Store(int64(ts))
 	}
 	now := Timestamp(st.now.Load())
-	expireAt := now
-	if brokenClockExpiry { // false but in bench/chaos's self-test (broken_clock_expiry.go)
-		expireAt = localClock()
-	}
-	st.expire(expireAt)
+	st.expire(now)
 	st.prune(now, m.cfg)
 	st.trimOutbox(now, m.cfg.RetryWindowNanos)
 
