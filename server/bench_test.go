@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/stockd/stockd/api/logv1"
 	"github.com/stockd/stockd/api/stockdv1"
@@ -170,30 +171,49 @@ func BenchmarkGetAvailability1SKU(b *testing.B) {
 
 // BenchmarkUnaryChain is the interceptor chain's own cost per call, without
 // network or handler work: at info level (the production hot path) and at
-// debug level (every call logged, to a discarding handler).
+// debug level (every call logged, to a discarding handler), open and with
+// auth (a storefront token, already cached, and its channel check).
 func BenchmarkUnaryChain(b *testing.B) {
+	a, err := NewAuthenticator(AuthFile{Principals: []AuthPrincipal{
+		{Name: "web", Role: RoleStorefront, Channel: "web", TokenSHA256: HashToken("web-token")},
+	}})
+	if err != nil {
+		b.Fatal(err)
+	}
 	for _, level := range []slog.Level{slog.LevelInfo, slog.LevelDebug} {
-		b.Run("level="+level.String(), func(b *testing.B) {
-			logger := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: level}))
-			unary, _ := interceptors(logger)
-			info := &grpc.UnaryServerInfo{FullMethod: stockdv1.Inventory_GetAvailability_FullMethodName}
-			req, resp := &stockdv1.GetAvailabilityRequest{}, &stockdv1.GetAvailabilityResponse{}
-			// Built once, innermost first, as grpc chains them.
-			chained := grpc.UnaryHandler(func(context.Context, any) (any, error) { return resp, nil })
-			for i := len(unary) - 1; i >= 0; i-- {
-				next, icp := chained, unary[i]
-				chained = func(ctx context.Context, req any) (any, error) { return icp(ctx, req, info, next) }
-			}
-			ctx := context.Background()
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := chained(ctx, req); err != nil {
-					b.Fatal(err)
+		for _, auth := range []*Authenticator{nil, a} {
+			b.Run(fmt.Sprintf("level=%s/auth=%t", level, auth != nil), func(b *testing.B) {
+				logger := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: level}))
+				unary, _ := interceptors(logger, auth)
+				info := &grpc.UnaryServerInfo{FullMethod: stockdv1.Inventory_GetAvailability_FullMethodName}
+				req, resp := &stockdv1.GetAvailabilityRequest{Channel: "web"}, &stockdv1.GetAvailabilityResponse{}
+				// Built once, innermost first, as grpc chains them.
+				chained := grpc.UnaryHandler(func(context.Context, any) (any, error) { return resp, nil })
+				for i := len(unary) - 1; i >= 0; i-- {
+					next, icp := chained, unary[i]
+					chained = func(ctx context.Context, req any) (any, error) { return icp(ctx, req, info, next) }
 				}
-			}
-		})
+				ctx := grpc.NewContextWithServerTransportStream(context.Background(), methodStream(info.FullMethod))
+				ctx = metadata.NewIncomingContext(ctx, metadata.Pairs("authorization", "Bearer web-token"))
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := chained(ctx, req); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
 	}
 }
+
+// methodStream is the least grpc.ServerTransportStream that lets
+// grpc.Method answer outside a real server.
+type methodStream string
+
+func (m methodStream) Method() string             { return string(m) }
+func (methodStream) SetHeader(metadata.MD) error  { return nil }
+func (methodStream) SendHeader(metadata.MD) error { return nil }
+func (methodStream) SetTrailer(metadata.MD) error { return nil }
 
 // BenchmarkServerSideRead is the server-side time of GetAvailability (1 SKU,
 // 1 caller): from the outermost interceptor in to the response out, the whole

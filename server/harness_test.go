@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/proto"
@@ -157,6 +158,23 @@ type harnessConfig struct {
 	level  slog.Level
 	reader func(*store.Machine) Reader
 	server Config
+	// auth turns on authentication; tokens are what the harness's client
+	// sends on a call whose context carries no authorization: tokens.erp on
+	// the Erp service, tokens.admin on every other.
+	auth   *Authenticator
+	tokens struct{ erp, admin string }
+	// register, when set, registers more services on the grpc.Server.
+	register func(*grpc.Server)
+}
+
+// withAuth serves behind auth; the harness's own calls (seed, setStock) use
+// erpToken on the Erp service and adminToken elsewhere unless the call's
+// context names its own token.
+func withAuth(a *Authenticator, erpToken, adminToken string) harnessOption {
+	return func(c *harnessConfig) {
+		c.auth = a
+		c.tokens.erp, c.tokens.admin = erpToken, adminToken
+	}
 }
 
 func withLogLevel(l slog.Level) harnessOption { return func(c *harnessConfig) { c.level = l } }
@@ -204,13 +222,18 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	srv := New(cfg)
 
 	lis := bufconn.Listen(1 << 20)
-	gs := grpc.NewServer(ServerOptions(logger)...)
+	gs := grpc.NewServer(ServerOptionsFor(ChainConfig{Logger: logger, Auth: hc.auth})...)
 	srv.Register(gs)
+	if hc.register != nil {
+		hc.register(gs)
+	}
 	served := make(chan error, 1)
 	go func() { served <- gs.Serve(lis) }()
 	conn, err := grpc.NewClient("passthrough:///bufconn",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithChainUnaryInterceptor(defaultToken(hc)),
+		grpc.WithChainStreamInterceptor(defaultStreamToken(hc)))
 	if err != nil {
 		t.Fatalf("grpc.NewClient: %v", err)
 	}
@@ -230,6 +253,33 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 		adm:    stockdv1.NewAdminClient(conn),
 		clu:    stockdv1.NewClusterClient(conn),
 		health: healthpb.NewHealthClient(conn),
+	}
+}
+
+// withDefaultToken adds hc's token for method to ctx unless ctx has one.
+func withDefaultToken(ctx context.Context, hc harnessConfig, method string) context.Context {
+	if hc.auth == nil {
+		return ctx
+	}
+	if md, _ := metadata.FromOutgoingContext(ctx); len(md.Get("authorization")) > 0 {
+		return ctx
+	}
+	tok := hc.tokens.admin
+	if strings.HasPrefix(method, "/"+stockdv1.Erp_ServiceDesc.ServiceName+"/") {
+		tok = hc.tokens.erp
+	}
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
+}
+
+func defaultToken(hc harnessConfig) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		return invoker(withDefaultToken(ctx, hc, method), method, req, reply, cc, opts...)
+	}
+}
+
+func defaultStreamToken(hc harnessConfig) grpc.StreamClientInterceptor {
+	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		return streamer(withDefaultToken(ctx, hc, method), desc, cc, method, opts...)
 	}
 }
 

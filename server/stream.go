@@ -131,7 +131,7 @@ func (rs *reserveStream) receive() error {
 }
 
 // check reports whether req may be served; if not, ans says why (a bad
-// request_id or no op).
+// request_id, no op, or an op for another channel than the caller's).
 func (rs *reserveStream) check(req *stockdv1.ReserveStreamRequest, ans *stockdv1.ReserveStreamResponse) bool {
 	err := checkID("request_id", req.GetRequestId())
 	if err == nil && req.GetOp() == nil {
@@ -139,6 +139,12 @@ func (rs *reserveStream) check(req *stockdv1.ReserveStreamRequest, ans *stockdv1
 	}
 	if err != nil {
 		ans.Result = streamError(rs.v.s.status(rs.ctx, err))
+		return false
+	}
+	// A request for another channel than the caller's is refused on its
+	// own; the stream goes on (permissions.go).
+	if err := checkChannel(rs.ctx, req); err != nil {
+		ans.Result = streamError(err)
 		return false
 	}
 	return true
