@@ -1,10 +1,12 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"log/slog"
 	"time"
 
 	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
 
 	"github.com/stockd/stockd/api/logv1"
 	"github.com/stockd/stockd/store"
@@ -94,6 +96,17 @@ type Config struct {
 	// DialMap redirects this node's dials to peers (raft and peer gRPC) to
 	// other addresses; for fault tests only (a proxy per link). Nil: none.
 	DialMap DialMap
+	// PeerDialOptions are added to this node's gRPC connections to peers
+	// (forwarding, joins, status): credentials (TLS, a node token), client
+	// interceptors. Without transport credentials among them the
+	// connections are plaintext.
+	PeerDialOptions []grpc.DialOption
+	// RaftTLS, when set, runs the raft transport over TLS with it: the
+	// listener serves its certificate and (with ClientAuth set) verifies the
+	// peer's; dials present the certificate and verify the peer's against
+	// RootCAs. A peer whose certificate fails cannot append, vote or
+	// install a snapshot. Nil: plaintext TCP.
+	RaftTLS *tls.Config
 	// Clock is the leader clock entries are stamped with; nil means time.Now.
 	Clock func() time.Time
 }

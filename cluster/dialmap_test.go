@@ -101,7 +101,7 @@ func TestDialMapRedirectsPeerDials(t *testing.T) {
 	t.Run("the peer gRPC pool dials the mapped address", func(t *testing.T) {
 		peer, proxy := listen(t), listen(t)
 		direct, via := acceptOne(t, peer), acceptOne(t, proxy)
-		p := newPeerPool(DialMap{peer.Addr().String(): proxy.Addr().String()})
+		p := newPeerPool(DialMap{peer.Addr().String(): proxy.Addr().String()}, nil)
 		defer func() { _ = p.close() }()
 		if _, err := p.client(peer.Addr().String()); err != nil {
 			t.Fatalf("client %s: %v", peer.Addr(), err)

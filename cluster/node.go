@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -127,7 +128,7 @@ func (n *Node) Start() error {
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
-	rn := &running{bolt: bolt, peers: newPeerPool(n.cfg.DialMap)}
+	rn := &running{bolt: bolt, peers: newPeerPool(n.cfg.DialMap, n.cfg.PeerDialOptions)}
 	ok := false
 	defer func() {
 		if !ok {
@@ -521,7 +522,7 @@ func (n *Node) transport(hl hclog.Logger) (raft.Transport, error) {
 		return nil, fmt.Errorf("raft address %s binds every interface: give the address peers dial as the raft advertise address", n.cfg.RaftAddr)
 	}
 	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  &streamLayer{Listener: lis, advertise: advertise, dialMap: n.cfg.DialMap},
+		Stream:  &streamLayer{Listener: lis, advertise: advertise, dialMap: n.cfg.DialMap, tls: n.cfg.RaftTLS},
 		MaxPool: 3,
 		Timeout: 10 * time.Second,
 		Logger:  hl.Named("transport"),
@@ -535,11 +536,42 @@ type streamLayer struct {
 	net.Listener
 	advertise net.Addr
 	dialMap   DialMap // fault tests only: dial a proxy instead
+	// tls, when set, wraps every accepted and dialled connection
+	// (Config.RaftTLS).
+	tls *tls.Config
 }
 
-// Dial connects to a peer's raft address (or where the dial map sends it).
+// Dial connects to a peer's raft address (or where the dial map sends it),
+// over TLS when configured: the handshake, checking the peer's certificate
+// against the address's host, finishes within timeout.
 func (l *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return net.DialTimeout("tcp", l.dialMap.target(string(address)), timeout)
+	conn, err := net.DialTimeout("tcp", l.dialMap.target(string(address)), timeout)
+	if err != nil || l.tls == nil {
+		return conn, err
+	}
+	cfg := l.tls.Clone()
+	if host, _, err := net.SplitHostPort(string(address)); err == nil && cfg.ServerName == "" {
+		cfg.ServerName = host
+	}
+	tc := tls.Client(conn, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("raft tls handshake with %s: %w", address, err)
+	}
+	return tc, nil
+}
+
+// Accept waits for the next peer connection; over TLS its handshake runs on
+// the connection's first read, in raft's handler for it, so one slow or
+// bad peer does not hold up the others.
+func (l *streamLayer) Accept() (net.Conn, error) {
+	conn, err := l.Listener.Accept()
+	if err != nil || l.tls == nil {
+		return conn, err
+	}
+	return tls.Server(conn, l.tls), nil
 }
 
 // Addr is the address peers are told to dial.
