@@ -28,7 +28,6 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/stockd/stockd/api/stockdv1"
@@ -115,6 +114,10 @@ cluster commands:
   cluster leave    --node-id ID
   snapshot save    FILE   stream a snapshot of the node's state into FILE (atomic)
 
+auth:
+  auth hash    [TOKEN]         print the token_sha256 of TOKEN (read from stdin if absent) for --auth-file
+  auth new                     print a new random token and its token_sha256
+
 other:
   demo         [--skus 1000]   load a demo catalog into a running node
   help         show this text
@@ -125,6 +128,11 @@ global flags:
   --timeout D       deadline of each call (default 5s; 0 means none); snapshot
                     save, orders pull, watch, import, export and reconcile are streams and
                     are not bounded by it
+  --token T         bearer token to act as (default $STOCKD_TOKEN; prefer the variable:
+                    a flag shows in ps)
+  --tls-ca FILE     check the server's certificate against this PEM CA; turns TLS on
+  --tls-cert FILE, --tls-key FILE
+                    client certificate for a server that wants mTLS
 
 Run 'stockctl COMMAND -h' for the flags of one command.
 `
@@ -139,7 +147,7 @@ func main() {
 // run executes one stockctl invocation and returns its exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	s := &session{
-		opts:   options{addr: defaultAddr, timeout: defaultTimeout},
+		opts:   options{addr: defaultAddr, timeout: defaultTimeout, token: os.Getenv("STOCKD_TOKEN")},
 		stdout: stdout,
 		stderr: stderr,
 	}
@@ -168,6 +176,10 @@ type options struct {
 	addr    string
 	json    bool
 	timeout time.Duration
+	// token is sent as "authorization: Bearer <token>"; tlsCA, tlsCert and
+	// tlsKey turn on TLS (and mTLS) to the server.
+	token                  string
+	tlsCA, tlsCert, tlsKey string
 }
 
 // register binds the global flags to o, keeping the values o already holds
@@ -176,6 +188,10 @@ func (o *options) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.addr, "addr", o.addr, "server address `HOST:PORT`")
 	fs.BoolVar(&o.json, "json", o.json, "print each response as protojson, one object per line")
 	fs.DurationVar(&o.timeout, "timeout", o.timeout, "deadline of each call (0: none)")
+	fs.StringVar(&o.token, "token", o.token, "bearer token of the principal to act as (default $STOCKD_TOKEN)")
+	fs.StringVar(&o.tlsCA, "tls-ca", o.tlsCA, "PEM CA bundle to check the server's certificate with; turns TLS on")
+	fs.StringVar(&o.tlsCert, "tls-cert", o.tlsCert, "PEM client certificate for a server that wants mTLS (with --tls-key)")
+	fs.StringVar(&o.tlsKey, "tls-key", o.tlsKey, "PEM private key of --tls-cert")
 }
 
 // session is one invocation: its options, its output and its connection,
@@ -277,6 +293,11 @@ func (s *session) dispatch(ctx context.Context, name string, args []string) erro
 		})
 	case "demo":
 		return s.demo(ctx, args)
+	case "auth":
+		return s.dispatchVerb(ctx, name, args, map[string]func(context.Context, []string) error{
+			"hash": s.authHash,
+			"new":  s.authNew,
+		})
 	case "help":
 		fmt.Fprint(s.stdout, mainUsage)
 		return nil
@@ -306,10 +327,12 @@ func (s *session) dial() (*grpc.ClientConn, error) {
 	if s.conn != nil {
 		return s.conn, nil
 	}
-	conn, err := grpc.NewClient(s.opts.addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithUnaryInterceptor(timeoutInterceptor(s.opts.timeout)),
-	)
+	opts, err := s.opts.dialOptions()
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(s.opts.addr, append(opts,
+		grpc.WithUnaryInterceptor(timeoutInterceptor(s.opts.timeout)))...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", s.opts.addr, err)
 	}

@@ -70,6 +70,21 @@ type options struct {
 	changeLogEntries  int
 	watchBuffer       int
 	dialMap           cluster.DialMap
+	authFile          string
+	insecure          bool
+	tlsCert, tlsKey   string
+	clientCA, peerCA  string
+	peerTokenFile     string
+	maxMessageBytes   int
+}
+
+// envPrefix names the environment variable of each flag: --data-dir is
+// STOCKD_DATA_DIR. A flag on the command line wins over its variable.
+const envPrefix = "STOCKD_"
+
+// envName is the environment variable of a flag name.
+func envName(flagName string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -102,8 +117,30 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.Float64Var(&o.memoryRatio, "memory-ratio", 1.5, "keep memory near this multiple of the live heap once that passes 128 MiB (a soft limit; 0 turns it off; ignored when GOMEMLIMIT is set)")
 	fs.IntVar(&o.changeLogEntries, "change-log-entries", store.DefaultChangeLogEntries, "changes kept in memory for Watch resumes and ListChanges")
 	fs.IntVar(&o.watchBuffer, "watch-buffer", server.DefaultWatchBufferSKUs, "distinct SKUs that may wait to be sent on one Watch stream before it gets a resync")
-	dialMap := os.Getenv("STOCKD_DIAL_MAP")
-	fs.StringVar(&dialMap, "dial-map", dialMap, "TEST ONLY (fault harness): ADDR=VIA,... makes this node dial VIA whenever it would dial the peer address ADDR (raft or gRPC); default $STOCKD_DIAL_MAP")
+	var dialMap string
+	fs.StringVar(&dialMap, "dial-map", "", "TEST ONLY (fault harness): ADDR=VIA,... makes this node dial VIA whenever it would dial the peer address ADDR (raft or gRPC)")
+	fs.StringVar(&o.authFile, "auth-file", "", "JSON file of the principals allowed to call (name, role, channel, token_sha256, rate_limit); without it stockd runs open, on loopback only unless --insecure")
+	fs.BoolVar(&o.insecure, "insecure", false, "run open (no --auth-file) on an address other machines can reach")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate this node serves gRPC (and raft, with --peer-ca) with and shows its peers; TLS is off when empty")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&o.clientCA, "client-ca", "", "PEM CA bundle: gRPC clients must show a certificate it signed (mTLS); include the nodes' CA so peers get in")
+	fs.StringVar(&o.peerCA, "peer-ca", "", "PEM CA bundle that signed every node's certificate: raft runs over mutual TLS checked against it, and peer gRPC dials check against it")
+	fs.IntVar(&o.maxMessageBytes, "max-message-bytes", server.DefaultMaxRecvMsgBytes, "largest gRPC message a client may send; a larger one is refused with RESOURCE_EXHAUSTED")
+	fs.StringVar(&o.peerTokenFile, "peer-token-file", "", "file holding the bearer token this node sends to its peers (a principal of role node in their --auth-file)")
+	// Every flag can come from the environment; say so in --help.
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := envName(f.Name)
+		f.Usage += " [$" + name + "]"
+		if v, ok := os.LookupEnv(name); ok && envErr == nil {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("$%s: %w", name, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return o, envErr
+	}
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -116,6 +153,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.changeLogEntries < 1 || o.watchBuffer < 1 {
 		return o, fmt.Errorf("--change-log-entries and --watch-buffer must be >= 1, got %d and %d", o.changeLogEntries, o.watchBuffer)
+	}
+	if o.maxMessageBytes < 1<<16 {
+		return o, fmt.Errorf("--max-message-bytes must be >= 65536, got %d", o.maxMessageBytes)
 	}
 	if o.maxBatch < 1 {
 		return o, fmt.Errorf("--max-batch must be >= 1, got %d", o.maxBatch)
@@ -177,6 +217,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		grpcAdvertise = lis.Addr().String()
 	}
 
+	sec, err := loadSecurity(o, lis.Addr(), logger)
+	if err != nil {
+		return err
+	}
+
 	scfg := store.DefaultConfig()
 	scfg.ChangeLogEntries = o.changeLogEntries
 	machine := store.New(scfg)
@@ -195,6 +240,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		SnapshotInterval:  o.snapshotInterval,
 		TrailingLogs:      o.trailingLogs,
 		DialMap:           o.dialMap,
+		PeerDialOptions:   sec.peerDial,
+		RaftTLS:           sec.raftTLS,
 	})
 	if err != nil {
 		return err
@@ -228,7 +275,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		defer stopPprof()
 	}
 
-	gs := grpc.NewServer(server.ServerOptions(logger)...)
+	gs := grpc.NewServer(append(server.ServerOptionsFor(server.ChainConfig{Logger: logger, Auth: sec.auth, MaxRecvMsgBytes: o.maxMessageBytes}), sec.grpcServerCreds())...)
 	srv := server.New(server.Config{
 		Proposer:     node,
 		Reader:       machine,

@@ -191,3 +191,34 @@ func setupCatalog(t testing.TB, c *clients) {
 		t.Fatalf("PutChannel: %v", err)
 	}
 }
+
+// waitLogWith waits for a log record with the given msg whose key field is
+// value, and returns it.
+func (p *proc) waitLogWith(msg, key, value string, timeout time.Duration) map[string]any {
+	p.t.Helper()
+	timer := time.AfterFunc(timeout, func() {
+		p.mu.Lock()
+		p.cond.Broadcast()
+		p.mu.Unlock()
+	})
+	defer timer.Stop()
+	deadline := time.Now().Add(timeout)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := 0; ; {
+		for ; i < len(p.logs); i++ {
+			if p.logs[i]["msg"] == msg && p.logs[i][key] == value {
+				return p.logs[i]
+			}
+		}
+		select {
+		case <-p.done:
+			p.t.Fatalf("stockd exited before logging %q with %s=%q", msg, key, value)
+		default:
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("no %q log line with %s=%q within %v", msg, key, value, timeout)
+		}
+		p.cond.Wait()
+	}
+}

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// dialOptions are the transport credentials and the token of o: plaintext
+// without --tls-ca or --tls-cert, TLS with them.
+func (o options) dialOptions() ([]grpc.DialOption, error) {
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return nil, &usageError{msg: "--tls-cert and --tls-key go together"}
+	}
+	useTLS := o.tlsCA != "" || o.tlsCert != ""
+	var opts []grpc.DialOption
+	if !useTLS {
+		opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	} else {
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		if o.tlsCA != "" {
+			b, err := os.ReadFile(o.tlsCA)
+			if err != nil {
+				return nil, fmt.Errorf("--tls-ca: %w", err)
+			}
+			cfg.RootCAs = x509.NewCertPool()
+			if !cfg.RootCAs.AppendCertsFromPEM(b) {
+				return nil, fmt.Errorf("--tls-ca %s: no PEM certificate in it", o.tlsCA)
+			}
+		}
+		if o.tlsCert != "" {
+			cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
+			if err != nil {
+				return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+			}
+			cfg.Certificates = []tls.Certificate{cert}
+		}
+		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	}
+	if o.token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(bearer{token: o.token, tls: useTLS}))
+	}
+	return opts, nil
+}
+
+// bearer sends "authorization: Bearer <token>" on every call; over TLS it
+// refuses to go out on a plaintext connection.
+type bearer struct {
+	token string
+	tls   bool
+}
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + b.token}, nil
+}
+
+func (b bearer) RequireTransportSecurity() bool { return b.tls }
+
+// authHash prints the token_sha256 an auth file lists for a token: of the
+// argument, or of the first line of stdin.
+func (s *session) authHash(_ context.Context, args []string) error {
+	var token string
+	switch len(args) {
+	case 0:
+		line, err := bufio.NewReader(os.Stdin).ReadString('\n')
+		if err != nil && line == "" {
+			return fmt.Errorf("read token from stdin: %w", err)
+		}
+		token = strings.TrimRight(line, "\r\n")
+	case 1:
+		token = args[0]
+	default:
+		return &usageError{msg: "auth hash: one TOKEN at most"}
+	}
+	if token == "" {
+		return errors.New("auth hash: empty token")
+	}
+	fmt.Fprintln(s.stdout, hashToken(token))
+	return nil
+}
+
+// authNew prints a new random token (32 bytes, base64url) and its hash.
+func (s *session) authNew(_ context.Context, args []string) error {
+	if len(args) > 0 {
+		return &usageError{msg: "auth new: no arguments"}
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return fmt.Errorf("random token: %w", err)
+	}
+	token := base64.RawURLEncoding.EncodeToString(b)
+	fmt.Fprintf(s.stdout, "token:        %s\ntoken_sha256: %s\n", token, hashToken(token))
+	return nil
+}
+
+// hashToken is the hex SHA-256 of token, as server.HashToken computes it.
+func hashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
