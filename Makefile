@@ -6,7 +6,10 @@ GRPC_ADDR ?= 127.0.0.1:7400
 
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+GRPC_GATEWAY_VERSION       := v2.33.0
 PROTOS := $(shell find proto -name '*.proto')
+GATEWAY_CONFIG := proto/stockd/v1/gateway.yaml
+OPENAPI_CONFIG := proto/stockd/v1/openapi.yaml
 
 IMAGE   ?= stockd:dev
 # Compose v2 (a docker plugin) if present, else the standalone docker-compose v1.
@@ -48,6 +51,8 @@ bench-go:
 tools:
 	GOBIN=$(GOBIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 	GOBIN=$(GOBIN) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	GOBIN=$(GOBIN) $(GO) install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway@$(GRPC_GATEWAY_VERSION)
+	GOBIN=$(GOBIN) $(GO) install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2@$(GRPC_GATEWAY_VERSION)
 	@command -v protoc >/dev/null || { echo "protoc missing: apt-get install -y protobuf-compiler"; exit 1; }
 
 ## proto: regenerate api/ from proto/
@@ -56,6 +61,17 @@ proto: tools
 		--go_out=. --go_opt=module=github.com/stockd/stockd \
 		--go-grpc_out=. --go-grpc_opt=module=github.com/stockd/stockd \
 		$(PROTOS)
+	@# The HTTP/JSON gateway of the Inventory service: routes come from
+	@# $(GATEWAY_CONFIG), not from google.api.http options, which Debian's protoc
+	@# cannot import. The OpenAPI file uses proto field names, as the gateway's
+	@# JSON does.
+	mkdir -p api/openapi
+	PATH=$(GOBIN):$$PATH protoc -I proto -I /usr/include \
+		--grpc-gateway_out=. \
+		--grpc-gateway_opt=module=github.com/stockd/stockd,grpc_api_configuration=$(GATEWAY_CONFIG) \
+		--openapiv2_out=api/openapi \
+		--openapiv2_opt=grpc_api_configuration=$(GATEWAY_CONFIG),openapi_configuration=$(OPENAPI_CONFIG),allow_merge=true,merge_file_name=inventory,json_names_for_fields=false,preserve_rpc_order=true,output_format=json \
+		proto/stockd/v1/inventory.proto
 
 ## chaos: the fault harness (bench/chaos), faults drawn at random for
 ## CHAOS_DURATION (default 10m); CHAOS_SEED replays a run, CHAOS_NEMESES=kill-all,membership

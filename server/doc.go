@@ -30,6 +30,14 @@
 // stream's handler sends from its own buffer, so a stalled client slows no
 // one, and a buffer that overflows becomes a resync, never a silent gap.
 //
+// HTTP/JSON (gateway.go): NewGateway serves the Inventory service's unary
+// RPCs as REST/JSON through grpc-gateway's generated handlers
+// (api/stockdv1/inventory.pb.gw.go, routes in proto/stockd/v1/gateway.yaml).
+// It calls this node's own gRPC server over a client connection rather than
+// the handlers directly, so an HTTP call passes the same interceptor chain
+// (authorization included: the runtime forwards the Authorization header as
+// the "authorization" metadata) and gets the same answer and status.
+//
 // server must never import cluster, raft or bbolt: the Proposer, Reader and
 // Cluster interfaces (and the ClusterStatus they report) are declared here,
 // and the cluster's infrastructure errors (not leader, stopped, queue full,
