@@ -193,7 +193,7 @@ func (e *ERPStorm) Do(ctx context.Context, env *Env, w int, rnd *rand.Rand, rec 
 func (e *ERPStorm) startPush(ctx context.Context, env *Env, rec Recorder) {
 	p := &erpPusher{stop: make(chan struct{}), done: make(chan struct{}), start: time.Now()}
 	e.pusher = p
-	conn, err := scenarioDialOwn(env.Conn(0))
+	conn, err := scenarioDialOwn(env, env.Conn(0))
 	if err != nil {
 		e.anomaly(fmt.Errorf("push: %w", err))
 		close(p.done)

@@ -49,6 +49,10 @@ type Env struct {
 	Conns []*grpc.ClientConn
 	Opts  Options
 	Log   *slog.Logger
+	// DialOptions are what Conns were dialled with (TLS, tokens); a
+	// scenario that opens a connection of its own uses them too. Nil:
+	// plaintext.
+	DialOptions []grpc.DialOption
 }
 
 // Conn is worker w's connection.

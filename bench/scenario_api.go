@@ -37,8 +37,12 @@ func scenarioVersionBase() uint64 { return uint64(time.Now().UnixNano()) }
 // scenarioDialOwn opens a connection of its own to the node conn talks to:
 // an ERP adapter's stream does not share HTTP/2 flow control with the
 // storefront's reads. The caller closes it.
-func scenarioDialOwn(conn *grpc.ClientConn) (*grpc.ClientConn, error) {
-	c, err := grpc.NewClient(conn.Target(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+func scenarioDialOwn(env *Env, conn *grpc.ClientConn) (*grpc.ClientConn, error) {
+	opts := env.DialOptions
+	if opts == nil {
+		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	c, err := grpc.NewClient(conn.Target(), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", conn.Target(), err)
 	}

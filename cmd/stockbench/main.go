@@ -28,7 +28,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/stockd/stockd/bench"
 )
@@ -87,6 +86,7 @@ type config struct {
 	jsonPath     string
 	plotPath     string
 	quiet        bool
+	creds        credentialFlags
 }
 
 func parse(args []string, stderr io.Writer) (*config, error) {
@@ -117,6 +117,7 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.jsonPath, "json", "", "write the report as JSON to this file")
 	fs.StringVar(&c.plotPath, "plot", "", "draw latency and throughput over time into this .svg or .png file")
 	fs.BoolVar(&c.quiet, "quiet", false, "no live progress line")
+	c.creds.register(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
@@ -228,10 +229,12 @@ func finish(rep *bench.Report, c *config, stdout io.Writer) error {
 // target is the cluster runs drive: a connection per node and, for
 // --spawn, the processes. Close tears it down.
 type target struct {
-	info    bench.Target
-	conns   []*grpc.ClientConn
-	cluster *bench.Cluster // nil for --addr
-	nodeLog *os.File       // nil without --node-log
+	info  bench.Target
+	conns []*grpc.ClientConn
+	// dialOpts are what conns were dialled with (--tls-*, tokens).
+	dialOpts []grpc.DialOption
+	cluster  *bench.Cluster // nil for --addr
+	nodeLog  *os.File       // nil without --node-log
 }
 
 // connect spawns the cluster (--spawn) or dials the running one (--addr). On
@@ -258,8 +261,11 @@ func connect(ctx context.Context, c *config, stderr io.Writer) (t *target, err e
 		}
 		t.info = bench.Target{Addrs: t.cluster.Addrs(), Spawned: c.spawn, NodeArgs: c.nodeArgs}
 	}
+	if t.dialOpts, err = c.creds.dialOptions(); err != nil {
+		return t, err
+	}
 	for _, a := range t.info.Addrs {
-		conn, err := grpc.NewClient(a, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(a, t.dialOpts...)
 		if err != nil {
 			return t, fmt.Errorf("dial %s: %w", a, err)
 		}
@@ -315,8 +321,9 @@ func measureOn(ctx context.Context, t *target, c *config, command []string, stde
 		},
 	}
 	env := &bench.Env{
-		Conns: t.conns,
-		Log:   slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Conns:       t.conns,
+		DialOptions: t.dialOpts,
+		Log:         slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Opts: bench.Options{
 			SKUs: c.catalog, Locations: c.locations, Seed: c.seed,
 			Concurrency: c.concurrency, Duration: c.duration, Batches: c.batches,
