@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -403,5 +404,24 @@ func TestAuthFileChecks(t *testing.T) {
 	}
 	if e := a.lookup("y"); e != nil {
 		t.Errorf("lookup(y): %+v, want none", e)
+	}
+}
+
+// TestGatewayCarriesAuth: over the HTTP gateway the same principals and
+// rules hold: no token is 401, another channel is 403, the own channel
+// answers the figures gRPC answers.
+func TestGatewayCarriesAuth(t *testing.T) {
+	h := newAuthHarness(t, testPrincipals)
+	base := serveGateway(t, h.dial(t))
+	bearer := func(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
+	if code, body := gatewayCall(t, "GET", base+"/v1/channels/web/availability:batchGet?skus=ROSE", "", nil); code != http.StatusUnauthorized {
+		t.Errorf("GET availability without a token: %d %s, want 401", code, body)
+	}
+	if code, body := gatewayCall(t, "GET", base+"/v1/channels/web/availability:batchGet?skus=ROSE", "", bearer("t-b2b")); code != http.StatusForbidden || !strings.Contains(string(body), "channel:") {
+		t.Errorf("GET web's availability as b2b: %d %s, want 403 naming channel", code, body)
+	}
+	code, body := gatewayCall(t, "GET", base+"/v1/channels/web/availability:batchGet?skus=ROSE", "", bearer("t-shop"))
+	if code != http.StatusOK || !strings.Contains(string(body), `"available_sku_units":"15"`) {
+		t.Errorf("GET web's availability as shop: %d %s, want 200 with 15 available", code, body)
 	}
 }

@@ -140,11 +140,14 @@ func (b *syncBuffer) String() string {
 }
 
 type harness struct {
-	m      *store.Machine
-	p      *fakeProposer
-	srv    *Server
-	logs   *syncBuffer
-	conn   *grpc.ClientConn
+	m    *store.Machine
+	p    *fakeProposer
+	srv  *Server
+	logs *syncBuffer
+	conn *grpc.ClientConn
+	// dial opens another connection to the server, without the harness's
+	// default tokens; closed at cleanup.
+	dial   func(t testing.TB) *grpc.ClientConn
 	inv    stockdv1.InventoryClient
 	erp    stockdv1.ErpClient
 	adm    stockdv1.AdminClient
@@ -248,6 +251,16 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	})
 	return &harness{
 		m: m, p: p, srv: srv, logs: logs, conn: conn,
+		dial: func(t testing.TB) *grpc.ClientConn {
+			c, err := grpc.NewClient("passthrough:///bufconn",
+				grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+				grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				t.Fatalf("grpc.NewClient: %v", err)
+			}
+			t.Cleanup(func() { _ = c.Close() })
+			return c
+		},
 		inv:    stockdv1.NewInventoryClient(conn),
 		erp:    stockdv1.NewErpClient(conn),
 		adm:    stockdv1.NewAdminClient(conn),
