@@ -23,8 +23,8 @@ import (
 
 // benchServer serves a seeded machine on 127.0.0.1 over TCP behind the full
 // chain, logging at info (the production hot path), and returns a client
-// connection to it.
-func benchServer(b *testing.B) *grpc.ClientConn {
+// connection to it. opts add to the chain (WithGRPCMetrics).
+func benchServer(b *testing.B, opts ...ChainOption) *grpc.ClientConn {
 	b.Helper()
 	m := store.New(store.DefaultConfig())
 	p := newFakeProposer(m)
@@ -34,7 +34,7 @@ func benchServer(b *testing.B) *grpc.ClientConn {
 	if err != nil {
 		b.Fatalf("listen: %v", err)
 	}
-	gs := grpc.NewServer(ServerOptions(logger)...)
+	gs := grpc.NewServer(ServerOptions(logger, opts...)...)
 	srv.Register(gs)
 	served := make(chan error, 1)
 	go func() { served <- gs.Serve(lis) }()
@@ -156,8 +156,16 @@ func BenchmarkHealthCheck(b *testing.B) {
 	})
 }
 
-func BenchmarkGetAvailability1SKU(b *testing.B) {
-	client := stockdv1.NewInventoryClient(benchServer(b))
+func BenchmarkGetAvailability1SKU(b *testing.B) { benchGetAvailability(b) }
+
+// BenchmarkGetAvailability1SKUMetrics is BenchmarkGetAvailability1SKU with
+// the gRPC metrics in the chain, as cmd/stockd serves.
+func BenchmarkGetAvailability1SKUMetrics(b *testing.B) {
+	benchGetAvailability(b, WithGRPCMetrics(NewGRPCMetrics()))
+}
+
+func benchGetAvailability(b *testing.B, opts ...ChainOption) {
+	client := stockdv1.NewInventoryClient(benchServer(b, opts...))
 	req := &stockdv1.GetAvailabilityRequest{Channel: "web", Skus: []string{"ROSE"}}
 	benchCallers(b, func(ctx context.Context) error {
 		resp, err := client.GetAvailability(ctx, req)
@@ -170,12 +178,23 @@ func BenchmarkGetAvailability1SKU(b *testing.B) {
 
 // BenchmarkUnaryChain is the interceptor chain's own cost per call, without
 // network or handler work: at info level (the production hot path) and at
-// debug level (every call logged, to a discarding handler).
+// debug level (every call logged, to a discarding handler), without and
+// with the gRPC metrics (",metrics").
 func BenchmarkUnaryChain(b *testing.B) {
-	for _, level := range []slog.Level{slog.LevelInfo, slog.LevelDebug} {
-		b.Run("level="+level.String(), func(b *testing.B) {
+	for _, tc := range []struct {
+		level   slog.Level
+		metrics bool
+	}{{slog.LevelInfo, false}, {slog.LevelDebug, false}, {slog.LevelInfo, true}, {slog.LevelDebug, true}} {
+		name := "level=" + tc.level.String()
+		var opts []ChainOption
+		if tc.metrics {
+			name += ",metrics"
+			opts = append(opts, WithGRPCMetrics(NewGRPCMetrics()))
+		}
+		level := tc.level
+		b.Run(name, func(b *testing.B) {
 			logger := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: level}))
-			unary, _ := interceptors(logger)
+			unary, _ := interceptors(logger, opts...)
 			info := &grpc.UnaryServerInfo{FullMethod: stockdv1.Inventory_GetAvailability_FullMethodName}
 			req, resp := &stockdv1.GetAvailabilityRequest{}, &stockdv1.GetAvailabilityResponse{}
 			// Built once, innermost first, as grpc chains them.

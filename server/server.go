@@ -321,12 +321,13 @@ func (s *Server) waitRevision(ctx, wctx context.Context, what string, rev store.
 // ServerOptions returns the interceptor chain for the grpc.Server that
 // Register is given, unary and stream alike: recovery outermost (a panic
 // becomes INTERNAL "internal error"; the panic value and stack go to logger),
-// then logging of each finished call at debug level, or warn for INTERNAL,
+// then the gRPC metrics when WithGRPCMetrics is given (metrics.go), then
+// logging of each finished call at debug level, or warn for INTERNAL,
 // UNKNOWN and DATA_LOSS. When logger does not enable debug, a call that ends
 // below its code's level skips the logging middleware entirely, so the hot
 // path pays for no log fields. A nil logger discards.
-func ServerOptions(logger *slog.Logger) []grpc.ServerOption {
-	unary, stream := interceptors(logger)
+func ServerOptions(logger *slog.Logger, opts ...ChainOption) []grpc.ServerOption {
+	unary, stream := interceptors(logger, opts...)
 	return []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
@@ -334,7 +335,11 @@ func ServerOptions(logger *slog.Logger) []grpc.ServerOption {
 }
 
 // interceptors returns the unary and stream chains, outermost first.
-func interceptors(logger *slog.Logger) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
+func interceptors(logger *slog.Logger, opts ...ChainOption) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
+	var cc chainConfig
+	for _, o := range opts {
+		o(&cc)
+	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -351,14 +356,14 @@ func interceptors(logger *slog.Logger) ([]grpc.UnaryServerInterceptor, []grpc.St
 		logging.WithLevels(logLevel),
 		logging.WithDurationField(logging.DurationToDurationField),
 	}
-	unary := []grpc.UnaryServerInterceptor{
-		recovery.UnaryServerInterceptor(rec),
-		unaryLogging(logger, logOpts),
+	unary := []grpc.UnaryServerInterceptor{recovery.UnaryServerInterceptor(rec)}
+	stream := []grpc.StreamServerInterceptor{recovery.StreamServerInterceptor(rec)}
+	if m := cc.grpcMetrics; m != nil {
+		unary = append(unary, m.UnaryServerInterceptor())
+		stream = append(stream, m.StreamServerInterceptor())
 	}
-	stream := []grpc.StreamServerInterceptor{
-		recovery.StreamServerInterceptor(rec),
-		logging.StreamServerInterceptor(slogAdapter(logger), logOpts...),
-	}
+	unary = append(unary, unaryLogging(logger, logOpts))
+	stream = append(stream, logging.StreamServerInterceptor(slogAdapter(logger), logOpts...))
 	return unary, stream
 }
 

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
 
 	"github.com/stockd/stockd/api/peerv1"
@@ -70,6 +72,9 @@ type options struct {
 	changeLogEntries  int
 	watchBuffer       int
 	dialMap           cluster.DialMap
+	httpAddr          string
+	readyMaxLag       uint64
+	readyMaxContact   time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -102,6 +107,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.Float64Var(&o.memoryRatio, "memory-ratio", 1.5, "keep memory near this multiple of the live heap once that passes 128 MiB (a soft limit; 0 turns it off; ignored when GOMEMLIMIT is set)")
 	fs.IntVar(&o.changeLogEntries, "change-log-entries", store.DefaultChangeLogEntries, "changes kept in memory for Watch resumes and ListChanges")
 	fs.IntVar(&o.watchBuffer, "watch-buffer", server.DefaultWatchBufferSKUs, "distinct SKUs that may wait to be sent on one Watch stream before it gets a resync")
+	fs.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:7402", "address of the HTTP port serving /metrics, /healthz and /readyz (port 0 picks a free one; empty turns it off)")
+	fs.Uint64Var(&o.readyMaxLag, "ready-max-lag", 1000, "/readyz fails while this node's applied index is more entries than this behind the commit index it knows")
+	fs.DurationVar(&o.readyMaxContact, "ready-max-contact", 2*time.Second, "/readyz fails on a follower that has not heard from the leader for longer than this")
 	dialMap := os.Getenv("STOCKD_DIAL_MAP")
 	fs.StringVar(&dialMap, "dial-map", dialMap, "TEST ONLY (fault harness): ADDR=VIA,... makes this node dial VIA whenever it would dial the peer address ADDR (raft or gRPC); default $STOCKD_DIAL_MAP")
 	if err := fs.Parse(args); err != nil {
@@ -180,6 +188,18 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	scfg := store.DefaultConfig()
 	scfg.ChangeLogEntries = o.changeLogEntries
 	machine := store.New(scfg)
+	// One registry per process, handed to whoever adds metrics (metrics.go
+	// in server and cluster); /metrics serves it.
+	reg := prometheus.NewRegistry()
+	grpcMetrics := server.NewGRPCMetrics()
+	if err := errors.Join(
+		reg.Register(collectors.NewGoCollector()),
+		reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})),
+		reg.Register(grpcMetrics),
+		reg.Register(server.NewStoreCollector(machine, time.Now)),
+	); err != nil {
+		return fmt.Errorf("register metrics: %w", err)
+	}
 	node, err := cluster.New(cluster.Config{
 		NodeID:            o.nodeID,
 		DataDir:           dataDir,
@@ -195,6 +215,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		SnapshotInterval:  o.snapshotInterval,
 		TrailingLogs:      o.trailingLogs,
 		DialMap:           o.dialMap,
+		Registerer:        reg,
 	})
 	if err != nil {
 		return err
@@ -228,7 +249,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		defer stopPprof()
 	}
 
-	gs := grpc.NewServer(server.ServerOptions(logger)...)
+	gs := grpc.NewServer(server.ServerOptions(logger, server.WithGRPCMetrics(grpcMetrics))...)
 	srv := server.New(server.Config{
 		Proposer:     node,
 		Reader:       machine,
@@ -250,6 +271,22 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	go func() { defer close(caughtUp); _ = srv.CatchUp(cctx) }()
 	defer func() { stopCatchUp(); <-caughtUp }()
 	peerv1.RegisterPeerServer(gs, cluster.NewPeerServer(node))
+	grpcMetrics.InitializeMetrics(gs)
+
+	if o.httpAddr != "" {
+		mux := newHTTPMux(httpConfig{Gatherer: reg, Logger: logger,
+			Ready: readiness(srv, node, o.readyMaxLag, o.readyMaxContact)})
+		httpBound, stopHTTP, err := serveHTTP(o.httpAddr, mux, logger)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			hctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+			stopHTTP(hctx)
+			cancel()
+		}()
+		logger.Info("http listening", "addr", httpBound)
+	}
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- gs.Serve(lis) }()
