@@ -157,6 +157,7 @@ type harnessConfig struct {
 	level  slog.Level
 	reader func(*store.Machine) Reader
 	server Config
+	chain  []ChainOption
 }
 
 func withLogLevel(l slog.Level) harnessOption { return func(c *harnessConfig) { c.level = l } }
@@ -175,6 +176,11 @@ func withCluster(cl Cluster) harnessOption {
 
 func withCatchUpOnStart() harnessOption {
 	return func(c *harnessConfig) { c.server.CatchUpOnStart = true }
+}
+
+// withChain adds to the interceptor chain (WithGRPCMetrics).
+func withChain(opts ...ChainOption) harnessOption {
+	return func(c *harnessConfig) { c.chain = append(c.chain, opts...) }
 }
 
 func withSnapshotDir(dir string) harnessOption {
@@ -204,7 +210,7 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	srv := New(cfg)
 
 	lis := bufconn.Listen(1 << 20)
-	gs := grpc.NewServer(ServerOptions(logger)...)
+	gs := grpc.NewServer(ServerOptions(logger, hc.chain...)...)
 	srv.Register(gs)
 	served := make(chan error, 1)
 	go func() { served <- gs.Serve(lis) }()
