@@ -148,7 +148,7 @@ func Spawn(ctx context.Context, nodes int, opts SpawnOptions) (*Cluster, error) 
 // start launches one node with OS-picked ports.
 func (c *Cluster) start(bin, id, join string, opts SpawnOptions) (*spawnedNode, error) {
 	args := []string{"--node-id", id, "--data-dir", filepath.Join(c.dir, id),
-		"--grpc-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0", "--log-format", "json"}
+		"--grpc-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-format", "json"}
 	if join != "" {
 		args = append(args, "--join", join)
 	}

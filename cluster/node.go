@@ -48,6 +48,8 @@ type Node struct {
 	run atomic.Pointer[running]
 	// prop outlives run so Stats still answers after Close.
 	prop atomic.Pointer[proposer]
+	// metrics are set at New when Config.Registerer is (metrics.go).
+	metrics nodeMetrics
 }
 
 type lifecycle uint8
@@ -89,7 +91,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, errors.New("new node: machine is required")
 	}
 	cfg.setDefaults()
-	return &Node{
+	n := &Node{
 		cfg:      cfg,
 		machine:  cfg.Machine,
 		logger:   cfg.Logger,
@@ -97,7 +99,13 @@ func New(cfg Config) (*Node, error) {
 		fsm:      newFSM(cfg.Machine, cfg.Logger, cfg.DataDir),
 		stopped:  make(chan struct{}),
 		replayed: make(chan struct{}),
-	}, nil
+	}
+	if cfg.Registerer != nil {
+		if err := n.registerMetrics(cfg.Registerer); err != nil {
+			return nil, fmt.Errorf("new node: %w", err)
+		}
+	}
+	return n, nil
 }
 
 // Start opens the log, stable and snapshot stores under DataDir, binds the
@@ -209,6 +217,7 @@ func (n *Node) Start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
 	rn.prop = newProposer(rn.raft, n.machine, n.cfg)
+	rn.prop.metrics = &n.metrics
 	n.prop.Store(rn.prop)
 	n.run.Store(rn)
 	ok = true

@@ -71,6 +71,8 @@ type proposer struct {
 
 	// lastStamp is the latest time stamped on an entry; touched only by the batcher.
 	lastStamp int64
+	// metrics observe each entry's size; nil in tests without a Node.
+	metrics *nodeMetrics
 }
 
 func newProposer(r *raft.Raft, m *store.Machine, cfg Config) *proposer {
@@ -203,6 +205,7 @@ func (p *proposer) submit(ctx context.Context, batch []*proposal) bool {
 	f := p.raft.Apply(data, p.timeout)
 	p.entries.Add(1)
 	p.commands.Add(uint64(len(batch)))
+	p.metrics.observeBatch(len(batch))
 	select {
 	case p.pending <- pendingEntry{future: f, batch: batch}:
 		return true

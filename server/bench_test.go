@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -24,8 +25,8 @@ import (
 
 // benchServer serves a seeded machine on 127.0.0.1 over TCP behind the full
 // chain, logging at info (the production hot path), and returns a client
-// connection to it.
-func benchServer(b *testing.B) *grpc.ClientConn {
+// connection to it. opts add to the chain (WithGRPCMetrics).
+func benchServer(b *testing.B, gm *grpcprom.ServerMetrics) *grpc.ClientConn {
 	b.Helper()
 	m := store.New(store.DefaultConfig())
 	p := newFakeProposer(m)
@@ -35,7 +36,7 @@ func benchServer(b *testing.B) *grpc.ClientConn {
 	if err != nil {
 		b.Fatalf("listen: %v", err)
 	}
-	gs := grpc.NewServer(ServerOptions(logger)...)
+	gs := grpc.NewServer(ServerOptionsFor(ChainConfig{Logger: logger, GRPCMetrics: gm})...)
 	srv.Register(gs)
 	served := make(chan error, 1)
 	go func() { served <- gs.Serve(lis) }()
@@ -146,7 +147,7 @@ func benchCallers(b *testing.B, call func(ctx context.Context) error) {
 }
 
 func BenchmarkHealthCheck(b *testing.B) {
-	client := healthpb.NewHealthClient(benchServer(b))
+	client := healthpb.NewHealthClient(benchServer(b, nil))
 	req := &healthpb.HealthCheckRequest{}
 	benchCallers(b, func(ctx context.Context) error {
 		resp, err := client.Check(ctx, req)
@@ -157,8 +158,16 @@ func BenchmarkHealthCheck(b *testing.B) {
 	})
 }
 
-func BenchmarkGetAvailability1SKU(b *testing.B) {
-	client := stockdv1.NewInventoryClient(benchServer(b))
+func BenchmarkGetAvailability1SKU(b *testing.B) { benchGetAvailability(b, nil) }
+
+// BenchmarkGetAvailability1SKUMetrics is BenchmarkGetAvailability1SKU with
+// the gRPC metrics in the chain, as cmd/stockd serves.
+func BenchmarkGetAvailability1SKUMetrics(b *testing.B) {
+	benchGetAvailability(b, NewGRPCMetrics())
+}
+
+func benchGetAvailability(b *testing.B, gm *grpcprom.ServerMetrics) {
+	client := stockdv1.NewInventoryClient(benchServer(b, gm))
 	req := &stockdv1.GetAvailabilityRequest{Channel: "web", Skus: []string{"ROSE"}}
 	benchCallers(b, func(ctx context.Context) error {
 		resp, err := client.GetAvailability(ctx, req)
@@ -172,7 +181,8 @@ func BenchmarkGetAvailability1SKU(b *testing.B) {
 // BenchmarkUnaryChain is the interceptor chain's own cost per call, without
 // network or handler work: at info level (the production hot path) and at
 // debug level (every call logged, to a discarding handler), open and with
-// auth (a storefront token, already cached, and its channel check).
+// auth (a storefront token, already cached, and its channel check), without
+// and with the gRPC metrics.
 func BenchmarkUnaryChain(b *testing.B) {
 	a, err := NewAuthenticator(AuthFile{Principals: []AuthPrincipal{
 		{Name: "web", Role: RoleStorefront, Channel: "web", TokenSHA256: HashToken("web-token")},
@@ -182,26 +192,32 @@ func BenchmarkUnaryChain(b *testing.B) {
 	}
 	for _, level := range []slog.Level{slog.LevelInfo, slog.LevelDebug} {
 		for _, auth := range []*Authenticator{nil, a} {
-			b.Run(fmt.Sprintf("level=%s/auth=%t", level, auth != nil), func(b *testing.B) {
-				logger := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: level}))
-				unary, _ := interceptors(logger, auth)
-				info := &grpc.UnaryServerInfo{FullMethod: stockdv1.Inventory_GetAvailability_FullMethodName}
-				req, resp := &stockdv1.GetAvailabilityRequest{Channel: "web"}, &stockdv1.GetAvailabilityResponse{}
-				// Built once, innermost first, as grpc chains them.
-				chained := grpc.UnaryHandler(func(context.Context, any) (any, error) { return resp, nil })
-				for i := len(unary) - 1; i >= 0; i-- {
-					next, icp := chained, unary[i]
-					chained = func(ctx context.Context, req any) (any, error) { return icp(ctx, req, info, next) }
-				}
-				ctx := grpc.NewContextWithServerTransportStream(context.Background(), methodStream(info.FullMethod))
-				ctx = metadata.NewIncomingContext(ctx, metadata.Pairs("authorization", "Bearer web-token"))
-				b.ReportAllocs()
-				for b.Loop() {
-					if _, err := chained(ctx, req); err != nil {
-						b.Fatal(err)
+			for _, metrics := range []bool{false, true} {
+				b.Run(fmt.Sprintf("level=%s/auth=%t/metrics=%t", level, auth != nil, metrics), func(b *testing.B) {
+					logger := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: level}))
+					var gm *grpcprom.ServerMetrics
+					if metrics {
+						gm = NewGRPCMetrics()
 					}
-				}
-			})
+					unary, _ := interceptors(logger, auth, gm)
+					info := &grpc.UnaryServerInfo{FullMethod: stockdv1.Inventory_GetAvailability_FullMethodName}
+					req, resp := &stockdv1.GetAvailabilityRequest{Channel: "web"}, &stockdv1.GetAvailabilityResponse{}
+					// Built once, innermost first, as grpc chains them.
+					chained := grpc.UnaryHandler(func(context.Context, any) (any, error) { return resp, nil })
+					for i := len(unary) - 1; i >= 0; i-- {
+						next, icp := chained, unary[i]
+						chained = func(ctx context.Context, req any) (any, error) { return icp(ctx, req, info, next) }
+					}
+					ctx := grpc.NewContextWithServerTransportStream(context.Background(), methodStream(info.FullMethod))
+					ctx = metadata.NewIncomingContext(ctx, metadata.Pairs("authorization", "Bearer web-token"))
+					b.ReportAllocs()
+					for b.Loop() {
+						if _, err := chained(ctx, req); err != nil {
+							b.Fatal(err)
+						}
+					}
+				})
+			}
 		}
 	}
 }

@@ -87,3 +87,14 @@ func (s *Server) awaitCaughtUp(ctx context.Context) error {
 		return errCatchingUp
 	}
 }
+
+// CaughtUp reports whether CatchUp has finished (always true without
+// Config.CatchUpOnStart), for readiness checks. Safe for concurrent use.
+func (s *Server) CaughtUp() bool {
+	select {
+	case <-s.caughtUp:
+		return true
+	default:
+		return false
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -168,6 +169,8 @@ type harnessConfig struct {
 	tokens struct{ erp, admin string }
 	// register, when set, registers more services on the grpc.Server.
 	register func(*grpc.Server)
+	// grpcMetrics, when set, goes into the chain (ChainConfig.GRPCMetrics).
+	grpcMetrics *grpcprom.ServerMetrics
 }
 
 // withAuth serves behind auth; the harness's own calls (seed, setStock) use
@@ -198,6 +201,11 @@ func withCatchUpOnStart() harnessOption {
 	return func(c *harnessConfig) { c.server.CatchUpOnStart = true }
 }
 
+// withGRPCMetrics puts m into the interceptor chain.
+func withGRPCMetrics(m *grpcprom.ServerMetrics) harnessOption {
+	return func(c *harnessConfig) { c.grpcMetrics = m }
+}
+
 func withSnapshotDir(dir string) harnessOption {
 	return func(c *harnessConfig) { c.server.SnapshotDir = dir }
 }
@@ -225,7 +233,7 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	srv := New(cfg)
 
 	lis := bufconn.Listen(1 << 20)
-	gs := grpc.NewServer(ServerOptionsFor(ChainConfig{Logger: logger, Auth: hc.auth})...)
+	gs := grpc.NewServer(ServerOptionsFor(ChainConfig{Logger: logger, Auth: hc.auth, GRPCMetrics: hc.grpcMetrics})...)
 	srv.Register(gs)
 	if hc.register != nil {
 		hc.register(gs)

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"google.golang.org/grpc"
@@ -336,6 +337,9 @@ type ChainConfig struct {
 	// MaxRecvMsgBytes caps one incoming message; zero means
 	// DefaultMaxRecvMsgBytes.
 	MaxRecvMsgBytes int
+	// GRPCMetrics, when set, counts and times every call (metrics.go),
+	// right after recovery, so refused and failed calls count too.
+	GRPCMetrics *grpcprom.ServerMetrics
 }
 
 // DefaultMaxRecvMsgBytes is the largest message a client may send by
@@ -346,7 +350,8 @@ const DefaultMaxRecvMsgBytes = 4 << 20
 // ServerOptionsFor returns the options for the grpc.Server that Register is
 // given: message size limits, keepalive enforcement, and the interceptor
 // chain, unary and stream alike: recovery outermost (a panic becomes INTERNAL
-// "internal error"; the panic value and stack go to the log), then logging of
+// "internal error"; the panic value and stack go to the log), then the gRPC
+// metrics (with GRPCMetrics), then logging of
 // each finished call (method, principal, code, duration; never a token) at
 // debug level, or warn for INTERNAL, UNKNOWN and DATA_LOSS, then, with Auth,
 // authentication and roles, the principal's rate limit and its channel.
@@ -355,7 +360,7 @@ const DefaultMaxRecvMsgBytes = 4 << 20
 // level skips the logging middleware entirely, so the hot path pays for no
 // log fields.
 func ServerOptionsFor(cfg ChainConfig) []grpc.ServerOption {
-	unary, stream := interceptors(cfg.Logger, cfg.Auth)
+	unary, stream := interceptors(cfg.Logger, cfg.Auth, cfg.GRPCMetrics)
 	maxRecv := cfg.MaxRecvMsgBytes
 	if maxRecv <= 0 {
 		maxRecv = DefaultMaxRecvMsgBytes
@@ -374,7 +379,7 @@ func ServerOptionsFor(cfg ChainConfig) []grpc.ServerOption {
 }
 
 // interceptors returns the unary and stream chains, outermost first.
-func interceptors(logger *slog.Logger, a *Authenticator) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
+func interceptors(logger *slog.Logger, a *Authenticator, gm *grpcprom.ServerMetrics) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -399,14 +404,14 @@ func interceptors(logger *slog.Logger, a *Authenticator) ([]grpc.UnaryServerInte
 			return nil
 		}),
 	}
-	unary := []grpc.UnaryServerInterceptor{
-		recovery.UnaryServerInterceptor(rec),
-		unaryLogging(logger, logOpts),
+	unary := []grpc.UnaryServerInterceptor{recovery.UnaryServerInterceptor(rec)}
+	stream := []grpc.StreamServerInterceptor{recovery.StreamServerInterceptor(rec)}
+	if m := gm; m != nil {
+		unary = append(unary, m.UnaryServerInterceptor())
+		stream = append(stream, m.StreamServerInterceptor())
 	}
-	stream := []grpc.StreamServerInterceptor{
-		recovery.StreamServerInterceptor(rec),
-		logging.StreamServerInterceptor(slogAdapter(logger), logOpts...),
-	}
+	unary = append(unary, unaryLogging(logger, logOpts))
+	stream = append(stream, logging.StreamServerInterceptor(slogAdapter(logger), logOpts...))
 	if a != nil {
 		au, as := authInterceptors(a)
 		unary = append(unary, au...)

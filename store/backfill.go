@@ -192,13 +192,16 @@ func (st *state) backfillCommit(c *logv1.BackfillCommit) Result {
 	// Rows[0:3] count by status (see the top of this file); rejected rows follow.
 	sum := []RowResult{{Status: RowApplied}, {Status: RowIgnoredStale}, {Status: RowRejected}}
 	var msg logv1.StockCount
+	var seen seenLocations
 	b.each(func(i int, row *stagedRow) {
 		r := st.setStockRow(cat, i, row.stockCount(&msg), false)
 		switch r.Status {
 		case RowApplied:
 			sum[0].Version++
+			seen.add(LocationID(row.location))
 		case RowIgnoredStale:
 			sum[1].Version++
+			seen.add(LocationID(row.location))
 		case RowRejected:
 			sum[2].Version++
 			st.recordBackfillRejected(i, row, r.Reason)
@@ -207,6 +210,10 @@ func (st *state) backfillCommit(c *logv1.BackfillCommit) Result {
 			}
 		}
 	})
+	for _, s := range sum[:3] {
+		st.stats.addRows(s.Status, s.Version)
+	}
+	st.stats.erpSeen(&seen, Timestamp(st.now.Load()))
 	var pruned uint32
 	if c.GetPrune() {
 		pruned = st.pruneBackfill(cat, b)
@@ -304,8 +311,10 @@ func (st *state) pruneBackfill(cat *catalog, b *backfillStaging) uint32 {
 				if _, ok := named[counterKey{id, ct.location()}]; ok {
 					continue
 				}
+				before := ct.available(0)
 				ct.onHand = 0
 				st.touch(id, ct)
+				st.stats.dropped(before, ct)
 				if n < ^uint32(0) {
 					n++
 				}

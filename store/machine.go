@@ -26,6 +26,9 @@ type Machine struct {
 	// SKUs for Watch (channel_skus.go).
 	changes  changeLog
 	skuIndex skuIndexCache
+	// stats are the cumulative counts Stats reads (stats.go); every state
+	// generation points at the same one.
+	stats *stats
 }
 
 // New returns an empty machine. Zero fields of cfg take DefaultConfig's values.
@@ -40,10 +43,11 @@ func New(cfg Config) *Machine {
 	if cfg.ChangeLogEntries <= 0 {
 		cfg.ChangeLogEntries = DefaultChangeLogEntries
 	}
-	m := &Machine{cfg: cfg}
+	m := &Machine{cfg: cfg, stats: newStats()}
 	m.changes.capacity = cfg.ChangeLogEntries
 	st := newState()
 	st.changes = &m.changes
+	st.stats = m.stats
 	m.st.Store(st)
 	return m
 }
@@ -196,6 +200,7 @@ func (st *state) expire(now Timestamp) {
 		st.unhold(r)
 		st.finish(r, StateExpired, now)
 	}
+	st.stats.expired(len(due))
 }
 
 // settleDeadline drops stale heap tops and publishes the earliest live deadline.

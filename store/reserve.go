@@ -16,6 +16,7 @@ type counterKey struct {
 // retries by (channel, reservation id) (I3).
 func (st *state) reserve(now Timestamp, c *logv1.Reserve) Result {
 	if r := validateReserve(c); r != nil {
+		st.stats.reserveRefused(r)
 		return Result{Err: r}
 	}
 	key := resKey{ChannelID(c.GetChannel()), ReservationID(c.GetReservationId())}
@@ -26,6 +27,7 @@ func (st *state) reserve(now Timestamp, c *logv1.Reserve) Result {
 	// brokenIdempotency is false but in bench/chaos's self-test (broken_idempotency.go).
 	if r := st.reservations[key]; r != nil && !brokenIdempotency {
 		if d := r.request.diff(key, r.rawRequest(), c); d != nil {
+			st.stats.reserveRefused(d)
 			return Result{Err: d}
 		}
 		cp := st.view(&r.Reservation)
@@ -33,6 +35,7 @@ func (st *state) reserve(now Timestamp, c *logv1.Reserve) Result {
 	}
 	if f := st.refusals[key]; f != nil && !brokenIdempotency {
 		if d := f.request.diff(key, f.rawRequest, c); d != nil {
+			st.stats.reserveRefused(d)
 			return Result{Err: d}
 		}
 		return Result{Err: f.rejection}
@@ -43,6 +46,7 @@ func (st *state) reserve(now Timestamp, c *logv1.Reserve) Result {
 		f.request, f.rawRequest = newReserveRequest(cat, key, c)
 		f.pruneSeq = st.enqueuePrune(pruneItem{at: now, kind: pruneRefusal, key: key})
 		st.refusals[key] = f
+		st.stats.reserveRefused(rej)
 		return Result{Err: rej}
 	}
 	for _, l := range lines {
@@ -53,8 +57,10 @@ func (st *state) reserve(now Timestamp, c *logv1.Reserve) Result {
 			sh := st.shardFor(l.Item)
 			sh.mu.Lock()
 			ct := sh.items[l.Item].counterAt(a.Location)
+			before := ct.available(0)
 			ct.reserved += a.Quantity
 			st.touch(l.Item, ct)
+			st.stats.dropped(before, ct)
 			sh.mu.Unlock()
 		}
 	}
@@ -78,6 +84,7 @@ func (st *state) reserve(now Timestamp, c *logv1.Reserve) Result {
 	st.holdBackorders(r)
 	heap.Push(&st.deadlines, deadlineItem{at: r.ExpiresAt, key: key})
 	cp := st.view(&r.Reservation)
+	st.stats.reserveAccepted()
 	return Result{Reservation: &cp}
 }
 

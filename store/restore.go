@@ -31,6 +31,7 @@ func (m *Machine) Restore(next func() ([]byte, error)) error {
 	}
 	m.applyMu.Lock()
 	st.changes = &m.changes
+	st.stats = m.stats
 	m.changes.reset(Revision(st.applied.Load())) // changes.go: nothing before is known
 	m.st.Store(st)
 	m.applyMu.Unlock()

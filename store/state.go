@@ -290,6 +290,8 @@ type state struct {
 	// changes is the machine's change log (changes.go); nil in a state that
 	// is not the machine's (tests, decoding).
 	changes *changeLog
+	// stats are the machine's cumulative counts (stats.go); nil like changes.
+	stats *stats
 }
 
 func newState() *state {

@@ -16,9 +16,12 @@ func (st *state) setStock(c *logv1.SetStock) Result {
 	}
 	cat := st.catalog.Load()
 	rows := make([]RowResult, len(c.GetRows()))
+	var seen seenLocations
 	for i, row := range c.GetRows() {
 		rows[i] = st.setStockRow(cat, i, row, c.GetSameVersionStale())
+		st.countRow(&seen, rows[i].Status, row.GetLocation())
 	}
+	st.stats.erpSeen(&seen, Timestamp(st.now.Load()))
 	st.recordRejected(sourceSetStock, rows, func(i int) string { // deadletter.go
 		return c.GetRows()[i].GetItem() + "@" + c.GetRows()[i].GetLocation()
 	})
@@ -60,8 +63,10 @@ func (st *state) setStockRow(cat *catalog, i int, row *logv1.StockCount, sameSta
 		}
 	}
 	ct := sh.ensureCounter(cat, item, loc)
+	before := ct.available(0)
 	ct.onHand, ct.version = Units(row.GetOnHandBaseUnits()), row.GetVersion()
 	st.touch(item, ct)
+	st.stats.dropped(before, ct)
 	return RowResult{Status: RowApplied, Version: ct.version, OnHand: ct.onHand}
 }
 
@@ -74,9 +79,12 @@ func (st *state) adjustStock(now Timestamp, c *logv1.AdjustStock) Result {
 	}
 	cat := st.catalog.Load()
 	rows := make([]RowResult, len(c.GetRows()))
+	var seen seenLocations
 	for i, row := range c.GetRows() {
 		rows[i] = st.adjustRow(now, cat, i, row)
+		st.countRow(&seen, rows[i].Status, row.GetLocation())
 	}
+	st.stats.erpSeen(&seen, now)
 	st.recordRejected(sourceAdjustStock, rows, func(i int) string { return c.GetRows()[i].GetDeltaId() })
 	return Result{Rows: rows}
 }
@@ -121,15 +129,29 @@ func (st *state) adjustRow(now Timestamp, cat *catalog, i int, row *logv1.StockA
 			return rejectedRow(reject(ErrOverflow, indexed("rows", i, "delta_base_units"), "on_hand would overflow"))
 		}
 		ct = sh.ensureCounter(cat, item, loc)
+		before := ct.available(0)
 		ct.onHand = next
 		ct.version = max(ct.version, row.GetVersion())
 		st.touch(item, ct)
+		st.stats.dropped(before, ct)
 		res = RowResult{Status: RowApplied, Version: ct.version, OnHand: ct.onHand}
 	}
 	d := &delta{row: proto.CloneOf(row), result: res, prunableAt: now}
 	d.pruneSeq = st.enqueuePrune(pruneItem{at: now, kind: pruneDelta, deltaID: row.GetDeltaId()})
 	st.deltas[row.GetDeltaId()] = d
 	return res
+}
+
+// countRow counts an ERP row's outcome and, unless rejected, its location as
+// reached (stats.go).
+func (st *state) countRow(seen *seenLocations, status RowStatus, loc string) {
+	if st.stats == nil {
+		return
+	}
+	st.stats.addRows(status, 1)
+	if status != RowRejected {
+		seen.add(LocationID(loc))
+	}
 }
 
 // absorb moves every confirmed order with sequence <= mark out of committed:

@@ -184,7 +184,7 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 			}
 		}
 		nd.args = []string{"--node-id", nd.ID, "--data-dir", nd.dir, "--grpc-addr", nd.grpcAddr,
-			"--raft-addr", nd.raftAddr, "--log-format", "json", "--dial-map", strings.Join(dm, ",")}
+			"--raft-addr", nd.raftAddr, "--http-addr", "127.0.0.1:0", "--log-format", "json", "--dial-map", strings.Join(dm, ",")}
 		if i > 0 {
 			nd.args = append(nd.args, "--join", c.Nodes[0].grpcAddr)
 		}

@@ -78,7 +78,7 @@ func corruptState(t *testing.T, c *clients) string {
 func launch(t *testing.T, dir string, args ...string) (p *proc, exited bool) {
 	t.Helper()
 	all := append([]string{"--data-dir", dir, "--grpc-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0",
-		"--log-format", "json"}, args...)
+		"--http-addr", "127.0.0.1:0", "--log-format", "json"}, args...)
 	cmd := exec.Command(stockdBin, all...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
 
 	"github.com/stockd/stockd/api/peerv1"
@@ -70,6 +72,9 @@ type options struct {
 	changeLogEntries  int
 	watchBuffer       int
 	dialMap           cluster.DialMap
+	httpAddr          string
+	readyMaxLag       uint64
+	readyMaxContact   time.Duration
 	authFile          string
 	insecure          bool
 	tlsCert, tlsKey   string
@@ -117,6 +122,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.Float64Var(&o.memoryRatio, "memory-ratio", 1.5, "keep memory near this multiple of the live heap once that passes 128 MiB (a soft limit; 0 turns it off; ignored when GOMEMLIMIT is set)")
 	fs.IntVar(&o.changeLogEntries, "change-log-entries", store.DefaultChangeLogEntries, "changes kept in memory for Watch resumes and ListChanges")
 	fs.IntVar(&o.watchBuffer, "watch-buffer", server.DefaultWatchBufferSKUs, "distinct SKUs that may wait to be sent on one Watch stream before it gets a resync")
+	fs.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:7402", "address of the HTTP port serving /metrics, /healthz and /readyz (port 0 picks a free one; empty turns it off)")
+	fs.Uint64Var(&o.readyMaxLag, "ready-max-lag", 1000, "/readyz fails while this node's applied index is more entries than this behind the commit index it knows")
+	fs.DurationVar(&o.readyMaxContact, "ready-max-contact", 2*time.Second, "/readyz fails on a follower that has not heard from the leader for longer than this")
 	var dialMap string
 	fs.StringVar(&dialMap, "dial-map", "", "TEST ONLY (fault harness): ADDR=VIA,... makes this node dial VIA whenever it would dial the peer address ADDR (raft or gRPC)")
 	fs.StringVar(&o.authFile, "auth-file", "", "JSON file of the principals allowed to call (name, role, channel, token_sha256, rate_limit); without it stockd runs open, on loopback only unless --insecure")
@@ -225,6 +233,18 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	scfg := store.DefaultConfig()
 	scfg.ChangeLogEntries = o.changeLogEntries
 	machine := store.New(scfg)
+	// One registry per process, handed to whoever adds metrics (metrics.go
+	// in server and cluster); /metrics serves it.
+	reg := prometheus.NewRegistry()
+	grpcMetrics := server.NewGRPCMetrics()
+	if err := errors.Join(
+		reg.Register(collectors.NewGoCollector()),
+		reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})),
+		reg.Register(grpcMetrics),
+		reg.Register(server.NewStoreCollector(machine, time.Now)),
+	); err != nil {
+		return fmt.Errorf("register metrics: %w", err)
+	}
 	node, err := cluster.New(cluster.Config{
 		NodeID:            o.nodeID,
 		DataDir:           dataDir,
@@ -242,6 +262,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		DialMap:           o.dialMap,
 		PeerDialOptions:   sec.peerDial,
 		RaftTLS:           sec.raftTLS,
+		Registerer:        reg,
 	})
 	if err != nil {
 		return err
@@ -275,7 +296,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		defer stopPprof()
 	}
 
-	gs := grpc.NewServer(append(server.ServerOptionsFor(server.ChainConfig{Logger: logger, Auth: sec.auth, MaxRecvMsgBytes: o.maxMessageBytes}), sec.grpcServerCreds())...)
+	gs := grpc.NewServer(append(server.ServerOptionsFor(server.ChainConfig{Logger: logger, Auth: sec.auth, MaxRecvMsgBytes: o.maxMessageBytes, GRPCMetrics: grpcMetrics}), sec.grpcServerCreds())...)
 	srv := server.New(server.Config{
 		Proposer:     node,
 		Reader:       machine,
@@ -297,6 +318,34 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	go func() { defer close(caughtUp); _ = srv.CatchUp(cctx) }()
 	defer func() { stopCatchUp(); <-caughtUp }()
 	peerv1.RegisterPeerServer(gs, cluster.NewPeerServer(node))
+	grpcMetrics.InitializeMetrics(gs)
+
+	if o.httpAddr != "" {
+		mux := newHTTPMux(httpConfig{Gatherer: reg, Logger: logger,
+			Ready: readiness(srv, node, o.readyMaxLag, o.readyMaxContact)})
+		// The JSON gateway calls this node's own gRPC port, so every HTTP
+		// call passes the same interceptors (auth, limits, metrics).
+		gwConn, err := grpc.NewClient(selfAddr(lis.Addr()), sec.selfDialOptions()...)
+		if err != nil {
+			return fmt.Errorf("gateway: %w", err)
+		}
+		defer gwConn.Close()
+		gw, err := server.NewGateway(ctx, gwConn)
+		if err != nil {
+			return fmt.Errorf("gateway: %w", err)
+		}
+		mux.Handle("/v1/", gw)
+		httpBound, stopHTTP, err := serveHTTP(o.httpAddr, mux, sec.serveTLS, logger)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			hctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+			stopHTTP(hctx)
+			cancel()
+		}()
+		logger.Info("http listening", "addr", httpBound)
+	}
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- gs.Serve(lis) }()

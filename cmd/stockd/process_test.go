@@ -61,7 +61,7 @@ type proc struct {
 func startStockd(t testing.TB, dir string, args ...string) *proc {
 	t.Helper()
 	all := append([]string{"--data-dir", dir, "--grpc-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0",
-		"--log-format", "json"}, args...)
+		"--http-addr", "127.0.0.1:0", "--log-format", "json"}, args...)
 	cmd := exec.Command(stockdBin, all...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -22,8 +23,13 @@ import (
 type security struct {
 	// auth checks every call's token; nil runs open.
 	auth *server.Authenticator
-	// grpcCreds serves the gRPC port; nil is plaintext.
+	// grpcCreds serves the gRPC port; nil is plaintext. serveTLS is its
+	// TLS config, which the HTTP port serves with too.
 	grpcCreds credentials.TransportCredentials
+	serveTLS  *tls.Config
+	// selfTLS is what this node dials its own gRPC port with (the HTTP
+	// gateway): its certificate, the peer CA or system roots.
+	selfTLS *tls.Config
 	// raftTLS secures the raft transport; nil is plaintext.
 	raftTLS *tls.Config
 	// peerDial are the options this node dials its peers' gRPC port with.
@@ -83,7 +89,7 @@ func loadSecurity(o options, grpcAddr net.Addr, logger *slog.Logger) (security, 
 		}
 		serve.ClientCAs, serve.ClientAuth = pool, tls.RequireAndVerifyClientCert
 	}
-	sec.grpcCreds = credentials.NewTLS(serve)
+	sec.grpcCreds, sec.serveTLS = credentials.NewTLS(serve), serve
 
 	// Peers: this node dials them over TLS, showing its own certificate (a
 	// peer with --client-ca wants one) and checking theirs against
@@ -101,6 +107,20 @@ func loadSecurity(o options, grpcAddr net.Addr, logger *slog.Logger) (security, 
 			Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
 			RootCAs: pool, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert,
 		}
+	}
+	// The gateway dials this very node: it pins the node's own leaf
+	// certificate instead of trusting a CA (there may be no --peer-ca), and
+	// shows the node's certificate where --client-ca wants one.
+	leaf := cert.Certificate[0]
+	sec.selfTLS = &tls.Config{
+		Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
+		InsecureSkipVerify: true, // replaced by the pin below
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) == 0 || !bytes.Equal(raw[0], leaf) {
+				return errors.New("self dial: the server is not this node")
+			}
+			return nil
+		},
 	}
 	sec.peerDial = append(sec.peerDial, grpc.WithTransportCredentials(credentials.NewTLS(dial)))
 	if token != "" {
@@ -148,4 +168,24 @@ func (sec security) grpcServerCreds() grpc.ServerOption {
 		return grpc.Creds(insecure.NewCredentials())
 	}
 	return grpc.Creds(sec.grpcCreds)
+}
+
+// selfDialOptions are the options the HTTP gateway dials this node's own
+// gRPC port with: plaintext, or TLS pinned to the node's own certificate.
+// No node token: each call carries its HTTP caller's.
+func (sec security) selfDialOptions() []grpc.DialOption {
+	if sec.selfTLS == nil {
+		return []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	return []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(sec.selfTLS))}
+}
+
+// selfAddr is the address to dial this node's own listener on: the bound
+// address, with 127.0.0.1 for a listener on every interface.
+func selfAddr(bound net.Addr) string {
+	ta, ok := bound.(*net.TCPAddr)
+	if !ok || !ta.IP.IsUnspecified() {
+		return bound.String()
+	}
+	return net.JoinHostPort("127.0.0.1", fmt.Sprint(ta.Port))
 }

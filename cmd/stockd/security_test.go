@@ -13,8 +13,10 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -190,6 +192,48 @@ func TestSecureNodeRefusesStrangers(t *testing.T) {
 	_, err = good.PutLocation(withToken(ctx, "tok-shop"), &stockdv1.PutLocationRequest{Location: &stockdv1.Location{Id: "WH2", Name: "WH2"}})
 	if status.Code(err) != codes.PermissionDenied {
 		t.Errorf("PutLocation as a storefront: %v, want PermissionDenied", err)
+	}
+
+	// The HTTP port serves TLS with the same certificate and client CA, and
+	// its JSON gateway the same principals.
+	httpsGet := func(path, token string) (int, string) {
+		t.Helper()
+		cfg := &tls.Config{RootCAs: x509.NewCertPool(), MinVersion: tls.VersionTLS12}
+		b, err := os.ReadFile(ca.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.RootCAs.AppendCertsFromPEM(b)
+		cert, err := tls.LoadX509KeyPair(clientCert, clientKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
+		defer hc.CloseIdleConnections()
+		req, err := http.NewRequestWithContext(ctx, "GET", "https://"+p.waitLog("http listening", 5*time.Second)["addr"].(string)+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, body := httpsGet("/v1/channels/web/availability:batchGet?skus=ROSE", ""); code != http.StatusUnauthorized {
+		t.Errorf("gateway GET without a token: %d %s, want 401", code, body)
+	}
+	if code, body := httpsGet("/v1/channels/web/availability:batchGet?skus=ROSE", "tok-shop"); code != http.StatusNotFound || !strings.Contains(body, "channel") {
+		t.Errorf("gateway GET as shop of an undeclared channel: %d %s, want 404 naming the channel", code, body)
+	}
+	if code, body := httpsGet("/healthz", ""); code != http.StatusOK {
+		t.Errorf("GET /healthz over TLS: %d %s, want 200", code, body)
 	}
 
 	for name, conn := range map[string]*grpc.ClientConn{
