@@ -240,8 +240,9 @@ func TestAttemptThatTimesOutIsRetriedWhileTheCallerHasTime(t *testing.T) {
 }
 
 func TestServerDeadlineExceededIsRetriedWithTheSameID(t *testing.T) {
-	// A follower's forward to the leader can time out while the caller
-	// still has time: the write's fate is unknown.
+	// The node saw the attempt's deadline pass (a per-attempt bound, say)
+	// while the caller's own deadline still has time: the write's fate is
+	// unknown, so it is resent unchanged.
 	n := &fakeNode{answer: failFirst(status.Error(codes.DeadlineExceeded, "forward reserve: context deadline exceeded"))}
 	c, _ := newTestClient(t, Config{Addrs: []string{n.start(t)}})
 	req := reserveRequest("cart-1")
