@@ -122,7 +122,8 @@ func TestDockerPartition(t *testing.T) {
 
 	cp := &composeProject{t: t, cmd: cmd, name: "stockdtest" + unique, file: filepath.Join(root, "deploy", "compose.yaml"),
 		// Empty ports: Docker picks free ones on 127.0.0.1 (no fixed ports in tests).
-		env: []string{"STOCKD_IMAGE=" + tag, "STOCKD_NODE1_PORT=", "STOCKD_NODE2_PORT=", "STOCKD_NODE3_PORT="}}
+		env: []string{"STOCKD_IMAGE=" + tag, "STOCKD_NODE1_PORT=", "STOCKD_NODE2_PORT=", "STOCKD_NODE3_PORT=",
+			"STOCKD_NODE1_HTTP_PORT=", "STOCKD_NODE2_HTTP_PORT=", "STOCKD_NODE3_HTTP_PORT="}}
 	cp.network = cp.name + "_cluster"
 	t.Cleanup(func() {
 		if t.Failed() {
