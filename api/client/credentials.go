@@ -1,6 +1,10 @@
 package client
 
-import "context"
+import (
+	"context"
+
+	"google.golang.org/grpc/credentials"
+)
 
 // bearer is the per-RPC credential that sends Config.Token.
 type bearer struct {
@@ -18,3 +22,11 @@ func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]strin
 // RequireTransportSecurity is true unless Config.InsecureToken allowed
 // plaintext.
 func (b bearer) RequireTransportSecurity() bool { return b.secure }
+
+// BearerToken returns per-RPC credentials that send token as
+// "authorization: Bearer <token>" on every call, as Config.Token does;
+// with requireTLS they refuse to go out over a plaintext connection. For
+// callers that dial with grpc.WithPerRPCCredentials themselves.
+func BearerToken(token string, requireTLS bool) credentials.PerRPCCredentials {
+	return bearer{token: token, secure: requireTLS}
+}

@@ -17,6 +17,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/stockd/stockd/api/client"
 )
 
 // dialOptions are the transport credentials and the token of o: plaintext
@@ -51,23 +53,10 @@ func (o options) dialOptions() ([]grpc.DialOption, error) {
 		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
 	}
 	if o.token != "" {
-		opts = append(opts, grpc.WithPerRPCCredentials(bearer{token: o.token, tls: useTLS}))
+		opts = append(opts, grpc.WithPerRPCCredentials(client.BearerToken(o.token, useTLS)))
 	}
 	return opts, nil
 }
-
-// bearer sends "authorization: Bearer <token>" on every call; over TLS it
-// refuses to go out on a plaintext connection.
-type bearer struct {
-	token string
-	tls   bool
-}
-
-func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	return map[string]string{"authorization": "Bearer " + b.token}, nil
-}
-
-func (b bearer) RequireTransportSecurity() bool { return b.tls }
 
 // authHash prints the token_sha256 an auth file lists for a token: of the
 // argument, or of the first line of stdin.

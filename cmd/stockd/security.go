@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -16,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/stockd/stockd/api/client"
 	"github.com/stockd/stockd/server"
 )
 
@@ -72,7 +72,7 @@ func loadSecurity(o options, grpcAddr net.Addr, logger *slog.Logger) (security, 
 	sec.peerDial = []grpc.DialOption{grpc.WithChainUnaryInterceptor(server.ForwardPrincipal)}
 	if o.tlsCert == "" {
 		if token != "" {
-			sec.peerDial = append(sec.peerDial, grpc.WithPerRPCCredentials(bearerToken{token: token}))
+			sec.peerDial = append(sec.peerDial, grpc.WithPerRPCCredentials(client.BearerToken(token, false)))
 		}
 		return sec, nil
 	}
@@ -124,7 +124,7 @@ func loadSecurity(o options, grpcAddr net.Addr, logger *slog.Logger) (security, 
 	}
 	sec.peerDial = append(sec.peerDial, grpc.WithTransportCredentials(credentials.NewTLS(dial)))
 	if token != "" {
-		sec.peerDial = append(sec.peerDial, grpc.WithPerRPCCredentials(bearerToken{token: token, tls: true}))
+		sec.peerDial = append(sec.peerDial, grpc.WithPerRPCCredentials(client.BearerToken(token, true)))
 	}
 	return sec, nil
 }
@@ -147,20 +147,6 @@ func isLoopback(addr net.Addr) bool {
 	ta, ok := addr.(*net.TCPAddr)
 	return ok && ta.IP.IsLoopback()
 }
-
-// bearerToken sends "authorization: Bearer <token>" on every call.
-type bearerToken struct {
-	token string
-	tls   bool
-}
-
-func (b bearerToken) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	return map[string]string{"authorization": "Bearer " + b.token}, nil
-}
-
-// RequireTransportSecurity is true over TLS, so the token never goes out in
-// plaintext by mistake once TLS is configured.
-func (b bearerToken) RequireTransportSecurity() bool { return b.tls }
 
 // grpcServerCreds is the gRPC server option for sec's credentials.
 func (sec security) grpcServerCreds() grpc.ServerOption {
