@@ -304,3 +304,25 @@ func joinLimited(errs []error, limit int) error {
 	}
 	return errors.Join(errs...)
 }
+
+// awaitApplied returns once every node in env has applied rev: a read of
+// sku on channel with that min_revision answers on each. A node that is
+// behind answers UNAVAILABLE after its own bound; it is asked again until
+// setupTimeout.
+func awaitApplied(ctx context.Context, env *Env, channel, sku string, rev uint64) error {
+	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
+	defer cancel()
+	for i, conn := range env.Conns {
+		inv := stockdv1.NewInventoryClient(conn)
+		for {
+			_, err := inv.GetAvailability(ctx, &stockdv1.GetAvailabilityRequest{Channel: channel, Skus: []string{sku}, MinRevision: rev})
+			if err == nil {
+				break
+			}
+			if status.Code(err) != codes.Unavailable || ctx.Err() != nil {
+				return fmt.Errorf("node %d applying the setup (revision %d): %w", i+1, rev, err)
+			}
+		}
+	}
+	return nil
+}

@@ -149,7 +149,13 @@ func (wt *Watch) Setup(ctx context.Context, env *Env) error {
 	if err := putLocationsAndChannel(ctx, env, watchChannel, []string{wt.loc}); err != nil {
 		return err
 	}
-	if err := setStock(ctx, env, catalogRows(wt.items, []string{wt.loc}, int64(wt.base), wt.base)); err != nil {
+	rev, err := setStockRev(ctx, env, catalogRows(wt.items, []string{wt.loc}, int64(wt.base), wt.base))
+	if err != nil {
+		return err
+	}
+	// Watchers start on every node: each must have applied the channel
+	// first, or a follower answers NOT_FOUND for it.
+	if err := awaitApplied(ctx, env, watchChannel, wt.items[0], rev); err != nil {
 		return err
 	}
 	return probeWatch(ctx, env.Conn(0), wt.items[0])

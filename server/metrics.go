@@ -10,7 +10,7 @@ import (
 )
 
 // Metrics. The gRPC server's own come from the middleware's Prometheus
-// provider (NewGRPCMetrics, in the chain through WithGRPCMetrics); the
+// provider (NewGRPCMetrics, in the chain through ChainConfig.GRPCMetrics); the
 // domain figures the state machine decides are counted inside store.Machine
 // and read at scrape time by StoreCollector, so the apply path pays a few
 // atomic adds and nothing here runs per command.
@@ -23,7 +23,7 @@ var grpcHandlingBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.00
 // NewGRPCMetrics returns the gRPC server metrics (grpc_server_started_total,
 // grpc_server_handled_total, grpc_server_msg_received_total,
 // grpc_server_msg_sent_total, grpc_server_handling_seconds). Register it on
-// a registry, pass it to ServerOptions with WithGRPCMetrics, and call its
+// a registry, pass it to ServerOptionsFor as ChainConfig.GRPCMetrics, and call its
 // InitializeMetrics with the grpc.Server once Register has run.
 func NewGRPCMetrics() *grpcprom.ServerMetrics {
 	return grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(
