@@ -18,7 +18,7 @@ import (
 // grpcHandlingBuckets are the handling-time buckets in seconds: reads take
 // tens of microseconds, writes a few milliseconds (one raft commit), long
 // streams land in the last bucket.
-var grpcHandlingBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+var grpcHandlingBuckets = []float64{0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
 
 // NewGRPCMetrics returns the gRPC server metrics (grpc_server_started_total,
 // grpc_server_handled_total, grpc_server_msg_received_total,

@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"math"
+	"net/http"
 	"os"
 	"slices"
 	"strconv"
@@ -64,10 +67,16 @@ func BenchmarkCluster(b *testing.B) {
 		call func(ctx context.Context) error
 	}{{"floor=health-on-follower", health(follower.c)}, {"avail-on-follower", read}} {
 		b.Run(fmt.Sprintf("writes=%d/s/callers=1/%s", writeRate, r.name), func(b *testing.B) {
+			before := handlingBuckets(b, follower, "GetAvailability")
 			stop := openLoopWrites(writeRate, reserve(leader.c))
 			runCallers(b, 1, r.call)
 			achieved := stop()
 			b.ReportMetric(achieved, "writes/s")
+			if r.name == "avail-on-follower" {
+				// The follower's own view (grpc_server_handling_seconds):
+				// the bucket bound under which 99% of these reads ended.
+				b.ReportMetric(bucketQuantile(before, handlingBuckets(b, follower, "GetAvailability"), 0.99)*1e6, "server-p99-le-µs")
+			}
 		})
 	}
 }
@@ -165,4 +174,56 @@ func BenchmarkFailover(b *testing.B) {
 	b.ReportMetric(float64(took[len(took)/2].Milliseconds()), "median-ms")
 	b.ReportMetric(float64(took[len(took)-1].Milliseconds()), "max-ms")
 	fmt.Printf("failover times: %v\n", took)
+}
+
+// handlingBuckets scrapes nd's /metrics and returns the cumulative counts of
+// grpc_server_handling_seconds for method, by bucket bound (seconds).
+func handlingBuckets(b *testing.B, nd *clusterNode, method string) map[float64]float64 {
+	b.Helper()
+	nd.mu.Lock()
+	p := nd.p
+	nd.mu.Unlock()
+	resp, err := http.Get("http://" + p.waitLog("http listening", 5*time.Second)["addr"].(string) + "/metrics")
+	if err != nil {
+		b.Fatalf("scrape %s: %v", nd.id, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.Fatalf("scrape %s: %v", nd.id, err)
+	}
+	out := map[float64]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, "grpc_server_handling_seconds_bucket{") || !strings.Contains(line, `grpc_method="`+method+`"`) {
+			continue
+		}
+		_, rest, _ := strings.Cut(line, `le="`)
+		le, rest, _ := strings.Cut(rest, `"`)
+		bound, err1 := strconv.ParseFloat(le, 64)
+		count, err2 := strconv.ParseFloat(strings.TrimSpace(rest[strings.LastIndex(rest, " ")+1:]), 64)
+		if err1 == nil && err2 == nil {
+			out[bound] = count
+		}
+	}
+	if len(out) == 0 {
+		b.Fatalf("scrape %s: no grpc_server_handling_seconds buckets for %s", nd.id, method)
+	}
+	return out
+}
+
+// bucketQuantile is the smallest bucket bound under which at least q of the
+// calls between the scrapes before and after ended (+Inf if none).
+func bucketQuantile(before, after map[float64]float64, q float64) float64 {
+	bounds := make([]float64, 0, len(after))
+	for le := range after {
+		bounds = append(bounds, le)
+	}
+	slices.Sort(bounds)
+	total := after[math.Inf(1)] - before[math.Inf(1)]
+	for _, le := range bounds {
+		if total > 0 && after[le]-before[le] >= q*total {
+			return le
+		}
+	}
+	return math.Inf(1)
 }
