@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -87,6 +88,8 @@ type fsmSnapshot struct {
 	snap   *store.Snapshot
 	tmpDir string
 	logger *slog.Logger
+	// bytes is the size of the container Persist wrote.
+	bytes int64
 }
 
 // Persist writes the container to a temporary file, then streams it into the
@@ -121,14 +124,29 @@ func (s *fsmSnapshot) persist(w io.Writer) (uint64, error) {
 		return 0, fmt.Errorf("open container: %w", err)
 	}
 	defer f.Close()
-	if _, err := io.Copy(w, f); err != nil {
+	copied, err := io.Copy(w, f)
+	if err != nil {
 		return 0, fmt.Errorf("copy container to sink: %w", err)
 	}
+	s.bytes = copied
 	return n, nil
 }
 
-// Release is a no-op: the capture is plain memory.
-func (s *fsmSnapshot) Release() {}
+// collectAfterBytes is the container size from which Release collects the
+// capture's garbage at once.
+const collectAfterBytes = 16 << 20
+
+// Release drops the capture. A large one (a copy of every counter, tens of
+// MiB at a million counters) is collected at once: otherwise the live-heap
+// figure the memory governor (cmd/stockd) sizes the soft limit by still
+// counts it until the next collection, which an idle node may not start for
+// two minutes, and the node keeps that much more memory resident.
+func (s *fsmSnapshot) Release() {
+	s.snap = nil
+	if s.bytes >= collectAfterBytes {
+		runtime.GC()
+	}
+}
 
 // writeContainer writes snap's records into a new bbolt file in dir and
 // returns its path (set whenever a file was created, so the caller removes
