@@ -2,6 +2,11 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
 
 	"google.golang.org/grpc/credentials"
 )
@@ -29,4 +34,32 @@ func (b bearer) RequireTransportSecurity() bool { return b.secure }
 // callers that dial with grpc.WithPerRPCCredentials themselves.
 func BearerToken(token string, requireTLS bool) credentials.PerRPCCredentials {
 	return bearer{token: token, secure: requireTLS}
+}
+
+// LoadTLS builds a client TLS config from PEM files: caFile (the CA to check
+// the server's certificate against; empty means the system's roots) and,
+// for a server that wants mTLS, certFile and keyFile (both or neither).
+func LoadTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
+	if (certFile == "") != (keyFile == "") {
+		return nil, errors.New("a client certificate and its key go together")
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		b, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("ca: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("ca %s: no PEM certificate in it", caFile)
+		}
+	}
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
 }

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,6 +13,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/stockd/stockd/api/client"
 	"github.com/stockd/stockd/api/stockdv1"
 )
 
@@ -45,23 +44,9 @@ func (f *credentialFlags) dialOptions() ([]grpc.DialOption, error) {
 	if f.tlsCA == "" && f.tlsCert == "" {
 		opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	} else {
-		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-		if f.tlsCA != "" {
-			b, err := os.ReadFile(f.tlsCA)
-			if err != nil {
-				return nil, fmt.Errorf("--tls-ca: %w", err)
-			}
-			cfg.RootCAs = x509.NewCertPool()
-			if !cfg.RootCAs.AppendCertsFromPEM(b) {
-				return nil, fmt.Errorf("--tls-ca %s: no PEM certificate in it", f.tlsCA)
-			}
-		}
-		if f.tlsCert != "" {
-			cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
-			if err != nil {
-				return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
-			}
-			cfg.Certificates = []tls.Certificate{cert}
+		cfg, err := client.LoadTLS(f.tlsCA, f.tlsCert, f.tlsKey)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-ca/--tls-cert/--tls-key: %w", err)
 		}
 		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
 	}

@@ -108,6 +108,22 @@ func (p *proc) readLogs(r io.Reader) {
 // waitLog waits for a log record with the given msg and returns it.
 func (p *proc) waitLog(msg string, timeout time.Duration) map[string]any {
 	p.t.Helper()
+	return p.waitLogMatch(fmt.Sprintf("%q", msg), timeout, func(rec map[string]any) bool { return rec["msg"] == msg })
+}
+
+// waitLogWith waits for a log record with the given msg whose key field is
+// value, and returns it.
+func (p *proc) waitLogWith(msg, key, value string, timeout time.Duration) map[string]any {
+	p.t.Helper()
+	return p.waitLogMatch(fmt.Sprintf("%q with %s=%q", msg, key, value), timeout, func(rec map[string]any) bool {
+		return rec["msg"] == msg && rec[key] == value
+	})
+}
+
+// waitLogMatch waits for a log record match accepts (what describes it in
+// a failure) and returns it.
+func (p *proc) waitLogMatch(what string, timeout time.Duration, match func(map[string]any) bool) map[string]any {
+	p.t.Helper()
 	timer := time.AfterFunc(timeout, func() {
 		p.mu.Lock()
 		p.cond.Broadcast()
@@ -119,17 +135,17 @@ func (p *proc) waitLog(msg string, timeout time.Duration) map[string]any {
 	defer p.mu.Unlock()
 	for i := 0; ; {
 		for ; i < len(p.logs); i++ {
-			if p.logs[i]["msg"] == msg {
+			if match(p.logs[i]) {
 				return p.logs[i]
 			}
 		}
 		select {
 		case <-p.done:
-			p.t.Fatalf("stockd exited before logging %q; log: %v", msg, p.logs)
+			p.t.Fatalf("stockd exited before logging %s; log: %v", what, p.logs)
 		default:
 		}
 		if time.Now().After(deadline) {
-			p.t.Fatalf("no %q log line within %v; log: %v", msg, timeout, p.logs)
+			p.t.Fatalf("no %s log line within %v; log: %v", what, timeout, p.logs)
 		}
 		p.cond.Wait()
 	}
@@ -189,36 +205,5 @@ func setupCatalog(t testing.TB, c *clients) {
 	}
 	if _, err := c.admin.PutChannel(ctx, &stockdv1.PutChannelRequest{Channel: &stockdv1.Channel{Id: "web", Locations: []string{"ams", "fra"}}}); err != nil {
 		t.Fatalf("PutChannel: %v", err)
-	}
-}
-
-// waitLogWith waits for a log record with the given msg whose key field is
-// value, and returns it.
-func (p *proc) waitLogWith(msg, key, value string, timeout time.Duration) map[string]any {
-	p.t.Helper()
-	timer := time.AfterFunc(timeout, func() {
-		p.mu.Lock()
-		p.cond.Broadcast()
-		p.mu.Unlock()
-	})
-	defer timer.Stop()
-	deadline := time.Now().Add(timeout)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for i := 0; ; {
-		for ; i < len(p.logs); i++ {
-			if p.logs[i]["msg"] == msg && p.logs[i][key] == value {
-				return p.logs[i]
-			}
-		}
-		select {
-		case <-p.done:
-			p.t.Fatalf("stockd exited before logging %q with %s=%q", msg, key, value)
-		default:
-		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("no %q log line with %s=%q within %v", msg, key, value, timeout)
-		}
-		p.cond.Wait()
 	}
 }
