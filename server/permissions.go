@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
+	"golang.org/x/time/rate"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -175,7 +176,7 @@ func allow(ctx context.Context) error {
 	r := e.limiter.Reserve()
 	wait := r.Delay()
 	r.Cancel()
-	if wait <= 0 || wait == rateInfinite {
+	if wait <= 0 || wait == rate.InfDuration {
 		wait = time.Second
 	}
 	st := status.New(codes.ResourceExhausted, fmt.Sprintf("rate limit: principal %q is over its rate_limit; retry after %v", e.p.Name, wait.Round(time.Millisecond)))
@@ -185,9 +186,6 @@ func allow(ctx context.Context) error {
 	return st.Err()
 }
 
-// rateInfinite is what rate.Reservation.Delay answers when it can never
-// grant the call.
-const rateInfinite = time.Duration(1<<63 - 1)
 
 // authInterceptors returns, for a, the auth, rate limit and channel check
 // interceptors, in that order.
