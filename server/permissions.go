@@ -186,7 +186,6 @@ func allow(ctx context.Context) error {
 	return st.Err()
 }
 
-
 // authInterceptors returns, for a, the auth, rate limit and channel check
 // interceptors, in that order.
 func authInterceptors(a *Authenticator) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
