@@ -230,27 +230,28 @@ func openLoop(ctx context.Context, sc Scenario, env *Env, rec *Recording, cfg Ru
 	reset := cfg.Warmup <= 0
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	// Every arrival due before end is either handed to a worker or counted
+	// as dropped, even when this goroutine wakes late (a starved ticker
+	// must not make arrivals vanish).
 	for i := int64(0); ctx.Err() == nil; {
 		now := time.Now()
-		if !now.Before(end) {
-			break
-		}
 		if !reset && !now.Before(measured) {
 			rec.Reset()
 			dropped, reset = 0, true
 		}
-		for ; ; i++ {
-			due := t0.Add(time.Duration(float64(i) * interval))
-			if due.After(now) || !due.Before(end) {
-				timer.Reset(due.Sub(now))
-				break
-			}
+		due := t0.Add(time.Duration(float64(i) * interval))
+		for ; !due.After(now) && due.Before(end); i++ {
 			select {
 			case work <- due:
 			default:
 				dropped++
 			}
+			due = t0.Add(time.Duration(float64(i+1) * interval))
 		}
+		if !due.Before(end) {
+			break
+		}
+		timer.Reset(due.Sub(now))
 		select {
 		case <-ctx.Done():
 		case <-timer.C:
