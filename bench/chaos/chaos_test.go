@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,10 +87,12 @@ func report(t *testing.T, rep *Report, err error) {
 		t.Log(f)
 	}
 	dir := t.ArtifactDir()
+	// Every run's history is saved (a soak's is replayed with
+	// TestReplayHistory to time or re-run the check).
+	if werr := writeHistory(filepath.Join(dir, "history.json"), rep.History); werr != nil {
+		t.Logf("save history: %v", werr)
+	}
 	if err != nil || rep.Failed() {
-		if werr := writeHistory(filepath.Join(dir, "history.json"), rep.History); werr != nil {
-			t.Logf("save history: %v", werr)
-		}
 		for _, l := range rep.Lin {
 			if l.result == porcupine.Illegal {
 				path := filepath.Join(dir, "linearizability-"+l.sku+".html")
@@ -133,13 +136,19 @@ func TestChaos(t *testing.T) {
 	}
 	checkHygieneAtEnd(t)
 	cfg := RunConfig{Seed: seedFromEnv(t), Hold: 2500 * time.Millisecond, Logf: t.Logf,
-		Workload: WorkloadConfig{Clients: 6, OpsPerSecond: 40}}
+		// Fresh SKUs every 30 s: several generations, so the rotation the
+		// soak relies on runs in every short suite too.
+		Workload: WorkloadConfig{Clients: 6, OpsPerSecond: 40, Generation: 30 * time.Second}}
 	if s := os.Getenv("STOCKD_CHAOS_DURATION"); s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil {
 			t.Fatalf("STOCKD_CHAOS_DURATION=%q: %v", s, err)
 		}
 		cfg.Duration, cfg.LinTimeout = d, 5*time.Minute
+		// A minute per generation of SKUs, enough for the whole run and
+		// its recovery waits.
+		cfg.Workload.Generation = time.Minute
+		cfg.Workload.Generations = int(d/time.Minute) + 10
 	}
 	if s := os.Getenv("STOCKD_CHAOS_NEMESES"); s != "" {
 		cfg.Nemeses = splitComma(s)
@@ -148,6 +157,28 @@ func TestChaos(t *testing.T) {
 	c := startCluster(t)
 	rep, err := Run(t.Context(), c, cfg)
 	report(t, rep, err)
+	if err == nil {
+		if g := generationsUsed(rep); g < 2 {
+			t.Errorf("the workload used %d generation(s) of SKUs over a run of %d faults, want >= 2 (one per %v)", g, len(rep.Faults), cfg.Workload.Generation)
+		}
+	}
+}
+
+// generationsUsed counts the generations of SKUs whose checked histories
+// hold operations.
+func generationsUsed(rep *Report) int {
+	gens := map[string]bool{}
+	for _, l := range rep.Lin {
+		if l.ops == 0 {
+			continue
+		}
+		g := "0"
+		if i := strings.LastIndex(l.sku, "-g"); i >= 0 {
+			g = l.sku[i+2:]
+		}
+		gens[g] = true
+	}
+	return len(gens)
 }
 
 // checkHygieneAtEnd fails t if, once every cleanup registered after this

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -272,15 +273,31 @@ func checkLinearizable(ops []op, skus []string, initial int64, timeout time.Dura
 	skus = append([]string(nil), skus...)
 	sort.Strings(skus)
 	res := make([]linResult, len(skus))
+	inParallel(len(skus), func(i int) {
+		m := linModel(initial)
+		pops := porcupineOps(ops, skus[i])
+		r, info := porcupine.CheckOperationsVerbose(m, pops, timeout)
+		res[i] = linResult{sku: skus[i], result: r, info: info, model: m, ops: len(pops)}
+	})
+	return res
+}
+
+// inParallel calls f(0) to f(n-1), GOMAXPROCS at a time: a soak checks
+// hundreds of histories, each with its own timeout, which must not all
+// share the cores at once.
+func inParallel(n int, f func(i int)) {
+	next := make(chan int)
 	var wg sync.WaitGroup
-	for i, sku := range skus {
+	for range min(n, runtime.GOMAXPROCS(0)) {
 		wg.Go(func() {
-			m := linModel(initial)
-			pops := porcupineOps(ops, sku)
-			r, info := porcupine.CheckOperationsVerbose(m, pops, timeout)
-			res[i] = linResult{sku: sku, result: r, info: info, model: m, ops: len(pops)}
+			for i := range next {
+				f(i)
+			}
 		})
 	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
 	wg.Wait()
-	return res
 }

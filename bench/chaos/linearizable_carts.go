@@ -7,7 +7,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/anishathalye/porcupine"
@@ -276,15 +275,11 @@ func cartOps(ops []op, set []string) []porcupine.Operation {
 func checkCartsLinearizable(ops []op, skus []string, initial int64, timeout time.Duration) []linResult {
 	sets := components(ops, skus)
 	res := make([]linResult, len(sets))
-	var wg sync.WaitGroup
-	for i, set := range sets {
-		wg.Go(func() {
-			m := cartModel(set, initial)
-			pops := cartOps(ops, set)
-			r, info := porcupine.CheckOperationsVerbose(m, pops, timeout)
-			res[i] = linResult{sku: strings.Join(set, "+"), result: r, info: info, model: m, ops: len(pops)}
-		})
-	}
-	wg.Wait()
+	inParallel(len(sets), func(i int) {
+		m := cartModel(sets[i], initial)
+		pops := cartOps(ops, sets[i])
+		r, info := porcupine.CheckOperationsVerbose(m, pops, timeout)
+		res[i] = linResult{sku: strings.Join(sets[i], "+"), result: r, info: info, model: m, ops: len(pops)}
+	})
 	return res
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -49,6 +50,7 @@ type Report struct {
 	Lin        []linResult
 	History    []op
 	FinalRev   uint64
+	LinTook    time.Duration // the linearizability check's wall time
 }
 
 // Failed reports whether any checker found a violation.
@@ -74,8 +76,23 @@ func (r *Report) Summary() string {
 	for _, k := range keys {
 		fmt.Fprintf(&b, "  %-22s %6d\n", k, r.Ops[k])
 	}
-	for _, l := range r.Lin {
-		fmt.Fprintf(&b, "  linearizable %-8s %5d ops: %s\n", l.sku, l.ops, l.result)
+	// Each history's verdict, or with many (a soak's generations) a count
+	// per verdict and each history that is not Ok.
+	if len(r.Lin) <= 20 {
+		for _, l := range r.Lin {
+			fmt.Fprintf(&b, "  linearizable %-8s %5d ops: %s\n", l.sku, l.ops, l.result)
+		}
+	} else {
+		count, ops := map[porcupine.CheckResult]int{}, 0
+		for _, l := range r.Lin {
+			count[l.result]++
+			ops += l.ops
+			if l.result != porcupine.Ok {
+				fmt.Fprintf(&b, "  linearizable %-8s %5d ops: %s\n", l.sku, l.ops, l.result)
+			}
+		}
+		fmt.Fprintf(&b, "  linearizability: %d histories, %d ops: %d Ok, %d Illegal, %d Unknown (checked in %v)\n",
+			len(r.Lin), ops, count[porcupine.Ok], count[porcupine.Illegal], count[porcupine.Unknown], r.LinTook.Round(time.Second))
 	}
 	fmt.Fprintf(&b, "  violations: %d\n", len(r.Violations))
 	return b.String()
@@ -146,8 +163,13 @@ func Run(ctx context.Context, c *Cluster, cfg RunConfig) (*Report, error) {
 	}
 	resolveUnknowns(rep.History, final)
 	cfg.Logf("checking linearizability")
-	rep.Lin = checkLinearizable(rep.History, w.cfg.LinSKUs, w.cfg.InitialStock, cfg.LinTimeout)
-	rep.Lin = append(rep.Lin, checkCartsLinearizable(rep.History, w.cfg.CartSKUs, w.cfg.InitialStock, cfg.LinTimeout)...)
+	t0 := time.Now()
+	rep.Lin = checkLinearizable(rep.History, w.allLin(), w.cfg.InitialStock, cfg.LinTimeout)
+	rep.Lin = append(rep.Lin, checkCartsLinearizable(rep.History, w.allCarts(), w.cfg.InitialStock, cfg.LinTimeout)...)
+	rep.LinTook = time.Since(t0)
+	// SKUs of generations the run never reached have nothing to check.
+	rep.Lin = slices.DeleteFunc(rep.Lin, func(l linResult) bool { return l.ops == 0 })
+	cfg.Logf("linearizability checked in %v", rep.LinTook.Round(time.Millisecond))
 	for _, l := range rep.Lin {
 		if l.result == porcupine.Illegal {
 			rep.Violations = append(rep.Violations, fmt.Sprintf("linearizability: SKU %s history of %d operations is not linearizable", l.sku, l.ops))
@@ -317,19 +339,21 @@ func finalChecks(ctx context.Context, c *Cluster, w *workload, rep *Report) (map
 		if finalRes[i], err = listReservations(ctx, nd, rev); err != nil {
 			return nil, fmt.Errorf("final reservations of %s: %w", nd.ID, err)
 		}
-		err := retry(ctx, "final figures of "+nd.ID, func(ctx context.Context) error {
-			resp, err := nd.Inv.GetAvailability(ctx, &stockdv1.GetAvailabilityRequest{Channel: chaosChannel, Skus: w.allSKUs(), MinRevision: rev})
+		finalFig[i] = map[string]skuRead{}
+		for skus := range slices.Chunk(w.allSKUs(), 1000) { // GetAvailability's limit
+			err := retry(ctx, "final figures of "+nd.ID, func(ctx context.Context) error {
+				resp, err := nd.Inv.GetAvailability(ctx, &stockdv1.GetAvailabilityRequest{Channel: chaosChannel, Skus: skus, MinRevision: rev})
+				if err != nil {
+					return err
+				}
+				for _, rd := range readsOf(resp.GetSkus()) {
+					finalFig[i][rd.SKU] = rd
+				}
+				return nil
+			})
 			if err != nil {
-				return err
+				return nil, err
 			}
-			finalFig[i] = map[string]skuRead{}
-			for _, rd := range readsOf(resp.GetSkus()) {
-				finalFig[i][rd.SKU] = rd
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
 		}
 	}
 	rep.Violations = append(rep.Violations, checkAcks(rep.History, finalRes)...)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,6 +50,15 @@ type WorkloadConfig struct {
 	MaxAttempts    int
 	// InitialStock is every SKU's on hand at the start.
 	InitialStock int64
+	// Generation, when set, moves the clients to fresh SKUs every
+	// Generation (Jepsen's independent keys): generation g > 0 uses the SKUs
+	// of LinSKUs and CartSKUs suffixed "-gNN", all stocked at setup, so each
+	// SKU's history spans about one generation and porcupine, whose search
+	// grows with the square of a history's length, checks a long soak as
+	// many short histories. Generations is how many are stocked (the last
+	// one stays in use once reached); 0 means 40.
+	Generation  time.Duration
+	Generations int
 }
 
 func (c *WorkloadConfig) setDefaults() {
@@ -73,6 +83,23 @@ func (c *WorkloadConfig) setDefaults() {
 	if c.InitialStock == 0 {
 		c.InitialStock = 30
 	}
+	if c.Generation <= 0 {
+		c.Generations = 1
+	} else if c.Generations <= 0 {
+		c.Generations = 40
+	}
+}
+
+// genSKUs returns generation g's names of skus.
+func genSKUs(skus []string, g int) []string {
+	if g == 0 {
+		return skus
+	}
+	out := make([]string, len(skus))
+	for i, s := range skus {
+		out[i] = fmt.Sprintf("%s-g%02d", s, g)
+	}
+	return out
 }
 
 // workload drives the clients and records their history.
@@ -82,30 +109,58 @@ type workload struct {
 	start time.Time
 	h     history
 
+	// Each generation's SKUs (lin[g], carts[g]), and every generation's
+	// lin SKUs as a set.
+	lin, carts [][]string
+	isLinSKU   map[string]bool
+
 	versions sync.Map // SKU -> *atomic.Uint64, last ERP version handed out
 	promised sync.Map // SKU -> *atomic.Int64, last promised figure a client saw
 }
 
 func newWorkload(cfg WorkloadConfig, c *Cluster) *workload {
 	cfg.setDefaults()
-	return &workload{cfg: cfg, c: c, start: time.Now()}
+	w := &workload{cfg: cfg, c: c, start: time.Now(), isLinSKU: map[string]bool{}}
+	for g := range cfg.Generations {
+		w.lin = append(w.lin, genSKUs(cfg.LinSKUs, g))
+		w.carts = append(w.carts, genSKUs(cfg.CartSKUs, g))
+		for _, s := range w.lin[g] {
+			w.isLinSKU[s] = true
+		}
+	}
+	return w
 }
 
 func (w *workload) now() int64 { return time.Since(w.start).Nanoseconds() }
 
-func (w *workload) allSKUs() []string {
-	return append(append([]string(nil), w.cfg.LinSKUs...), w.cfg.CartSKUs...)
+// gen is the generation in use now.
+func (w *workload) gen() int {
+	if w.cfg.Generation <= 0 {
+		return 0
+	}
+	return min(int(time.Since(w.start)/w.cfg.Generation), w.cfg.Generations-1)
 }
 
-// isLin reports whether sku is one of the linearizability-checked SKUs.
-func (w *workload) isLin(sku string) bool {
-	for _, s := range w.cfg.LinSKUs {
-		if s == sku {
-			return true
-		}
-	}
-	return false
+// skusOfGen returns generation g's SKUs, lin ones first.
+func (w *workload) skusOfGen(g int) []string {
+	return append(append([]string(nil), w.lin[g]...), w.carts[g]...)
 }
+
+// allSKUs returns every generation's SKUs.
+func (w *workload) allSKUs() []string {
+	var out []string
+	for g := range w.lin {
+		out = append(out, w.skusOfGen(g)...)
+	}
+	return out
+}
+
+// allLin and allCarts return every generation's lin and cart SKUs.
+func (w *workload) allLin() []string   { return slices.Concat(w.lin...) }
+func (w *workload) allCarts() []string { return slices.Concat(w.carts...) }
+
+// isLin reports whether sku is one of the linearizability-checked SKUs.
+func (w *workload) isLin(sku string) bool { return w.isLinSKU[sku] }
 
 // retry calls f until it succeeds or ctx ends, polling every 100 ms; for
 // setup and the final checks, where the cluster must answer eventually.
@@ -229,14 +284,15 @@ func (w *workload) client(ctx context.Context, stop <-chan struct{}, cs *clientS
 func (w *workload) step(ctx context.Context, cs *clientState) {
 	r := cs.rng
 	cs.seq++
-	lin := w.cfg.LinSKUs[r.IntN(len(w.cfg.LinSKUs))]
+	g := w.gen()
+	lin := w.lin[g][r.IntN(len(w.lin[g]))]
 	switch p := r.IntN(100); {
 	case p < 26:
 		w.reserve(ctx, cs, []line{{SKU: lin, Qty: 1 + r.Int64N(3)}})
 	case p < 34:
-		w.reserve(ctx, cs, w.cart(r))
+		w.reserve(ctx, cs, w.cart(r, g))
 	case p < 38:
-		w.reserve(ctx, cs, []line{{SKU: w.cartSKU(r), Qty: 1 + r.Int64N(2)}})
+		w.reserve(ctx, cs, []line{{SKU: w.cartSKU(r, g), Qty: 1 + r.Int64N(2)}})
 	case p < 52:
 		w.release(ctx, cs)
 	case p < 57:
@@ -252,32 +308,34 @@ func (w *workload) step(ctx context.Context, cs *clientState) {
 		// Never 0: stockd rejects an empty delta.
 		w.adjust(ctx, cs, lin, []int64{-3, -2, -1, 1, 2, 3, 4, 5, 6}[r.IntN(9)])
 	case p < 72:
-		w.adjust(ctx, cs, w.cartSKU(r), 1+r.Int64N(5))
+		w.adjust(ctx, cs, w.cartSKU(r, g), 1+r.Int64N(5))
 	case p < 82:
 		w.read(ctx, cs, []string{lin}, true)
 	case p < 88:
 		// Cart SKUs are checked as connected sets (linearizable_carts.go).
-		w.read(ctx, cs, []string{w.cartSKU(r)}, true)
+		w.read(ctx, cs, []string{w.cartSKU(r, g)}, true)
 	default:
-		w.read(ctx, cs, w.allSKUs(), false)
+		w.read(ctx, cs, w.skusOfGen(g), false)
 	}
 }
 
-// cartSKU picks a cart or cold SKU, the hot ones (the first two) half the time.
-func (w *workload) cartSKU(r *rand.Rand) string {
+// cartSKU picks a cart or cold SKU of generation g, the hot ones (the first
+// two) half the time.
+func (w *workload) cartSKU(r *rand.Rand, g int) string {
+	skus := w.carts[g]
 	if r.IntN(2) == 0 {
-		return w.cfg.CartSKUs[r.IntN(min(2, len(w.cfg.CartSKUs)))]
+		return skus[r.IntN(min(2, len(skus)))]
 	}
-	return w.cfg.CartSKUs[r.IntN(len(w.cfg.CartSKUs))]
+	return skus[r.IntN(len(skus))]
 }
 
-// cart returns 2-3 lines over distinct cart SKUs.
-func (w *workload) cart(r *rand.Rand) []line {
+// cart returns 2-3 lines over distinct cart SKUs of generation g.
+func (w *workload) cart(r *rand.Rand, g int) []line {
 	n := 2 + r.IntN(2)
 	var ls []line
 	seen := map[string]bool{}
 	for len(ls) < n {
-		s := w.cartSKU(r)
+		s := w.cartSKU(r, g)
 		if seen[s] {
 			continue
 		}
