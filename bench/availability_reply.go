@@ -18,8 +18,9 @@ import (
 // Field numbers of stockd.v1.GetAvailabilityResponse.skus and
 // SkuAvailability.sku; a test checks them against the generated descriptors.
 const (
-	availabilitySKUsField protowire.Number = 2
-	skuAvailabilitySKU    protowire.Number = 1
+	availabilitySKUsField   protowire.Number = 2
+	skuAvailabilitySKU      protowire.Number = 1
+	skuAvailabilityLocation protowire.Number = 4
 )
 
 // availabilityCodec is the gRPC codec of storefront's calls: requests are
@@ -60,22 +61,34 @@ func (availabilityCodec) Unmarshal(data mem.BufferSlice, v any) error {
 // position. It keeps nothing of the wire bytes.
 type availabilityReply struct {
 	want     []string // the request's SKUs, in order
+	full     bool     // the FULL view was asked: every SKU carries locations
 	got      int
+	located  int // SKUs carrying locations
 	mismatch error
 }
 
-// reset prepares r for the answer to a request of want.
-func (r *availabilityReply) reset(want []string) {
-	*r = availabilityReply{want: want}
+// reset prepares r for the answer to a request of want, in the FULL view
+// or the BASIC one.
+func (r *availabilityReply) reset(want []string, full bool) {
+	*r = availabilityReply{want: want, full: full}
 }
 
 // check returns what is wrong with the answer read: a count other than the
-// SKUs asked, or the first SKU that is not the one asked; nil when right.
+// SKUs asked, the first SKU that is not the one asked, or a view other than
+// the one asked (FULL: locations on every SKU; BASIC: on none); nil when
+// right.
 func (r *availabilityReply) check() error {
-	if r.got != len(r.want) {
+	switch {
+	case r.got != len(r.want):
 		return fmt.Errorf("asked %d skus, got %d", len(r.want), r.got)
+	case r.mismatch != nil:
+		return r.mismatch
+	case r.full && r.located != r.got:
+		return fmt.Errorf("asked the FULL view: %d of %d skus without locations", r.got-r.located, r.got)
+	case !r.full && r.located > 0:
+		return fmt.Errorf("asked the BASIC view: %d of %d skus with locations", r.located, r.got)
 	}
-	return r.mismatch
+	return nil
 }
 
 // read walks a marshalled GetAvailabilityResponse. Bytes that are not a
@@ -101,7 +114,10 @@ func (r *availabilityReply) read(b []byte) error {
 			return fmt.Errorf("get availability answer: %w", protowire.ParseError(n))
 		}
 		b = b[n:]
-		sku, err := skuOf(msg)
+		sku, located, err := skuOf(msg)
+		if located {
+			r.located++
+		}
 		if err != nil {
 			return fmt.Errorf("get availability answer: skus[%d]: %w", r.got, err)
 		}
@@ -114,28 +130,29 @@ func (r *availabilityReply) read(b []byte) error {
 }
 
 // skuOf returns the sku field of a marshalled SkuAvailability (the last one,
-// as a proto decoder would; empty when absent).
-func skuOf(b []byte) ([]byte, error) {
-	var sku []byte
+// as a proto decoder would; empty when absent) and whether it carries
+// locations.
+func skuOf(b []byte) (sku []byte, located bool, err error) {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
-			return nil, protowire.ParseError(n)
+			return nil, located, protowire.ParseError(n)
 		}
 		b = b[n:]
 		if num == skuAvailabilitySKU && typ == protowire.BytesType {
 			v, n := protowire.ConsumeBytes(b)
 			if n < 0 {
-				return nil, protowire.ParseError(n)
+				return nil, located, protowire.ParseError(n)
 			}
 			sku, b = v, b[n:]
 			continue
 		}
+		located = located || num == skuAvailabilityLocation
 		n = protowire.ConsumeFieldValue(num, typ, b)
 		if n < 0 {
-			return nil, protowire.ParseError(n)
+			return nil, located, protowire.ParseError(n)
 		}
 		b = b[n:]
 	}
-	return sku, nil
+	return sku, located, nil
 }

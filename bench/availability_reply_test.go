@@ -20,12 +20,29 @@ func TestAvailabilityFieldNumbersMatchTheProto(t *testing.T) {
 	if sku == nil || sku.Number() != skuAvailabilitySKU {
 		t.Fatalf("SkuAvailability.sku: got %v, want field %d", sku, skuAvailabilitySKU)
 	}
+	locs := (&stockdv1.SkuAvailability{}).ProtoReflect().Descriptor().Fields().ByName("locations")
+	if locs == nil || locs.Number() != skuAvailabilityLocation {
+		t.Fatalf("SkuAvailability.locations: got %v, want field %d", locs, skuAvailabilityLocation)
+	}
 }
 
-// availabilityAnswer marshals an answer for skus, every field filled so the
-// reader has to skip each kind.
+// availabilityAnswer marshals a FULL answer for skus, every field filled so
+// the reader has to skip each kind.
 func availabilityAnswer(t *testing.T, skus ...string) []byte {
 	t.Helper()
+	return marshalAnswer(t, fullAnswer(skus...))
+}
+
+func marshalAnswer(t *testing.T, resp *stockdv1.GetAvailabilityResponse) []byte {
+	t.Helper()
+	b, err := proto.Marshal(resp)
+	if err != nil {
+		t.Fatalf("marshal %v: %v", resp, err)
+	}
+	return b
+}
+
+func fullAnswer(skus ...string) *stockdv1.GetAvailabilityResponse {
 	resp := &stockdv1.GetAvailabilityResponse{Revision: 42}
 	for _, s := range skus {
 		resp.Skus = append(resp.Skus, &stockdv1.SkuAvailability{
@@ -39,11 +56,46 @@ func availabilityAnswer(t *testing.T, skus ...string) []byte {
 			},
 		})
 	}
-	b, err := proto.Marshal(resp)
-	if err != nil {
-		t.Fatalf("marshal %v: %v", resp, err)
+	return resp
+}
+
+// A BASIC answer carries no locations, a FULL one carries them on every SKU;
+// the reply is checked against the view asked.
+func TestAvailabilityReplyChecksTheView(t *testing.T) {
+	full := fullAnswer("a", "b")
+	basic := fullAnswer("a", "b")
+	for _, s := range basic.Skus {
+		s.Item, s.Locations, s.Incoming = "", nil, nil
 	}
-	return b
+	mixed := fullAnswer("a", "b")
+	mixed.Skus[1].Locations = nil
+	for _, tc := range []struct {
+		name     string
+		answer   *stockdv1.GetAvailabilityResponse
+		fullView bool
+		want     string
+	}{
+		{"BASIC asked, BASIC answered", basic, false, ""},
+		{"FULL asked, FULL answered", full, true, ""},
+		{"BASIC asked, FULL answered", full, false, "2 of 2 skus with locations"},
+		{"FULL asked, BASIC answered", basic, true, "2 of 2 skus without locations"},
+		{"FULL asked, one sku without locations", mixed, true, "1 of 2 skus without locations"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var r availabilityReply
+			r.reset([]string{"a", "b"}, tc.fullView)
+			if err := r.read(marshalAnswer(t, tc.answer)); err != nil {
+				t.Fatalf("read: %v", err)
+			}
+			err := r.check()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("got %v, want no error", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("got %v, want an error with %q", err, tc.want)
+			}
+		})
+	}
 }
 
 func TestAvailabilityReplyChecksTheAnswer(t *testing.T) {
@@ -62,7 +114,7 @@ func TestAvailabilityReplyChecksTheAnswer(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			b := availabilityAnswer(t, tc.answer...)
 			var r availabilityReply
-			r.reset(tc.asked)
+			r.reset(tc.asked, true)
 			// Split the bytes in two buffers: the codec must read across them.
 			data := mem.BufferSlice{mem.SliceBuffer(b[:len(b)/2]), mem.SliceBuffer(b[len(b)/2:])}
 			if err := (availabilityCodec{}).Unmarshal(data, &r); err != nil {
@@ -83,7 +135,7 @@ func TestAvailabilityReplyRefusesMalformedBytes(t *testing.T) {
 	b := availabilityAnswer(t, "a", "b")
 	for _, cut := range []int{1, len(b) / 2, len(b) - 1} {
 		var r availabilityReply
-		r.reset([]string{"a", "b"})
+		r.reset([]string{"a", "b"}, true)
 		if err := (availabilityCodec{}).Unmarshal(mem.BufferSlice{mem.SliceBuffer(b[:cut])}, &r); err == nil {
 			t.Errorf("answer cut at %d of %d bytes: got no error, want one", cut, len(b))
 		}

@@ -57,6 +57,7 @@ type ReportOptions struct {
 	Catalog     int     `json:"catalog"`
 	Locations   int     `json:"locations"`
 	Batches     []int   `json:"batches,omitempty"`
+	View        string  `json:"view,omitempty"`
 }
 
 // ThisMachine describes the machine stockbench runs on.

@@ -40,6 +40,10 @@ type Options struct {
 	// Batches are the GetAvailability batch sizes storefront reads (--batch,
 	// default [1]); each operation picks one of them at random.
 	Batches []int
+	// FullView makes storefront ask for AVAILABILITY_VIEW_FULL (the
+	// per-location breakdown; --view full) instead of BASIC, what a
+	// storefront shows.
+	FullView bool
 }
 
 // Env is what a scenario runs against.

@@ -22,13 +22,14 @@ const storefrontOnHand = 1_000
 // Storefront is the `storefront` scenario: GetAvailability of batches of
 // Options.Batches SKUs (ops get-1, get-20, get-100), SKU popularity Zipf
 // distributed over a catalog of Options.SKUs items stocked at
-// Options.Locations locations. It only reads, so Verify has nothing to
-// check.
+// Options.Locations locations, in the BASIC view a storefront shows (FULL
+// with Options.FullView). It only reads, so Verify has nothing to check.
 type Storefront struct {
 	skus    []string
 	pop     *popularity
 	batches []int
 	ops     []string
+	view    stockdv1.AvailabilityView
 	// workers holds each worker's request and answer, reused call after
 	// call so the load client allocates almost nothing per call.
 	workers  []storefrontWorker
@@ -64,6 +65,10 @@ func (s *Storefront) Setup(ctx context.Context, env *Env) error {
 		}
 		s.ops[i] = "get-" + strconv.Itoa(b)
 	}
+	s.view = stockdv1.AvailabilityView_AVAILABILITY_VIEW_BASIC
+	if env.Opts.FullView {
+		s.view = stockdv1.AvailabilityView_AVAILABILITY_VIEW_FULL
+	}
 	n := max(env.Opts.SKUs, 1)
 	s.workers = make([]storefrontWorker, max(env.Opts.Concurrency, 1))
 	s.callOpts = []grpc.CallOption{grpc.StaticMethod(), grpc.ForceCodecV2(availabilityCodec{})}
@@ -93,8 +98,8 @@ func (s *Storefront) Do(ctx context.Context, env *Env, w int, rnd *rand.Rand, re
 	for _, j := range sw.idx {
 		skus = append(skus, s.skus[j])
 	}
-	sw.req = stockdv1.GetAvailabilityRequest{Channel: storefrontChannel, Skus: skus}
-	sw.reply.reset(skus)
+	sw.req = stockdv1.GetAvailabilityRequest{Channel: storefrontChannel, Skus: skus, View: s.view}
+	sw.reply.reset(skus, env.Opts.FullView)
 	start := time.Now()
 	err := env.Conn(w).Invoke(ctx, stockdv1.Inventory_GetAvailability_FullMethodName, &sw.req, &sw.reply, s.callOpts...)
 	d := time.Since(start)

@@ -7,12 +7,14 @@ import (
 
 // The suite's runs that targets are judged on, by SuiteStep.ID.
 const (
-	stepStorefront64   = "1-node-storefront-batch-1-64-callers"
-	stepStorefront4    = "1-node-storefront-batch-1-4-callers"
-	stepStorefront100  = "1-node-storefront-batch-100-64-callers"
-	stepFlashSaleOne   = "1-node-flash-sale"
-	stepCheckout       = "3-nodes-checkout-64-callers"
-	stepFlashSaleThree = "3-nodes-flash-sale"
+	stepStorefront64  = "1-node-storefront-batch-1-64-callers"
+	stepStorefront4   = "1-node-storefront-batch-1-4-callers"
+	stepStorefront100 = "1-node-storefront-batch-100-64-callers"
+	// The same in the FULL view: shown beside it, judged on nothing.
+	stepStorefront100Full = "1-node-storefront-batch-100-full-view-64-callers"
+	stepFlashSaleOne      = "1-node-flash-sale"
+	stepCheckout          = "3-nodes-checkout-64-callers"
+	stepFlashSaleThree    = "3-nodes-flash-sale"
 )
 
 // Suite sizes. The full backfill (the 1,000,000 rows) loads in
@@ -55,6 +57,8 @@ type SuiteStep struct {
 	Catalog int
 	// Batch is storefront's SKUs per GetAvailability; 0 for the others.
 	Batch int
+	// FullView makes storefront ask for the FULL view (--view full).
+	FullView bool
 	// BackfillRows is the rows backfill loads; 0 for the others.
 	BackfillRows int
 }
@@ -70,12 +74,15 @@ func NewSuite(quick bool) Suite {
 		s.Batch = batch
 		return s
 	}
+	full100 := storefront(stepStorefront100Full, 100, 64, 15*time.Second)
+	full100.Title, full100.FullView = "storefront, batch 100, full view, 64 callers", true
 	backfill := step("3-nodes-backfill", "backfill of "+thousands(suiteBackfillRows)+" rows", 3, "backfill", 64, backfillFloorDuration)
 	backfill.BackfillRows = suiteBackfillRows
 	su := Suite{Quick: quick, Steps: []SuiteStep{
 		storefront(stepStorefront64, 1, 64, 15*time.Second),
 		storefront(stepStorefront4, 1, 4, 15*time.Second),
 		storefront(stepStorefront100, 100, 64, 15*time.Second),
+		full100,
 		step(stepFlashSaleOne, "flash-sale, 64 buyers", 1, "flash-sale", 64, 3*time.Second),
 		step(stepCheckout, "checkout, 64 callers", 3, "checkout", 64, 20*time.Second),
 		step(stepFlashSaleThree, "flash-sale, 64 buyers", 3, "flash-sale", 64, 3*time.Second),
@@ -118,6 +125,9 @@ func (s SuiteStep) Args() []string {
 		"--concurrency", strconv.Itoa(s.Concurrency), "--duration", s.Duration.String(), "--catalog", strconv.Itoa(s.Catalog)}
 	if s.Batch > 0 {
 		args = append(args, "--batch", strconv.Itoa(s.Batch))
+	}
+	if s.FullView {
+		args = append(args, "--view", "full")
 	}
 	if s.BackfillRows > 0 {
 		args = append(args, "--backfill-rows", strconv.Itoa(s.BackfillRows))

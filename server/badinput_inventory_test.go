@@ -179,6 +179,7 @@ func TestBadInputInventory(t *testing.T) {
 			r.Channel, r.Skus = "strict", []string{caseSKU, "ROSE"}
 		}), codes.NotFound, "skus[1]", beforeLog},
 		badCase{"GetAvailability at a revision not applied in time is unavailable", avail(func(r *stockdv1.GetAvailabilityRequest) { r.MinRevision = applied + 1000 }), codes.Unavailable, "min_revision", beforeLog},
+		badCase{"GetAvailability of an unknown view is invalid", avail(func(r *stockdv1.GetAvailabilityRequest) { r.View = 7 }), codes.InvalidArgument, "view", beforeLog},
 		badCase{"GetAvailability at the largest revision is unavailable", avail(func(r *stockdv1.GetAvailabilityRequest) { r.MinRevision = math.MaxUint64 }), codes.Unavailable, "min_revision", beforeLog},
 	)
 

@@ -8,6 +8,7 @@ import (
 	"net"
 	"runtime"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/stockd/stockd/api/logv1"
 	"github.com/stockd/stockd/api/stockdv1"
@@ -327,5 +329,46 @@ func BenchmarkServerSideRead(b *testing.B) {
 	slices.Sort(all)
 	if len(all) > 0 {
 		b.ReportMetric(float64(all[len(all)*99/100].Nanoseconds())/1e3, "client-p99-us")
+	}
+}
+
+// BenchmarkGetAvailability100SKUs is the server's own work for one
+// storefront read of 100 SKUs at 2 locations, per view: the handler and the
+// marshalling of its answer, without network or chain. It reports the
+// answer's bytes.
+func BenchmarkGetAvailability100SKUs(b *testing.B) {
+	h := newHarness(b, withLogLevel(slog.LevelInfo))
+	h.seed(b)
+	var rows []*stockdv1.StockCount
+	skus := make([]string, 100)
+	for i := range skus {
+		skus[i] = fmt.Sprintf("SKU-%03d", i)
+		for _, loc := range []string{"WH1", "WH2"} {
+			rows = append(rows, &stockdv1.StockCount{Item: skus[i], Location: loc, OnHandBaseUnits: int64(i), Version: 1})
+		}
+	}
+	if _, err := h.erp.SetStock(testContext(b), &stockdv1.SetStockRequest{Rows: rows}); err != nil {
+		b.Fatal(err)
+	}
+	inv := &inventory{s: h.srv}
+	for _, view := range []stockdv1.AvailabilityView{stockdv1.AvailabilityView_AVAILABILITY_VIEW_FULL, stockdv1.AvailabilityView_AVAILABILITY_VIEW_BASIC} {
+		b.Run(strings.TrimPrefix(view.String(), "AVAILABILITY_VIEW_"), func(b *testing.B) {
+			req := &stockdv1.GetAvailabilityRequest{Channel: "web", Skus: skus, View: view}
+			ctx := context.Background()
+			var size int
+			b.ReportAllocs()
+			for b.Loop() {
+				resp, err := inv.GetAvailability(ctx, req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				out, err := proto.Marshal(resp)
+				if err != nil {
+					b.Fatal(err)
+				}
+				size = len(out)
+			}
+			b.ReportMetric(float64(size), "answer-bytes")
+		})
 	}
 }

@@ -194,6 +194,18 @@ func skuAvailabilityToProtoFrom(slab *locationSlab, dst *stockdv1.SkuAvailabilit
 	return dst
 }
 
+// skuAvailabilityBasic fills dst with a's AVAILABILITY_VIEW_BASIC fields
+// and returns it.
+func skuAvailabilityBasic(dst *stockdv1.SkuAvailability, a *store.SKUAvailability) *stockdv1.SkuAvailability {
+	dst.Sku = string(a.SKU)
+	dst.AvailableSkuUnits = int64(a.Available)
+	dst.Known = a.Known
+	dst.Factor = int64(a.Factor)
+	dst.ModRevision = uint64(a.ModRevision)
+	dst.Item, dst.Incoming, dst.Locations = "", nil, nil // dst may be filled again (ReadAtomic)
+	return dst
+}
+
 // locationSlab hands out the LocationAvailability messages of one answer
 // from a few large allocations instead of two per SKU (a read of 100 SKUs at
 // 3 locations made 200 small allocations, and the collector's work with

@@ -41,10 +41,15 @@ func (v *inventory) GetAvailability(ctx context.Context, req *stockdv1.GetAvaila
 	resp.Skus = make([]*stockdv1.SkuAvailability, len(skus))
 	var buf store.SKUAvailability
 	var slab locationSlab
+	basic := req.GetView() == stockdv1.AvailabilityView_AVAILABILITY_VIEW_BASIC
 	read := func() error {
 		for i, sku := range skus {
 			if err := s.reader.Availability(ch, store.SKU(sku), &buf); err != nil {
 				return atSKU(err, i)
+			}
+			if basic {
+				resp.Skus[i] = skuAvailabilityBasic(&msgs[i], &buf)
+				continue
 			}
 			slab.skusLeft = len(skus) - i
 			resp.Skus[i] = skuAvailabilityToProtoFrom(&slab, &msgs[i], &buf)
@@ -93,6 +98,9 @@ func checkAvailabilityRequest(req *stockdv1.GetAvailabilityRequest) error {
 		if reason := idProblem(sku); reason != "" {
 			return invalid(indexed("skus", i), reason)
 		}
+	}
+	if _, known := stockdv1.AvailabilityView_name[int32(req.GetView())]; !known {
+		return invalid("view", "unknown view "+strconv.Itoa(int(req.GetView())))
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/stockd/stockd/api/stockdv1"
@@ -140,6 +141,43 @@ func TestGetAvailabilityAnswersInRequestOrder(t *testing.T) {
 	}
 	if resp.GetRevision() != uint64(h.m.AppliedIndex()) {
 		t.Errorf("revision: got %d, want %d", resp.GetRevision(), h.m.AppliedIndex())
+	}
+}
+
+// The BASIC view answers the same figures as FULL without the item, the
+// per-location breakdown or incoming supply; unset is FULL.
+func TestGetAvailabilityViews(t *testing.T) {
+	h := newHarness(t)
+	h.seed(t)
+	h.setStock(t, "TULIP", "WH2", 7, 1)
+	ctx := testContext(t)
+	skus := []string{"TULIP", "NEVER-COUNTED", "ROSE"}
+	answers := map[stockdv1.AvailabilityView]*stockdv1.GetAvailabilityResponse{}
+	for _, view := range []stockdv1.AvailabilityView{
+		stockdv1.AvailabilityView_AVAILABILITY_VIEW_UNSPECIFIED,
+		stockdv1.AvailabilityView_AVAILABILITY_VIEW_BASIC,
+		stockdv1.AvailabilityView_AVAILABILITY_VIEW_FULL,
+	} {
+		resp, err := h.inv.GetAvailability(ctx, &stockdv1.GetAvailabilityRequest{Channel: "web", Skus: skus, View: view})
+		if err != nil {
+			t.Fatalf("GetAvailability(view %s): %v", view, err)
+		}
+		answers[view] = resp
+	}
+	full := answers[stockdv1.AvailabilityView_AVAILABILITY_VIEW_FULL]
+	if !proto.Equal(answers[stockdv1.AvailabilityView_AVAILABILITY_VIEW_UNSPECIFIED], full) {
+		t.Errorf("view unset: got %v, want the FULL answer %v", answers[stockdv1.AvailabilityView_AVAILABILITY_VIEW_UNSPECIFIED], full)
+	}
+	basic := answers[stockdv1.AvailabilityView_AVAILABILITY_VIEW_BASIC]
+	for i, f := range full.GetSkus() {
+		if len(f.GetLocations()) == 0 || f.GetItem() == "" {
+			t.Fatalf("FULL %s: got %v, want its item and locations", f.GetSku(), f)
+		}
+		want := &stockdv1.SkuAvailability{Sku: f.GetSku(), AvailableSkuUnits: f.GetAvailableSkuUnits(), Known: f.GetKnown(),
+			ModRevision: f.GetModRevision(), Factor: f.GetFactor()}
+		if got := basic.GetSkus()[i]; !proto.Equal(got, want) {
+			t.Errorf("BASIC %s: got %v, want %v", f.GetSku(), got, want)
+		}
 	}
 }
 

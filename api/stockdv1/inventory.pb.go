@@ -24,6 +24,61 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// How much of a SkuAvailability an answer carries.
+type AvailabilityView int32
+
+const (
+	// FULL.
+	AvailabilityView_AVAILABILITY_VIEW_UNSPECIFIED AvailabilityView = 0
+	// sku, available_sku_units, known, mod_revision and factor only: what a
+	// storefront shows and reserves against, at about a quarter of FULL's
+	// bytes (no item, locations or incoming).
+	AvailabilityView_AVAILABILITY_VIEW_BASIC AvailabilityView = 1
+	// Every field.
+	AvailabilityView_AVAILABILITY_VIEW_FULL AvailabilityView = 2
+)
+
+// Enum value maps for AvailabilityView.
+var (
+	AvailabilityView_name = map[int32]string{
+		0: "AVAILABILITY_VIEW_UNSPECIFIED",
+		1: "AVAILABILITY_VIEW_BASIC",
+		2: "AVAILABILITY_VIEW_FULL",
+	}
+	AvailabilityView_value = map[string]int32{
+		"AVAILABILITY_VIEW_UNSPECIFIED": 0,
+		"AVAILABILITY_VIEW_BASIC":       1,
+		"AVAILABILITY_VIEW_FULL":        2,
+	}
+)
+
+func (x AvailabilityView) Enum() *AvailabilityView {
+	p := new(AvailabilityView)
+	*p = x
+	return p
+}
+
+func (x AvailabilityView) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AvailabilityView) Descriptor() protoreflect.EnumDescriptor {
+	return file_stockd_v1_inventory_proto_enumTypes[0].Descriptor()
+}
+
+func (AvailabilityView) Type() protoreflect.EnumType {
+	return &file_stockd_v1_inventory_proto_enumTypes[0]
+}
+
+func (x AvailabilityView) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AvailabilityView.Descriptor instead.
+func (AvailabilityView) EnumDescriptor() ([]byte, []int) {
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{0}
+}
+
 type ReservationState int32
 
 const (
@@ -71,11 +126,11 @@ func (x ReservationState) String() string {
 }
 
 func (ReservationState) Descriptor() protoreflect.EnumDescriptor {
-	return file_stockd_v1_inventory_proto_enumTypes[0].Descriptor()
+	return file_stockd_v1_inventory_proto_enumTypes[1].Descriptor()
 }
 
 func (ReservationState) Type() protoreflect.EnumType {
-	return &file_stockd_v1_inventory_proto_enumTypes[0]
+	return &file_stockd_v1_inventory_proto_enumTypes[1]
 }
 
 func (x ReservationState) Number() protoreflect.EnumNumber {
@@ -84,7 +139,7 @@ func (x ReservationState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ReservationState.Descriptor instead.
 func (ReservationState) EnumDescriptor() ([]byte, []int) {
-	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{0}
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{1}
 }
 
 // ResyncReason says why a WatchResponse starts a full state of the filter.
@@ -133,11 +188,11 @@ func (x ResyncReason) String() string {
 }
 
 func (ResyncReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_stockd_v1_inventory_proto_enumTypes[1].Descriptor()
+	return file_stockd_v1_inventory_proto_enumTypes[2].Descriptor()
 }
 
 func (ResyncReason) Type() protoreflect.EnumType {
-	return &file_stockd_v1_inventory_proto_enumTypes[1]
+	return &file_stockd_v1_inventory_proto_enumTypes[2]
 }
 
 func (x ResyncReason) Number() protoreflect.EnumNumber {
@@ -146,7 +201,7 @@ func (x ResyncReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ResyncReason.Descriptor instead.
 func (ResyncReason) EnumDescriptor() ([]byte, []int) {
-	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{1}
+	return file_stockd_v1_inventory_proto_rawDescGZIP(), []int{2}
 }
 
 type GetAvailabilityRequest struct {
@@ -159,7 +214,9 @@ type GetAvailabilityRequest struct {
 	MinRevision uint64 `protobuf:"varint,3,opt,name=min_revision,json=minRevision,proto3" json:"min_revision,omitempty"`
 	// Confirm leadership with a quorum and wait for the leader's commit index
 	// before answering (read-index); on a follower, ask the leader for it.
-	Linearizable  bool `protobuf:"varint,4,opt,name=linearizable,proto3" json:"linearizable,omitempty"`
+	Linearizable bool `protobuf:"varint,4,opt,name=linearizable,proto3" json:"linearizable,omitempty"`
+	// How much of each figure to answer with; unset means FULL.
+	View          AvailabilityView `protobuf:"varint,5,opt,name=view,proto3,enum=stockd.v1.AvailabilityView" json:"view,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -220,6 +277,13 @@ func (x *GetAvailabilityRequest) GetLinearizable() bool {
 		return x.Linearizable
 	}
 	return false
+}
+
+func (x *GetAvailabilityRequest) GetView() AvailabilityView {
+	if x != nil {
+		return x.View
+	}
+	return AvailabilityView_AVAILABILITY_VIEW_UNSPECIFIED
 }
 
 type GetAvailabilityResponse struct {
@@ -2893,12 +2957,13 @@ var File_stockd_v1_inventory_proto protoreflect.FileDescriptor
 
 const file_stockd_v1_inventory_proto_rawDesc = "" +
 	"\n" +
-	"\x19stockd/v1/inventory.proto\x12\tstockd.v1\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13stockd/v1/erp.proto\"\x8d\x01\n" +
+	"\x19stockd/v1/inventory.proto\x12\tstockd.v1\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13stockd/v1/erp.proto\"\xbe\x01\n" +
 	"\x16GetAvailabilityRequest\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12\x12\n" +
 	"\x04skus\x18\x02 \x03(\tR\x04skus\x12!\n" +
 	"\fmin_revision\x18\x03 \x01(\x04R\vminRevision\x12\"\n" +
-	"\flinearizable\x18\x04 \x01(\bR\flinearizable\"e\n" +
+	"\flinearizable\x18\x04 \x01(\bR\flinearizable\x12/\n" +
+	"\x04view\x18\x05 \x01(\x0e2\x1b.stockd.v1.AvailabilityViewR\x04view\"e\n" +
 	"\x17GetAvailabilityResponse\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\x12.\n" +
 	"\x04skus\x18\x02 \x03(\v2\x1a.stockd.v1.SkuAvailabilityR\x04skus\"\xb4\x02\n" +
@@ -3094,7 +3159,11 @@ const file_stockd_v1_inventory_proto_rawDesc = "" +
 	"\x18ListAvailabilityResponse\x12.\n" +
 	"\x04skus\x18\x01 \x03(\v2\x1a.stockd.v1.SkuAvailabilityR\x04skus\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1a\n" +
-	"\brevision\x18\x03 \x01(\x04R\brevision*\xd2\x01\n" +
+	"\brevision\x18\x03 \x01(\x04R\brevision*n\n" +
+	"\x10AvailabilityView\x12!\n" +
+	"\x1dAVAILABILITY_VIEW_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17AVAILABILITY_VIEW_BASIC\x10\x01\x12\x1a\n" +
+	"\x16AVAILABILITY_VIEW_FULL\x10\x02*\xd2\x01\n" +
 	"\x10ReservationState\x12!\n" +
 	"\x1dRESERVATION_STATE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16RESERVATION_STATE_HELD\x10\x01\x12\x1f\n" +
@@ -3137,126 +3206,128 @@ func file_stockd_v1_inventory_proto_rawDescGZIP() []byte {
 	return file_stockd_v1_inventory_proto_rawDescData
 }
 
-var file_stockd_v1_inventory_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_stockd_v1_inventory_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_stockd_v1_inventory_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_stockd_v1_inventory_proto_goTypes = []any{
-	(ReservationState)(0),            // 0: stockd.v1.ReservationState
-	(ResyncReason)(0),                // 1: stockd.v1.ResyncReason
-	(*GetAvailabilityRequest)(nil),   // 2: stockd.v1.GetAvailabilityRequest
-	(*GetAvailabilityResponse)(nil),  // 3: stockd.v1.GetAvailabilityResponse
-	(*SkuAvailability)(nil),          // 4: stockd.v1.SkuAvailability
-	(*IncomingAvailability)(nil),     // 5: stockd.v1.IncomingAvailability
-	(*LocationAvailability)(nil),     // 6: stockd.v1.LocationAvailability
-	(*ReserveLine)(nil),              // 7: stockd.v1.ReserveLine
-	(*ReserveRequest)(nil),           // 8: stockd.v1.ReserveRequest
-	(*ReserveResponse)(nil),          // 9: stockd.v1.ReserveResponse
-	(*ConfirmRequest)(nil),           // 10: stockd.v1.ConfirmRequest
-	(*ConfirmResponse)(nil),          // 11: stockd.v1.ConfirmResponse
-	(*ReleaseRequest)(nil),           // 12: stockd.v1.ReleaseRequest
-	(*ReleaseLine)(nil),              // 13: stockd.v1.ReleaseLine
-	(*ExtendRequest)(nil),            // 14: stockd.v1.ExtendRequest
-	(*ExtendResponse)(nil),           // 15: stockd.v1.ExtendResponse
-	(*CancelOrderRequest)(nil),       // 16: stockd.v1.CancelOrderRequest
-	(*CancelOrderResponse)(nil),      // 17: stockd.v1.CancelOrderResponse
-	(*ListReservationsRequest)(nil),  // 18: stockd.v1.ListReservationsRequest
-	(*ListReservationsResponse)(nil), // 19: stockd.v1.ListReservationsResponse
-	(*GetOrderRequest)(nil),          // 20: stockd.v1.GetOrderRequest
-	(*GetOrderResponse)(nil),         // 21: stockd.v1.GetOrderResponse
-	(*ReleaseAllRequest)(nil),        // 22: stockd.v1.ReleaseAllRequest
-	(*ReleaseAllResponse)(nil),       // 23: stockd.v1.ReleaseAllResponse
-	(*ReserveStreamRequest)(nil),     // 24: stockd.v1.ReserveStreamRequest
-	(*ReserveStreamResponse)(nil),    // 25: stockd.v1.ReserveStreamResponse
-	(*StreamError)(nil),              // 26: stockd.v1.StreamError
-	(*ReleaseResponse)(nil),          // 27: stockd.v1.ReleaseResponse
-	(*GetReservationRequest)(nil),    // 28: stockd.v1.GetReservationRequest
-	(*GetReservationResponse)(nil),   // 29: stockd.v1.GetReservationResponse
-	(*Reservation)(nil),              // 30: stockd.v1.Reservation
-	(*ReservationLine)(nil),          // 31: stockd.v1.ReservationLine
-	(*Allocation)(nil),               // 32: stockd.v1.Allocation
-	(*WatchRequest)(nil),             // 33: stockd.v1.WatchRequest
-	(*WatchEvent)(nil),               // 34: stockd.v1.WatchEvent
-	(*WatchResponse)(nil),            // 35: stockd.v1.WatchResponse
-	(*ListChangesRequest)(nil),       // 36: stockd.v1.ListChangesRequest
-	(*ListChangesResponse)(nil),      // 37: stockd.v1.ListChangesResponse
-	(*ListAvailabilityRequest)(nil),  // 38: stockd.v1.ListAvailabilityRequest
-	(*ListAvailabilityResponse)(nil), // 39: stockd.v1.ListAvailabilityResponse
-	(*timestamppb.Timestamp)(nil),    // 40: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 41: google.protobuf.Duration
-	(*OutboxEntry)(nil),              // 42: stockd.v1.OutboxEntry
-	(*anypb.Any)(nil),                // 43: google.protobuf.Any
+	(AvailabilityView)(0),            // 0: stockd.v1.AvailabilityView
+	(ReservationState)(0),            // 1: stockd.v1.ReservationState
+	(ResyncReason)(0),                // 2: stockd.v1.ResyncReason
+	(*GetAvailabilityRequest)(nil),   // 3: stockd.v1.GetAvailabilityRequest
+	(*GetAvailabilityResponse)(nil),  // 4: stockd.v1.GetAvailabilityResponse
+	(*SkuAvailability)(nil),          // 5: stockd.v1.SkuAvailability
+	(*IncomingAvailability)(nil),     // 6: stockd.v1.IncomingAvailability
+	(*LocationAvailability)(nil),     // 7: stockd.v1.LocationAvailability
+	(*ReserveLine)(nil),              // 8: stockd.v1.ReserveLine
+	(*ReserveRequest)(nil),           // 9: stockd.v1.ReserveRequest
+	(*ReserveResponse)(nil),          // 10: stockd.v1.ReserveResponse
+	(*ConfirmRequest)(nil),           // 11: stockd.v1.ConfirmRequest
+	(*ConfirmResponse)(nil),          // 12: stockd.v1.ConfirmResponse
+	(*ReleaseRequest)(nil),           // 13: stockd.v1.ReleaseRequest
+	(*ReleaseLine)(nil),              // 14: stockd.v1.ReleaseLine
+	(*ExtendRequest)(nil),            // 15: stockd.v1.ExtendRequest
+	(*ExtendResponse)(nil),           // 16: stockd.v1.ExtendResponse
+	(*CancelOrderRequest)(nil),       // 17: stockd.v1.CancelOrderRequest
+	(*CancelOrderResponse)(nil),      // 18: stockd.v1.CancelOrderResponse
+	(*ListReservationsRequest)(nil),  // 19: stockd.v1.ListReservationsRequest
+	(*ListReservationsResponse)(nil), // 20: stockd.v1.ListReservationsResponse
+	(*GetOrderRequest)(nil),          // 21: stockd.v1.GetOrderRequest
+	(*GetOrderResponse)(nil),         // 22: stockd.v1.GetOrderResponse
+	(*ReleaseAllRequest)(nil),        // 23: stockd.v1.ReleaseAllRequest
+	(*ReleaseAllResponse)(nil),       // 24: stockd.v1.ReleaseAllResponse
+	(*ReserveStreamRequest)(nil),     // 25: stockd.v1.ReserveStreamRequest
+	(*ReserveStreamResponse)(nil),    // 26: stockd.v1.ReserveStreamResponse
+	(*StreamError)(nil),              // 27: stockd.v1.StreamError
+	(*ReleaseResponse)(nil),          // 28: stockd.v1.ReleaseResponse
+	(*GetReservationRequest)(nil),    // 29: stockd.v1.GetReservationRequest
+	(*GetReservationResponse)(nil),   // 30: stockd.v1.GetReservationResponse
+	(*Reservation)(nil),              // 31: stockd.v1.Reservation
+	(*ReservationLine)(nil),          // 32: stockd.v1.ReservationLine
+	(*Allocation)(nil),               // 33: stockd.v1.Allocation
+	(*WatchRequest)(nil),             // 34: stockd.v1.WatchRequest
+	(*WatchEvent)(nil),               // 35: stockd.v1.WatchEvent
+	(*WatchResponse)(nil),            // 36: stockd.v1.WatchResponse
+	(*ListChangesRequest)(nil),       // 37: stockd.v1.ListChangesRequest
+	(*ListChangesResponse)(nil),      // 38: stockd.v1.ListChangesResponse
+	(*ListAvailabilityRequest)(nil),  // 39: stockd.v1.ListAvailabilityRequest
+	(*ListAvailabilityResponse)(nil), // 40: stockd.v1.ListAvailabilityResponse
+	(*timestamppb.Timestamp)(nil),    // 41: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 42: google.protobuf.Duration
+	(*OutboxEntry)(nil),              // 43: stockd.v1.OutboxEntry
+	(*anypb.Any)(nil),                // 44: google.protobuf.Any
 }
 var file_stockd_v1_inventory_proto_depIdxs = []int32{
-	4,  // 0: stockd.v1.GetAvailabilityResponse.skus:type_name -> stockd.v1.SkuAvailability
-	6,  // 1: stockd.v1.SkuAvailability.locations:type_name -> stockd.v1.LocationAvailability
-	5,  // 2: stockd.v1.SkuAvailability.incoming:type_name -> stockd.v1.IncomingAvailability
-	40, // 3: stockd.v1.IncomingAvailability.eta:type_name -> google.protobuf.Timestamp
-	7,  // 4: stockd.v1.ReserveRequest.lines:type_name -> stockd.v1.ReserveLine
-	41, // 5: stockd.v1.ReserveRequest.ttl:type_name -> google.protobuf.Duration
-	30, // 6: stockd.v1.ReserveResponse.reservation:type_name -> stockd.v1.Reservation
-	30, // 7: stockd.v1.ConfirmResponse.reservation:type_name -> stockd.v1.Reservation
-	13, // 8: stockd.v1.ReleaseRequest.lines:type_name -> stockd.v1.ReleaseLine
-	41, // 9: stockd.v1.ExtendRequest.ttl:type_name -> google.protobuf.Duration
-	30, // 10: stockd.v1.ExtendResponse.reservation:type_name -> stockd.v1.Reservation
-	30, // 11: stockd.v1.CancelOrderResponse.reservation:type_name -> stockd.v1.Reservation
-	0,  // 12: stockd.v1.ListReservationsRequest.state:type_name -> stockd.v1.ReservationState
-	41, // 13: stockd.v1.ListReservationsRequest.expiring_within:type_name -> google.protobuf.Duration
-	30, // 14: stockd.v1.ListReservationsResponse.reservations:type_name -> stockd.v1.Reservation
-	42, // 15: stockd.v1.GetOrderResponse.order:type_name -> stockd.v1.OutboxEntry
-	8,  // 16: stockd.v1.ReserveStreamRequest.reserve:type_name -> stockd.v1.ReserveRequest
-	10, // 17: stockd.v1.ReserveStreamRequest.confirm:type_name -> stockd.v1.ConfirmRequest
-	12, // 18: stockd.v1.ReserveStreamRequest.release:type_name -> stockd.v1.ReleaseRequest
-	9,  // 19: stockd.v1.ReserveStreamResponse.reserve:type_name -> stockd.v1.ReserveResponse
-	11, // 20: stockd.v1.ReserveStreamResponse.confirm:type_name -> stockd.v1.ConfirmResponse
-	27, // 21: stockd.v1.ReserveStreamResponse.release:type_name -> stockd.v1.ReleaseResponse
-	26, // 22: stockd.v1.ReserveStreamResponse.error:type_name -> stockd.v1.StreamError
-	43, // 23: stockd.v1.StreamError.details:type_name -> google.protobuf.Any
-	30, // 24: stockd.v1.ReleaseResponse.reservation:type_name -> stockd.v1.Reservation
-	30, // 25: stockd.v1.GetReservationResponse.reservation:type_name -> stockd.v1.Reservation
-	0,  // 26: stockd.v1.Reservation.state:type_name -> stockd.v1.ReservationState
-	31, // 27: stockd.v1.Reservation.lines:type_name -> stockd.v1.ReservationLine
-	40, // 28: stockd.v1.Reservation.created_at:type_name -> google.protobuf.Timestamp
-	40, // 29: stockd.v1.Reservation.expires_at:type_name -> google.protobuf.Timestamp
-	32, // 30: stockd.v1.ReservationLine.allocations:type_name -> stockd.v1.Allocation
-	40, // 31: stockd.v1.ReservationLine.promised_at:type_name -> google.protobuf.Timestamp
-	40, // 32: stockd.v1.Allocation.promised_at:type_name -> google.protobuf.Timestamp
-	4,  // 33: stockd.v1.WatchEvent.availability:type_name -> stockd.v1.SkuAvailability
-	34, // 34: stockd.v1.WatchResponse.events:type_name -> stockd.v1.WatchEvent
-	1,  // 35: stockd.v1.WatchResponse.resync_reason:type_name -> stockd.v1.ResyncReason
-	4,  // 36: stockd.v1.ListChangesResponse.skus:type_name -> stockd.v1.SkuAvailability
-	4,  // 37: stockd.v1.ListAvailabilityResponse.skus:type_name -> stockd.v1.SkuAvailability
-	2,  // 38: stockd.v1.Inventory.GetAvailability:input_type -> stockd.v1.GetAvailabilityRequest
-	8,  // 39: stockd.v1.Inventory.Reserve:input_type -> stockd.v1.ReserveRequest
-	10, // 40: stockd.v1.Inventory.Confirm:input_type -> stockd.v1.ConfirmRequest
-	12, // 41: stockd.v1.Inventory.Release:input_type -> stockd.v1.ReleaseRequest
-	28, // 42: stockd.v1.Inventory.GetReservation:input_type -> stockd.v1.GetReservationRequest
-	14, // 43: stockd.v1.Inventory.Extend:input_type -> stockd.v1.ExtendRequest
-	16, // 44: stockd.v1.Inventory.CancelOrder:input_type -> stockd.v1.CancelOrderRequest
-	18, // 45: stockd.v1.Inventory.ListReservations:input_type -> stockd.v1.ListReservationsRequest
-	20, // 46: stockd.v1.Inventory.GetOrder:input_type -> stockd.v1.GetOrderRequest
-	22, // 47: stockd.v1.Inventory.ReleaseAll:input_type -> stockd.v1.ReleaseAllRequest
-	24, // 48: stockd.v1.Inventory.ReserveStream:input_type -> stockd.v1.ReserveStreamRequest
-	33, // 49: stockd.v1.Inventory.Watch:input_type -> stockd.v1.WatchRequest
-	36, // 50: stockd.v1.Inventory.ListChanges:input_type -> stockd.v1.ListChangesRequest
-	38, // 51: stockd.v1.Inventory.ListAvailability:input_type -> stockd.v1.ListAvailabilityRequest
-	3,  // 52: stockd.v1.Inventory.GetAvailability:output_type -> stockd.v1.GetAvailabilityResponse
-	9,  // 53: stockd.v1.Inventory.Reserve:output_type -> stockd.v1.ReserveResponse
-	11, // 54: stockd.v1.Inventory.Confirm:output_type -> stockd.v1.ConfirmResponse
-	27, // 55: stockd.v1.Inventory.Release:output_type -> stockd.v1.ReleaseResponse
-	29, // 56: stockd.v1.Inventory.GetReservation:output_type -> stockd.v1.GetReservationResponse
-	15, // 57: stockd.v1.Inventory.Extend:output_type -> stockd.v1.ExtendResponse
-	17, // 58: stockd.v1.Inventory.CancelOrder:output_type -> stockd.v1.CancelOrderResponse
-	19, // 59: stockd.v1.Inventory.ListReservations:output_type -> stockd.v1.ListReservationsResponse
-	21, // 60: stockd.v1.Inventory.GetOrder:output_type -> stockd.v1.GetOrderResponse
-	23, // 61: stockd.v1.Inventory.ReleaseAll:output_type -> stockd.v1.ReleaseAllResponse
-	25, // 62: stockd.v1.Inventory.ReserveStream:output_type -> stockd.v1.ReserveStreamResponse
-	35, // 63: stockd.v1.Inventory.Watch:output_type -> stockd.v1.WatchResponse
-	37, // 64: stockd.v1.Inventory.ListChanges:output_type -> stockd.v1.ListChangesResponse
-	39, // 65: stockd.v1.Inventory.ListAvailability:output_type -> stockd.v1.ListAvailabilityResponse
-	52, // [52:66] is the sub-list for method output_type
-	38, // [38:52] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	0,  // 0: stockd.v1.GetAvailabilityRequest.view:type_name -> stockd.v1.AvailabilityView
+	5,  // 1: stockd.v1.GetAvailabilityResponse.skus:type_name -> stockd.v1.SkuAvailability
+	7,  // 2: stockd.v1.SkuAvailability.locations:type_name -> stockd.v1.LocationAvailability
+	6,  // 3: stockd.v1.SkuAvailability.incoming:type_name -> stockd.v1.IncomingAvailability
+	41, // 4: stockd.v1.IncomingAvailability.eta:type_name -> google.protobuf.Timestamp
+	8,  // 5: stockd.v1.ReserveRequest.lines:type_name -> stockd.v1.ReserveLine
+	42, // 6: stockd.v1.ReserveRequest.ttl:type_name -> google.protobuf.Duration
+	31, // 7: stockd.v1.ReserveResponse.reservation:type_name -> stockd.v1.Reservation
+	31, // 8: stockd.v1.ConfirmResponse.reservation:type_name -> stockd.v1.Reservation
+	14, // 9: stockd.v1.ReleaseRequest.lines:type_name -> stockd.v1.ReleaseLine
+	42, // 10: stockd.v1.ExtendRequest.ttl:type_name -> google.protobuf.Duration
+	31, // 11: stockd.v1.ExtendResponse.reservation:type_name -> stockd.v1.Reservation
+	31, // 12: stockd.v1.CancelOrderResponse.reservation:type_name -> stockd.v1.Reservation
+	1,  // 13: stockd.v1.ListReservationsRequest.state:type_name -> stockd.v1.ReservationState
+	42, // 14: stockd.v1.ListReservationsRequest.expiring_within:type_name -> google.protobuf.Duration
+	31, // 15: stockd.v1.ListReservationsResponse.reservations:type_name -> stockd.v1.Reservation
+	43, // 16: stockd.v1.GetOrderResponse.order:type_name -> stockd.v1.OutboxEntry
+	9,  // 17: stockd.v1.ReserveStreamRequest.reserve:type_name -> stockd.v1.ReserveRequest
+	11, // 18: stockd.v1.ReserveStreamRequest.confirm:type_name -> stockd.v1.ConfirmRequest
+	13, // 19: stockd.v1.ReserveStreamRequest.release:type_name -> stockd.v1.ReleaseRequest
+	10, // 20: stockd.v1.ReserveStreamResponse.reserve:type_name -> stockd.v1.ReserveResponse
+	12, // 21: stockd.v1.ReserveStreamResponse.confirm:type_name -> stockd.v1.ConfirmResponse
+	28, // 22: stockd.v1.ReserveStreamResponse.release:type_name -> stockd.v1.ReleaseResponse
+	27, // 23: stockd.v1.ReserveStreamResponse.error:type_name -> stockd.v1.StreamError
+	44, // 24: stockd.v1.StreamError.details:type_name -> google.protobuf.Any
+	31, // 25: stockd.v1.ReleaseResponse.reservation:type_name -> stockd.v1.Reservation
+	31, // 26: stockd.v1.GetReservationResponse.reservation:type_name -> stockd.v1.Reservation
+	1,  // 27: stockd.v1.Reservation.state:type_name -> stockd.v1.ReservationState
+	32, // 28: stockd.v1.Reservation.lines:type_name -> stockd.v1.ReservationLine
+	41, // 29: stockd.v1.Reservation.created_at:type_name -> google.protobuf.Timestamp
+	41, // 30: stockd.v1.Reservation.expires_at:type_name -> google.protobuf.Timestamp
+	33, // 31: stockd.v1.ReservationLine.allocations:type_name -> stockd.v1.Allocation
+	41, // 32: stockd.v1.ReservationLine.promised_at:type_name -> google.protobuf.Timestamp
+	41, // 33: stockd.v1.Allocation.promised_at:type_name -> google.protobuf.Timestamp
+	5,  // 34: stockd.v1.WatchEvent.availability:type_name -> stockd.v1.SkuAvailability
+	35, // 35: stockd.v1.WatchResponse.events:type_name -> stockd.v1.WatchEvent
+	2,  // 36: stockd.v1.WatchResponse.resync_reason:type_name -> stockd.v1.ResyncReason
+	5,  // 37: stockd.v1.ListChangesResponse.skus:type_name -> stockd.v1.SkuAvailability
+	5,  // 38: stockd.v1.ListAvailabilityResponse.skus:type_name -> stockd.v1.SkuAvailability
+	3,  // 39: stockd.v1.Inventory.GetAvailability:input_type -> stockd.v1.GetAvailabilityRequest
+	9,  // 40: stockd.v1.Inventory.Reserve:input_type -> stockd.v1.ReserveRequest
+	11, // 41: stockd.v1.Inventory.Confirm:input_type -> stockd.v1.ConfirmRequest
+	13, // 42: stockd.v1.Inventory.Release:input_type -> stockd.v1.ReleaseRequest
+	29, // 43: stockd.v1.Inventory.GetReservation:input_type -> stockd.v1.GetReservationRequest
+	15, // 44: stockd.v1.Inventory.Extend:input_type -> stockd.v1.ExtendRequest
+	17, // 45: stockd.v1.Inventory.CancelOrder:input_type -> stockd.v1.CancelOrderRequest
+	19, // 46: stockd.v1.Inventory.ListReservations:input_type -> stockd.v1.ListReservationsRequest
+	21, // 47: stockd.v1.Inventory.GetOrder:input_type -> stockd.v1.GetOrderRequest
+	23, // 48: stockd.v1.Inventory.ReleaseAll:input_type -> stockd.v1.ReleaseAllRequest
+	25, // 49: stockd.v1.Inventory.ReserveStream:input_type -> stockd.v1.ReserveStreamRequest
+	34, // 50: stockd.v1.Inventory.Watch:input_type -> stockd.v1.WatchRequest
+	37, // 51: stockd.v1.Inventory.ListChanges:input_type -> stockd.v1.ListChangesRequest
+	39, // 52: stockd.v1.Inventory.ListAvailability:input_type -> stockd.v1.ListAvailabilityRequest
+	4,  // 53: stockd.v1.Inventory.GetAvailability:output_type -> stockd.v1.GetAvailabilityResponse
+	10, // 54: stockd.v1.Inventory.Reserve:output_type -> stockd.v1.ReserveResponse
+	12, // 55: stockd.v1.Inventory.Confirm:output_type -> stockd.v1.ConfirmResponse
+	28, // 56: stockd.v1.Inventory.Release:output_type -> stockd.v1.ReleaseResponse
+	30, // 57: stockd.v1.Inventory.GetReservation:output_type -> stockd.v1.GetReservationResponse
+	16, // 58: stockd.v1.Inventory.Extend:output_type -> stockd.v1.ExtendResponse
+	18, // 59: stockd.v1.Inventory.CancelOrder:output_type -> stockd.v1.CancelOrderResponse
+	20, // 60: stockd.v1.Inventory.ListReservations:output_type -> stockd.v1.ListReservationsResponse
+	22, // 61: stockd.v1.Inventory.GetOrder:output_type -> stockd.v1.GetOrderResponse
+	24, // 62: stockd.v1.Inventory.ReleaseAll:output_type -> stockd.v1.ReleaseAllResponse
+	26, // 63: stockd.v1.Inventory.ReserveStream:output_type -> stockd.v1.ReserveStreamResponse
+	36, // 64: stockd.v1.Inventory.Watch:output_type -> stockd.v1.WatchResponse
+	38, // 65: stockd.v1.Inventory.ListChanges:output_type -> stockd.v1.ListChangesResponse
+	40, // 66: stockd.v1.Inventory.ListAvailability:output_type -> stockd.v1.ListAvailabilityResponse
+	53, // [53:67] is the sub-list for method output_type
+	39, // [39:53] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_stockd_v1_inventory_proto_init() }
@@ -3281,7 +3352,7 @@ func file_stockd_v1_inventory_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stockd_v1_inventory_proto_rawDesc), len(file_stockd_v1_inventory_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      3,
 			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,

@@ -99,6 +99,7 @@ func TestEveryScenarioOnOneNode(t *testing.T) {
 	}
 	checkScenario(t, rep, "floor", "health")
 	checkScenario(t, rep, "storefront", "get-1", "get-20", "get-100")
+	checkNoErrors(t, rep, "storefront")
 	checkScenario(t, rep, "checkout", "reserve", "confirm", "release")
 	checkScenario(t, rep, "flash-sale", "reserve", "confirm")
 	checkScenario(t, rep, "peak-day", "get-1", "reserve", "set-stock")
@@ -127,6 +128,36 @@ func TestEveryScenarioOnOneNode(t *testing.T) {
 	}
 }
 
+// checkNoErrors fails t when an operation of scenario name failed (for
+// storefront: an answer that is not the SKUs or the view asked).
+func checkNoErrors(t *testing.T, rep *bench.Report, name string) {
+	t.Helper()
+	s := rep.Scenario(name)
+	if s == nil {
+		t.Fatalf("%s: not in the report", name)
+	}
+	for _, o := range s.Ops {
+		if o.Errors != 0 {
+			t.Errorf("%s op %s: got %d errors %v, want none", name, o.Op, o.Errors, o.ErrorsByCode)
+		}
+	}
+}
+
+// --view full asks storefront's reads for the per-location breakdown; each
+// answer is checked to carry it.
+func TestStorefrontFullView(t *testing.T) {
+	rep, _, err := runBench(t, "--spawn", "1", "--scenario", "storefront", "--view", "full",
+		"--catalog", "200", "--batch", "1,20", "--duration", "500ms", "--concurrency", "2", "--quiet")
+	if err != nil {
+		t.Fatalf("run: got %v, want nil", err)
+	}
+	checkScenario(t, rep, "storefront", "get-1", "get-20")
+	checkNoErrors(t, rep, "storefront")
+	if rep.Options.View != "full" {
+		t.Errorf("report options: got view %q, want full", rep.Options.View)
+	}
+}
+
 func TestCheckoutOnThreeNodesOpenLoop(t *testing.T) {
 	rep, _, err := runBench(t, "--spawn", "3", "--scenario", "checkout", "--catalog", "300",
 		"--duration", "1s", "--rate", "300", "--concurrency", "16", "--quiet")
@@ -148,6 +179,7 @@ func TestUsageErrors(t *testing.T) {
 		{"--spawn", "1", "--addr", "x:1"},
 		{"--spawn", "1", "--scenario", "nope"},
 		{"--spawn", "1", "--batch", "0"},
+		{"--spawn", "1", "--view", "compact"},
 		{"--spawn", "1", "--concurrency", "0"},
 		{"--spawn", "1", "--backfill-rows", "0"},
 		{"suite", "--spawn", "1"},
