@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -83,6 +84,7 @@ type config struct {
 	locations    int
 	batches      []int
 	fullView     bool
+	cpuProfile   string
 	backfillRows int
 	jsonPath     string
 	plotPath     string
@@ -119,6 +121,7 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.jsonPath, "json", "", "write the report as JSON to this file")
 	fs.StringVar(&c.plotPath, "plot", "", "draw latency and throughput over time into this .svg or .png file")
 	fs.BoolVar(&c.quiet, "quiet", false, "no live progress line")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write the load client's own CPU profile to this file (go tool pprof)")
 	c.creds.register(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -199,6 +202,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if err != nil {
 		return err
+	}
+	if c.cpuProfile != "" {
+		// Where the load client's CPU goes: on a shared machine it competes
+		// with the nodes for the same cores.
+		f, err := os.Create(c.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	rep, err := measure(ctx, c, append([]string{"stockbench"}, args...), stderr)
 	if err != nil {

@@ -144,9 +144,10 @@ func checkNoErrors(t *testing.T, rep *bench.Report, name string) {
 }
 
 // --view full asks storefront's reads for the per-location breakdown; each
-// answer is checked to carry it.
+// answer is checked to carry it. --cpuprofile writes the client's profile.
 func TestStorefrontFullView(t *testing.T) {
-	rep, _, err := runBench(t, "--spawn", "1", "--scenario", "storefront", "--view", "full",
+	prof := filepath.Join(t.TempDir(), "cpu.pprof")
+	rep, _, err := runBench(t, "--spawn", "1", "--scenario", "storefront", "--view", "full", "--cpuprofile", prof,
 		"--catalog", "200", "--batch", "1,20", "--duration", "500ms", "--concurrency", "2", "--quiet")
 	if err != nil {
 		t.Fatalf("run: got %v, want nil", err)
@@ -155,6 +156,9 @@ func TestStorefrontFullView(t *testing.T) {
 	checkNoErrors(t, rep, "storefront")
 	if rep.Options.View != "full" {
 		t.Errorf("report options: got view %q, want full", rep.Options.View)
+	}
+	if st, err := os.Stat(prof); err != nil || st.Size() == 0 {
+		t.Errorf("--cpuprofile: got %v, %v, want a non-empty file", st, err)
 	}
 }
 
