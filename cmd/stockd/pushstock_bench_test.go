@@ -134,10 +134,10 @@ func BenchmarkPushStock(b *testing.B) {
 	// 100 batches/s: the 100,000 rows/s, no more, so the reader
 	// shares the CPUs with exactly the target load.
 	b.Run("ingest=100k+avail", func(b *testing.B) { pacedRows, pacedP99 = ingest(b, 10*time.Millisecond) })
-	// The same load with the floor taking every other turn of the 5,000/s
-	// open loop: read and floor at the same moments of the ingestion, so
-	// their ratio is the read path's own sensitivity to it, not the
-	// difference between two windows of a shared machine.
+	// The same load with the floor beside the reader, each at 5,000/s,
+	// taking turns in one open loop: read and floor at the same moments of
+	// the ingestion, so their ratio is the read path's own sensitivity to
+	// it, not the difference between two windows of a shared machine.
 	var turnsAvailP99, turnsFloorP99 time.Duration
 	b.Run("ingest=100k+avail-and-floor-in-turns", func(b *testing.B) {
 		_, lat := ingestWith(b, 10*time.Millisecond, avail, health)
@@ -248,11 +248,12 @@ func openLoop(max int, stop <-chan struct{}, call func(ctx context.Context) erro
 	return lat[0], err
 }
 
-// openLoopTurns is openLoop taking turns: arrival i calls calls[i mod
-// len(calls)], and lat[k] holds the latencies of calls[k]. Calls that take
-// turns see the same moments of whatever else loads the machine.
+// openLoopTurns is openLoop taking turns, each call at readRate: arrival i
+// calls calls[i mod len(calls)], and lat[k] holds the latencies of
+// calls[k]. Calls that take turns see the same moments of whatever else
+// loads the machine.
 func openLoopTurns(max int, stop <-chan struct{}, calls ...func(ctx context.Context) error) (lat [][]time.Duration, firstErr error) {
-	const interval = time.Second / readRate
+	interval := time.Second / time.Duration(readRate*len(calls))
 	var (
 		mu sync.Mutex
 		wg sync.WaitGroup
