@@ -143,6 +143,18 @@ func TestGatewayAnswersTheSameFiguresAsGRPC(t *testing.T) {
 			t.Errorf("POST availability:batchGet: got %v, want %v (gRPC)", &got, want)
 		}
 	})
+	t.Run("GET with view=AVAILABILITY_VIEW_BASIC gives the gRPC BASIC figures", func(t *testing.T) {
+		basic, err := h.inv.GetAvailability(testContext(t), &stockdv1.GetAvailabilityRequest{Channel: "web", Skus: []string{"ROSE", "TULIP"},
+			View: stockdv1.AvailabilityView_AVAILABILITY_VIEW_BASIC})
+		if err != nil {
+			t.Fatalf("GetAvailability(BASIC) over gRPC: %v", err)
+		}
+		var got stockdv1.GetAvailabilityResponse
+		gatewayOK(t, http.MethodGet, base+"/v1/channels/web/availability:batchGet?skus=ROSE&skus=TULIP&view=AVAILABILITY_VIEW_BASIC", "", &got)
+		if !proto.Equal(basic, &got) || len(got.GetSkus()) != 2 || len(got.GetSkus()[0].GetLocations()) != 0 {
+			t.Errorf("GET availability:batchGet?view=BASIC: got %v, want %v (gRPC), without locations", &got, basic)
+		}
+	})
 	t.Run("JSON uses proto field names and writes zero figures", func(t *testing.T) {
 		code, b := gatewayCall(t, http.MethodGet, base+"/v1/channels/web/availability:batchGet?skus=TULIP", "", nil)
 		if code != http.StatusOK {
