@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -310,6 +311,49 @@ func TestRateLimit(t *testing.T) {
 	}
 	if _, err := h.inv.GetAvailability(as(ctx, "t-rep"), req); err != nil {
 		t.Errorf("another principal while shop is limited: %v, want OK", err)
+	}
+}
+
+// TestRateLimitCountsEachStreamRequest: on ReserveStream each request takes
+// a call from the rate limit, as the unary call would (the stream's opening
+// takes one too); a request over it is answered RESOURCE_EXHAUSTED on its
+// own and the stream goes on.
+func TestRateLimitCountsEachStreamRequest(t *testing.T) {
+	ps := append([]AuthPrincipal(nil), testPrincipals...)
+	ps[0].RateLimit = RateLimit{PerSecond: 0.001, Burst: 4} // shop: the opening and 3 requests
+	h := newAuthHarness(t, ps)
+	rs, err := h.inv.ReserveStream(as(testContext(t), "t-shop"))
+	if err != nil {
+		t.Fatalf("ReserveStream: %v", err)
+	}
+	for i := 1; i <= 4; i++ {
+		id := "q" + strconv.Itoa(i)
+		if err := rs.Send(&stockdv1.ReserveStreamRequest{RequestId: id, Op: &stockdv1.ReserveStreamRequest_Reserve{
+			Reserve: &stockdv1.ReserveRequest{Channel: "web", ReservationId: id, Lines: []*stockdv1.ReserveLine{{Sku: "ROSE", Quantity: 1}}, Ttl: durationpb.New(time.Minute)}}}); err != nil {
+			t.Fatalf("send %s: %v", id, err)
+		}
+	}
+	if err := rs.CloseSend(); err != nil {
+		t.Fatalf("CloseSend: %v", err)
+	}
+	answers := map[string]*stockdv1.ReserveStreamResponse{}
+	for {
+		a, err := rs.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("Recv: %v", err)
+		}
+		answers[a.GetRequestId()] = a
+	}
+	for _, id := range []string{"q1", "q2", "q3"} {
+		if answers[id].GetReserve() == nil {
+			t.Errorf("request %s within the burst: got %v, want a reservation", id, answers[id])
+		}
+	}
+	if e := answers["q4"].GetError(); codes.Code(e.GetCode()) != codes.ResourceExhausted || !strings.Contains(e.GetMessage(), "rate limit") {
+		t.Errorf("4th request past a burst of 4 (opening included): got %v, want RESOURCE_EXHAUSTED naming the rate limit", answers["q4"])
 	}
 }
 

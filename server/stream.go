@@ -147,6 +147,13 @@ func (rs *reserveStream) check(req *stockdv1.ReserveStreamRequest, ans *stockdv1
 		ans.Result = streamError(err)
 		return false
 	}
+	// Each request takes a call from the caller's rate limit, as the unary
+	// call it stands for would; one over it is answered RESOURCE_EXHAUSTED
+	// on its own and the stream goes on.
+	if err := allow(rs.ctx); err != nil {
+		ans.Result = streamError(err)
+		return false
+	}
 	return true
 }
 
