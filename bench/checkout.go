@@ -56,7 +56,7 @@ func (c *Checkout) Setup(ctx context.Context, env *Env) error {
 // Do implements Scenario: one cart, reserved and then confirmed, released
 // or left to expire.
 func (c *Checkout) Do(ctx context.Context, env *Env, w int, rnd *rand.Rand, rec Recorder) {
-	idx := c.pop.drawDistinct(w, rnd, 1+rnd.IntN(5))
+	idx := c.pop.drawDistinct(rnd, 1+rnd.IntN(5))
 	lines := make([]*stockdv1.ReserveLine, len(idx))
 	for i, j := range idx {
 		lines[i] = &stockdv1.ReserveLine{Sku: c.items[j], Quantity: 1 + rnd.Int64N(3)}

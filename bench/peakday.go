@@ -74,7 +74,7 @@ func (p *PeakDay) Do(ctx context.Context, env *Env, w int, rnd *rand.Rand, rec R
 }
 
 func (p *PeakDay) read(ctx context.Context, env *Env, w int, rnd *rand.Rand, rec Recorder) {
-	sku := p.items[p.pop.draw(w, rnd)]
+	sku := p.items[p.pop.draw(rnd)]
 	start := time.Now()
 	_, err := stockdv1.NewInventoryClient(env.Conn(w)).GetAvailability(ctx,
 		&stockdv1.GetAvailabilityRequest{Channel: peakDayChannel, Skus: []string{sku}})
@@ -82,7 +82,7 @@ func (p *PeakDay) read(ctx context.Context, env *Env, w int, rnd *rand.Rand, rec
 }
 
 func (p *PeakDay) cart(ctx context.Context, env *Env, w int, rnd *rand.Rand, rec Recorder) {
-	idx := p.pop.drawDistinct(w, rnd, 1+rnd.IntN(3))
+	idx := p.pop.drawDistinct(rnd, 1+rnd.IntN(3))
 	lines := make([]*stockdv1.ReserveLine, len(idx))
 	for i, j := range idx {
 		lines[i] = &stockdv1.ReserveLine{Sku: p.items[j], Quantity: 1 + rnd.Int64N(2)}
@@ -103,7 +103,7 @@ func (p *PeakDay) cart(ctx context.Context, env *Env, w int, rnd *rand.Rand, rec
 // location, and notes them in the ERP book: decided rows (applied or stale)
 // as acknowledged, every row of a failed call as undecided.
 func (p *PeakDay) count(ctx context.Context, env *Env, w int, rnd *rand.Rand, rec Recorder) {
-	idx := p.pop.drawDistinct(w, rnd, 1+rnd.IntN(5))
+	idx := p.pop.drawDistinct(rnd, 1+rnd.IntN(5))
 	rows := make([]*stockdv1.StockCount, len(idx))
 	for i, j := range idx {
 		rows[i] = &stockdv1.StockCount{

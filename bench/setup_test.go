@@ -2,6 +2,8 @@ package bench
 
 import (
 	"context"
+	"math"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -76,5 +78,46 @@ func TestSetStockChunkRetriesAnElection(t *testing.T) {
 				t.Fatalf("got %d calls, want %d", f.calls, tc.calls)
 			}
 		})
+	}
+}
+
+// popularity draws rank k with probability (1+k)^-1.1 / H, as rand.Zipf(1.1,
+// 1, n-1) does, each rank at its own catalog index.
+func TestPopularityIsZipf(t *testing.T) {
+	const n, draws = 1000, 400_000
+	p := newPopularity(n)
+	var h float64
+	for k := range n {
+		h += math.Pow(float64(k+1), -zipfS)
+	}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	count := make([]int, n)
+	for range draws {
+		count[p.draw(rnd)]++
+	}
+	for _, k := range []int{0, 1, 2, 10, 100} {
+		want := draws * math.Pow(float64(k+1), -zipfS) / h
+		got := float64(count[p.index(uint64(k))])
+		// 5 standard deviations of a binomial count.
+		if tol := 5 * math.Sqrt(want); math.Abs(got-want) > tol {
+			t.Errorf("rank %d: drawn %v times of %d, want %.0f ± %.0f", k, got, draws, want, tol)
+		}
+	}
+	seen := map[int]bool{}
+	for k := range n {
+		seen[p.index(uint64(k))] = true
+	}
+	if len(seen) != n {
+		t.Errorf("ranks map to %d distinct catalog indexes of %d, want a permutation", len(seen), n)
+	}
+	for _, k := range []int{1, 5, 100, n} {
+		got := p.drawDistinct(rnd, k)
+		distinct := map[int]bool{}
+		for _, i := range got {
+			distinct[i] = i >= 0 && i < n
+		}
+		if len(got) != k || len(distinct) != k {
+			t.Errorf("drawDistinct(%d): got %d indexes, %d distinct, want %d", k, len(got), len(distinct), k)
+		}
 	}
 }

@@ -93,7 +93,7 @@ func (s *Storefront) Do(ctx context.Context, env *Env, w int, rnd *rand.Rand, re
 	if w >= 0 && w < len(s.workers) {
 		sw = &s.workers[w]
 	}
-	sw.idx = s.pop.appendDistinct(sw.idx[:0], w, rnd, s.batches[k])
+	sw.idx = s.pop.appendDistinct(sw.idx[:0], rnd, s.batches[k])
 	skus := sw.req.Skus[:0]
 	for _, j := range sw.idx {
 		skus = append(skus, s.skus[j])
