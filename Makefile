@@ -75,7 +75,7 @@ proto: tools
 
 ## chaos: the fault harness (bench/chaos), faults drawn at random for
 ## CHAOS_DURATION (default 10m); CHAOS_SEED replays a run, CHAOS_NEMESES=kill-all,membership
-## narrows it, CHAOS_NODES=5 runs 5 nodes; node logs (and a failed run's history) stay in
+## narrows it, CHAOS_NODES=5 runs 5 nodes; node logs and the run's history.json stay in
 ## CHAOS_OUT (default /tmp/stockd-chaos)
 .PHONY: chaos
 chaos:
