@@ -37,8 +37,12 @@ func (v *inventory) GetAvailability(ctx context.Context, req *stockdv1.GetAvaila
 	resp := &stockdv1.GetAvailabilityResponse{Revision: uint64(s.reader.AppliedIndex())}
 	skus := req.GetSkus()
 	ch := store.ChannelID(req.GetChannel())
-	msgs := make([]stockdv1.SkuAvailability, len(skus))
-	resp.Skus = make([]*stockdv1.SkuAvailability, len(skus))
+	var msgs []stockdv1.SkuAvailability
+	if len(skus) >= minPooledSKUs {
+		msgs, resp.Skus = lendAnswer(resp, len(skus)) // back after marshalling (answers.go)
+	} else {
+		msgs, resp.Skus = make([]stockdv1.SkuAvailability, len(skus)), make([]*stockdv1.SkuAvailability, len(skus))
+	}
 	var buf store.SKUAvailability
 	var slab locationSlab
 	basic := req.GetView() == stockdv1.AvailabilityView_AVAILABILITY_VIEW_BASIC
@@ -60,6 +64,7 @@ func (v *inventory) GetAvailability(ctx context.Context, req *stockdv1.GetAvaila
 		// All the SKUs before or all after a Backfill commit, never a mix.
 		err := s.reader.ReadAtomic(read)
 		if err != nil {
+			returnAnswer(resp)
 			return nil, s.status(ctx, err)
 		}
 		return resp, nil

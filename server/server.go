@@ -367,6 +367,9 @@ func ServerOptionsFor(cfg ChainConfig) []grpc.ServerOption {
 	}
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(maxRecv),
+		// gRPC's proto codec, giving pooled GetAvailability messages back
+		// once marshalled (answers.go).
+		grpc.ForceServerCodecV2(newAnswerCodec()),
 		// A client may ping at most every 10 s (more is abuse: the
 		// connection is closed with ENHANCE_YOUR_CALM), also with no call
 		// open; the server pings an idle client after 2 min and drops it if
