@@ -263,20 +263,7 @@ func TestChannelScope(t *testing.T) {
 			t.Fatalf("send %d: %v", i, err)
 		}
 	}
-	if err := rs.CloseSend(); err != nil {
-		t.Fatalf("CloseSend: %v", err)
-	}
-	answers := map[string]*stockdv1.ReserveStreamResponse{}
-	for {
-		a, err := rs.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("Recv: %v", err)
-		}
-		answers[a.GetRequestId()] = a
-	}
+	answers := closeAndDrain(t, rs)
 	if e := answers["web"].GetError(); codes.Code(e.GetCode()) != codes.PermissionDenied || !strings.HasPrefix(e.GetMessage(), "channel:") {
 		t.Errorf("stream request for web as b2b: %v, want PermissionDenied naming channel", answers["web"])
 	}
@@ -314,6 +301,25 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
+// closeAndDrain closes rs's send side and returns its answers by request id.
+func closeAndDrain(t *testing.T, rs stockdv1.Inventory_ReserveStreamClient) map[string]*stockdv1.ReserveStreamResponse {
+	t.Helper()
+	if err := rs.CloseSend(); err != nil {
+		t.Fatalf("CloseSend: %v", err)
+	}
+	answers := map[string]*stockdv1.ReserveStreamResponse{}
+	for {
+		a, err := rs.Recv()
+		if errors.Is(err, io.EOF) {
+			return answers
+		}
+		if err != nil {
+			t.Fatalf("Recv: %v", err)
+		}
+		answers[a.GetRequestId()] = a
+	}
+}
+
 // TestRateLimitCountsEachStreamRequest: on ReserveStream each request takes
 // a call from the rate limit, as the unary call would (the stream's opening
 // takes one too); a request over it is answered RESOURCE_EXHAUSTED on its
@@ -333,20 +339,7 @@ func TestRateLimitCountsEachStreamRequest(t *testing.T) {
 			t.Fatalf("send %s: %v", id, err)
 		}
 	}
-	if err := rs.CloseSend(); err != nil {
-		t.Fatalf("CloseSend: %v", err)
-	}
-	answers := map[string]*stockdv1.ReserveStreamResponse{}
-	for {
-		a, err := rs.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("Recv: %v", err)
-		}
-		answers[a.GetRequestId()] = a
-	}
+	answers := closeAndDrain(t, rs)
 	for _, id := range []string{"q1", "q2", "q3"} {
 		if answers[id].GetReserve() == nil {
 			t.Errorf("request %s within the burst: got %v, want a reservation", id, answers[id])
