@@ -157,13 +157,8 @@ func skuAvailabilityToProto(dst *stockdv1.SkuAvailability, a *store.SKUAvailabil
 // skuAvailabilityToProtoFrom is skuAvailabilityToProto taking dst's location
 // messages from slab (nil: allocated on their own).
 func skuAvailabilityToProtoFrom(slab *locationSlab, dst *stockdv1.SkuAvailability, a *store.SKUAvailability) *stockdv1.SkuAvailability {
-	dst.Sku = string(a.SKU)
+	skuAvailabilityBasic(dst, a)
 	dst.Item = string(a.Item)
-	dst.AvailableSkuUnits = int64(a.Available)
-	dst.Known = a.Known
-	dst.Factor = int64(a.Factor)
-	dst.ModRevision = uint64(a.ModRevision)
-	dst.Incoming, dst.Locations = nil, nil // dst may be filled again (ReadAtomic)
 	if len(a.Incoming) > 0 {
 		dst.Incoming = make([]*stockdv1.IncomingAvailability, len(a.Incoming))
 		for i, in := range a.Incoming {
@@ -194,15 +189,16 @@ func skuAvailabilityToProtoFrom(slab *locationSlab, dst *stockdv1.SkuAvailabilit
 	return dst
 }
 
-// skuAvailabilityBasic fills dst with a's AVAILABILITY_VIEW_BASIC fields
-// and returns it.
+// skuAvailabilityBasic fills dst with a's AVAILABILITY_VIEW_BASIC fields,
+// clears the others, and returns it; skuAvailabilityToProtoFrom adds them.
 func skuAvailabilityBasic(dst *stockdv1.SkuAvailability, a *store.SKUAvailability) *stockdv1.SkuAvailability {
 	dst.Sku = string(a.SKU)
 	dst.AvailableSkuUnits = int64(a.Available)
 	dst.Known = a.Known
 	dst.Factor = int64(a.Factor)
 	dst.ModRevision = uint64(a.ModRevision)
-	dst.Item, dst.Incoming, dst.Locations = "", nil, nil // dst may be filled again (ReadAtomic)
+	// dst may be filled again (ReadAtomic), or come from a pooled answer.
+	dst.Item, dst.Incoming, dst.Locations = "", nil, nil
 	return dst
 }
 
