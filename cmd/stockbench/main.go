@@ -83,7 +83,7 @@ type config struct {
 	catalog      int
 	locations    int
 	batches      []int
-	fullView     bool
+	view         string // storefront's view: basic or full
 	cpuProfile   string
 	backfillRows int
 	jsonPath     string
@@ -100,7 +100,7 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 		fs.PrintDefaults()
 	}
 	c := &config{}
-	var addrs, scenarios, batches, nodeArgs, view string
+	var addrs, scenarios, batches, nodeArgs string
 	fs.StringVar(&addrs, "addr", "", "gRPC addresses of a running cluster's nodes, comma-separated")
 	fs.IntVar(&c.spawn, "spawn", 0, "start an N-node local cluster in temporary folders instead (torn down at the end)")
 	fs.StringVar(&c.stockd, "stockd", "", "prebuilt stockd binary for --spawn (default: go build ./cmd/stockd into a temporary folder)")
@@ -116,7 +116,7 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.catalog, "catalog", 100_000, "SKUs in the catalog of storefront, checkout and peak-day")
 	fs.IntVar(&c.locations, "locations", 3, "locations every SKU is stocked at")
 	fs.StringVar(&batches, "batch", "1", "storefront: SKUs per GetAvailability, comma-separated sizes (1,20,100) mixed at random")
-	fs.StringVar(&view, "view", "basic", "storefront: the GetAvailability view, basic (the figure a storefront shows) or full (with the per-location breakdown)")
+	fs.StringVar(&c.view, "view", "basic", "storefront: the GetAvailability view, basic (the figure a storefront shows) or full (with the per-location breakdown)")
 	fs.IntVar(&c.backfillRows, "backfill-rows", 1_000_000, "backfill: rows (counters) in the generation it loads")
 	fs.StringVar(&c.jsonPath, "json", "", "write the report as JSON to this file")
 	fs.StringVar(&c.plotPath, "plot", "", "draw latency and throughput over time into this .svg or .png file")
@@ -182,12 +182,8 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 		}
 		c.batches = append(c.batches, n)
 	}
-	switch view {
-	case "basic":
-	case "full":
-		c.fullView = true
-	default:
-		return nil, usageError{fmt.Sprintf("--view: want basic or full, got %q", view)}
+	if c.view != "basic" && c.view != "full" {
+		return nil, usageError{fmt.Sprintf("--view: want basic or full, got %q", c.view)}
 	}
 	return c, nil
 }
@@ -330,14 +326,6 @@ func measure(ctx context.Context, c *config, command []string, stderr io.Writer)
 	return rep, nil
 }
 
-// viewName is the storefront view's name in the JSON report.
-func viewName(full bool) string {
-	if full {
-		return "full"
-	}
-	return "basic"
-}
-
 // measureOn runs the floor (unless --no-floor) and every scenario of c in
 // turn on t and returns the report; ctx ending stops it after the scenario
 // it interrupted. The suite calls it once per run on a cluster it keeps.
@@ -350,7 +338,7 @@ func measureOn(ctx context.Context, t *target, c *config, command []string, stde
 		Target:    t.info,
 		Options: bench.ReportOptions{
 			Concurrency: c.concurrency, Rate: c.rate, DurationS: c.duration.Seconds(), WarmupS: c.warmup.Seconds(),
-			Seed: c.seed, Catalog: c.catalog, Locations: c.locations, Batches: c.batches, View: viewName(c.fullView),
+			Seed: c.seed, Catalog: c.catalog, Locations: c.locations, Batches: c.batches, View: c.view,
 		},
 	}
 	env := &bench.Env{
@@ -359,7 +347,7 @@ func measureOn(ctx context.Context, t *target, c *config, command []string, stde
 		Log:         slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Opts: bench.Options{
 			SKUs: c.catalog, Locations: c.locations, Seed: c.seed,
-			Concurrency: c.concurrency, Duration: c.duration, Batches: c.batches, FullView: c.fullView,
+			Concurrency: c.concurrency, Duration: c.duration, Batches: c.batches, FullView: c.view == "full",
 		},
 	}
 	cfg := bench.RunConfig{Rate: c.rate, Warmup: c.warmup}
