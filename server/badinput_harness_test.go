@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"log/slog"
-	"net"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -107,25 +106,14 @@ func newBadServer(t *testing.T) *badServer {
 		Precondition:    []error{errFakeNoFeature},
 		ReadWaitTimeout: 100 * time.Millisecond,
 	})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	addr := serveTCP(t, srv, ServerOptions(logger)...) // as cmd/stockd builds it
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		t.Fatalf("listen on 127.0.0.1:0: %v", err)
-	}
-	gs := grpc.NewServer(ServerOptions(logger)...) // as cmd/stockd builds it
-	srv.Register(gs)
-	served := make(chan error, 1)
-	go func() { served <- gs.Serve(lis) }()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatalf("grpc.NewClient(%s): %v", lis.Addr(), err)
+		t.Fatalf("grpc.NewClient(%s): %v", addr, err)
 	}
 	t.Cleanup(func() {
 		if err := conn.Close(); err != nil {
 			t.Errorf("close client: %v", err)
-		}
-		gs.Stop()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
 		}
 		if strings.Contains(logs.String(), "level=ERROR") {
 			t.Errorf("the server logged errors (an INTERNAL or a panic):\n%s", logs.String())

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"runtime"
 	"slices"
 	"strings"
@@ -34,25 +33,14 @@ func benchServer(b *testing.B, gm *grpcprom.ServerMetrics) *grpc.ClientConn {
 	p := newFakeProposer(m)
 	logger := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	srv := New(Config{Proposer: p, Reader: m, Logger: logger})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatalf("listen: %v", err)
-	}
-	gs := grpc.NewServer(ServerOptionsFor(ChainConfig{Logger: logger, GRPCMetrics: gm})...)
-	srv.Register(gs)
-	served := make(chan error, 1)
-	go func() { served <- gs.Serve(lis) }()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	addr := serveTCP(b, srv, ServerOptionsFor(ChainConfig{Logger: logger, GRPCMetrics: gm})...)
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		b.Fatalf("grpc.NewClient: %v", err)
 	}
 	b.Cleanup(func() {
 		if err := conn.Close(); err != nil {
 			b.Errorf("close client: %v", err)
-		}
-		gs.Stop()
-		if err := <-served; err != nil {
-			b.Errorf("Serve: %v", err)
 		}
 	})
 	h := &harness{m: m, p: p, inv: stockdv1.NewInventoryClient(conn), erp: stockdv1.NewErpClient(conn), adm: stockdv1.NewAdminClient(conn)}
@@ -254,23 +242,12 @@ func BenchmarkServerSideRead(b *testing.B) {
 		}
 		return resp, err
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatalf("listen: %v", err)
-	}
-	gs := grpc.NewServer(append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(timer)}, ServerOptions(logger)...)...)
-	srv.Register(gs)
-	served := make(chan error, 1)
-	go func() { served <- gs.Serve(lis) }()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	addr := serveTCP(b, srv, append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(timer)}, ServerOptions(logger)...)...)
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		b.Fatalf("grpc.NewClient: %v", err)
 	}
-	defer func() {
-		_ = conn.Close()
-		gs.Stop()
-		<-served
-	}()
+	defer conn.Close()
 	h := &harness{m: m, p: p, inv: stockdv1.NewInventoryClient(conn), erp: stockdv1.NewErpClient(conn), adm: stockdv1.NewAdminClient(conn)}
 	h.seed(b)
 

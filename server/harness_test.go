@@ -407,3 +407,25 @@ func reserveReq(id string, qty int64) *stockdv1.ReserveRequest {
 		Lines: []*stockdv1.ReserveLine{{Sku: "ROSE", Quantity: qty}},
 	}
 }
+
+// serveTCP serves srv over TCP on 127.0.0.1 with opts until tb's cleanup
+// (which fails tb if Serve did) and returns the address. Cleanups tb
+// registers later, such as closing a client, run before the server stops.
+func serveTCP(tb testing.TB, srv *Server, opts ...grpc.ServerOption) string {
+	tb.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("listen on 127.0.0.1:0: %v", err)
+	}
+	gs := grpc.NewServer(opts...)
+	srv.Register(gs)
+	served := make(chan error, 1)
+	go func() { served <- gs.Serve(lis) }()
+	tb.Cleanup(func() {
+		gs.Stop()
+		if err := <-served; err != nil {
+			tb.Errorf("Serve: %v", err)
+		}
+	})
+	return lis.Addr().String()
+}

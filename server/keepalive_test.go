@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
-	"google.golang.org/grpc"
 
 	"github.com/stockd/stockd/store"
 )
@@ -19,22 +18,9 @@ import (
 func TestKeepaliveEnforcementCutsOffPingFloods(t *testing.T) {
 	m := store.New(store.DefaultConfig())
 	srv := New(Config{Proposer: newFakeProposer(m), Reader: m})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer(ServerOptionsFor(ChainConfig{})...)
-	srv.Register(gs)
-	served := make(chan error, 1)
-	go func() { served <- gs.Serve(lis) }()
-	t.Cleanup(func() {
-		gs.Stop()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	addr := serveTCP(t, srv, ServerOptionsFor(ChainConfig{})...)
 
-	conn, err := net.Dial("tcp", lis.Addr().String())
+	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
