@@ -142,22 +142,13 @@ func (w *workload) gen() int {
 }
 
 // skusOfGen returns generation g's SKUs, lin ones first.
-func (w *workload) skusOfGen(g int) []string {
-	return append(append([]string(nil), w.lin[g]...), w.carts[g]...)
-}
+func (w *workload) skusOfGen(g int) []string { return slices.Concat(w.lin[g], w.carts[g]) }
 
-// allSKUs returns every generation's SKUs.
-func (w *workload) allSKUs() []string {
-	var out []string
-	for g := range w.lin {
-		out = append(out, w.skusOfGen(g)...)
-	}
-	return out
-}
-
-// allLin and allCarts return every generation's lin and cart SKUs.
+// allLin, allCarts and allSKUs return every generation's lin SKUs, cart
+// SKUs, and both.
 func (w *workload) allLin() []string   { return slices.Concat(w.lin...) }
 func (w *workload) allCarts() []string { return slices.Concat(w.carts...) }
+func (w *workload) allSKUs() []string  { return slices.Concat(w.allLin(), w.allCarts()) }
 
 // isLin reports whether sku is one of the linearizability-checked SKUs.
 func (w *workload) isLin(sku string) bool { return w.isLinSKU[sku] }
