@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -127,6 +128,12 @@ func runCallers(b *testing.B, n int, call func(ctx context.Context) error) {
 		b.Fatal(firstErr)
 	}
 	reportLatency(b, lat)
+}
+
+// percentile returns the p-th percentile of l (non-empty), which it sorts.
+func percentile(l []time.Duration, p int) time.Duration {
+	slices.Sort(l)
+	return l[len(l)*p/100]
 }
 
 // reportLatency reports throughput over b.N and the latency percentiles of

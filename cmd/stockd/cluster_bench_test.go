@@ -104,10 +104,7 @@ func runInterleaved(b *testing.B, floor, call func(ctx context.Context) error) {
 		}
 	}
 	b.StopTimer()
-	pct := func(l []time.Duration, p int) float64 {
-		slices.Sort(l)
-		return float64(l[len(l)*p/100].Microseconds())
-	}
+	pct := func(l []time.Duration, p int) float64 { return float64(percentile(l, p).Microseconds()) }
 	b.ReportMetric(pct(lf, 50), "floor-p50-µs")
 	b.ReportMetric(pct(lf, 99), "floor-p99-µs")
 	b.ReportMetric(pct(lc, 50), "p50-µs")

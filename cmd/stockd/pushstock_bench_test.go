@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -145,8 +144,7 @@ func BenchmarkPushStock(b *testing.B) {
 			return
 		}
 		turnsAvailP99 = reportOpenLoop(b, lat[0])
-		slices.Sort(lat[1])
-		turnsFloorP99 = lat[1][len(lat[1])*99/100]
+		turnsFloorP99 = percentile(lat[1], 99)
 		b.ReportMetric(float64(turnsFloorP99.Microseconds()), "floor-p99-µs")
 		b.ReportMetric(float64(turnsAvailP99)/float64(turnsFloorP99), "p99-ratio-to-floor")
 	})
@@ -298,10 +296,9 @@ func reportOpenLoop(b *testing.B, lat []time.Duration) time.Duration {
 	if len(lat) == 0 {
 		return 0
 	}
-	slices.Sort(lat)
-	p99 := lat[len(lat)*99/100]
+	p99 := percentile(lat, 99)
 	b.ReportMetric(float64(len(lat)), "reads")
-	b.ReportMetric(float64(lat[len(lat)*50/100].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(percentile(lat, 50).Microseconds()), "p50-µs")
 	b.ReportMetric(float64(p99.Microseconds()), "p99-µs")
 	return p99
 }
