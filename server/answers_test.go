@@ -67,6 +67,8 @@ func TestPooledAnswersStayRightAndComeBack(t *testing.T) {
 	}
 	_, err := h.inv.GetAvailability(testContext(t), &stockdv1.GetAvailabilityRequest{Channel: "strict", Skus: skus})
 	checkStatus(t, "GetAvailability of unmapped skus on strict", err, codes.NotFound, "skus[0]")
+	// lentAnswers is process-wide: this holds because no server test runs
+	// in parallel with another.
 	lent := 0
 	lentAnswers.Range(func(_, _ any) bool { lent++; return true })
 	if lent != 0 {
