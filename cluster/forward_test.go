@@ -275,6 +275,17 @@ func TestCloseHandsLeadershipOff(t *testing.T) {
 	if took := time.Since(start); took > 3*time.Second {
 		t.Fatalf("closing leader %s: %s led after %v, want a hand-off within 3s", l.id, nl.id, took)
 	}
+	// The other survivor forwards to the leader it last heard from, which
+	// may still be the closed one until the new leader's first append.
+	waitFor(t, "both survivors following "+nl.id, func() bool {
+		for _, pn := range fs {
+			li, ok := pn.n.currentLeader(pn.n.run.Load())
+			if !ok || li.id != nl.id {
+				return false
+			}
+		}
+		return true
+	})
 	for _, pn := range fs {
 		res := propose(t, pn.n, setStock("ROSE", "L1", 20, 2))
 		if res.Err != nil {

@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"flag"
 	"log/slog"
 	"sync"
 	"testing"
@@ -15,6 +16,8 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	startWatchdog()
 	goleak.VerifyTestMain(m)
 }
 
@@ -124,6 +127,15 @@ func waitApplied(t *testing.T, n *Node, what string, cond func() bool) {
 			t.Fatalf("waiting for %s: still false after %v", what, testDeadline)
 		}
 	}
+}
+
+// testCtx is t.Context() bounded by testDeadline, so a call that never
+// answers fails its test instead of stalling the package until go test's
+// timeout.
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), testDeadline)
+	t.Cleanup(cancel)
+	return ctx
 }
 
 func propose(t *testing.T, n *Node, cmd *logv1.Command) store.Result {

@@ -138,7 +138,7 @@ func TestLeaderCrashDuringWritesLosesNoAck(t *testing.T) {
 		rwg.Go(func() {
 			for i, a := range as {
 				mn := survivors[(w+i)%len(survivors)]
-				res, err := mn.node.Propose(t.Context(), a.cmd)
+				res, err := mn.node.Propose(testCtx(t), a.cmd)
 				if err != nil {
 					t.Errorf("retry %s via %s after the failover: %v", a.cmd.GetReserve().GetReservationId(), mn.id, err)
 					continue
@@ -182,7 +182,7 @@ func TestFollowerCatchesUpBySnapshot(t *testing.T) {
 		wg.Go(func() {
 			for i := range perWriter {
 				id := fmt.Sprintf("s%d-%02d", w, i)
-				res, err := l.node.Propose(t.Context(), reserve("web", id, "ROSE", 1, time.Hour))
+				res, err := l.node.Propose(testCtx(t), reserve("web", id, "ROSE", 1, time.Hour))
 				if err != nil || res.Err != nil {
 					t.Errorf("reserve %s with %s down: %v, refused %v; want a hold", id, f.id, err, res.Err)
 					return

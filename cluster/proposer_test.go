@@ -20,7 +20,7 @@ func reserveConcurrently(t *testing.T, n *Node, callers, perCaller int) {
 		wg.Go(func() {
 			for i := range perCaller {
 				id := fmt.Sprintf("c%d-%d", c, i)
-				res, err := n.Propose(t.Context(), reserve("web", id, "ROSE", 1, 0))
+				res, err := n.Propose(testCtx(t), reserve("web", id, "ROSE", 1, 0))
 				switch {
 				case err != nil:
 					errs <- fmt.Errorf("reserve %s: %w", id, err)
@@ -101,7 +101,7 @@ func TestProposeContext(t *testing.T) {
 		for c := range callers {
 			wg.Go(func() {
 				id := store.ReservationID(fmt.Sprintf("mixed-%d", c))
-				ctx := t.Context()
+				ctx := testCtx(t)
 				if c%2 == 1 {
 					var cancel context.CancelFunc
 					ctx, cancel = context.WithCancel(ctx)
