@@ -88,3 +88,72 @@ func TestDeposedLeaderNeverAppliesItsUncommittedEntry(t *testing.T) {
 		t.Fatal("no entry applied within 10s after the leader committed index 2")
 	}
 }
+
+// gateFSM's Apply of "block" says so on entered and waits for release.
+type gateFSM struct{ entered, release chan struct{} }
+
+func (f *gateFSM) Apply(l *raft.Log) any {
+	if string(l.Data) == "block" {
+		f.entered <- struct{}{}
+		<-f.release
+	}
+	return nil
+}
+func (f *gateFSM) Snapshot() (raft.FSMSnapshot, error) { return nil, io.ErrUnexpectedEOF }
+func (f *gateFSM) Restore(io.ReadCloser) error         { return io.ErrUnexpectedEOF }
+
+// TestApplyFutureAnswersOnShutdown pins the second patch (PATCHED.md,
+// upstream issue hashicorp/raft#498). An entry is committed and queued for
+// the FSM while the FSM is busy; raft shuts down; the FSM goroutine then
+// picks shutdown over the queued entry about half the time, and upstream
+// never answers that entry's future: a proposer waiting on it, and so
+// Node.Close, waited forever. Twenty rounds: upstream hangs in one with
+// odds of 1 - 2^-20.
+func TestApplyFutureAnswersOnShutdown(t *testing.T) {
+	for round := range 20 {
+		logs := raft.NewInmemStore()
+		snaps := raft.NewInmemSnapshotStore()
+		addr, tr := raft.NewInmemTransport("")
+		cfg := raft.DefaultConfig()
+		cfg.LocalID = "n"
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 50*time.Millisecond, 50*time.Millisecond, 50*time.Millisecond
+		cfg.Logger = hclog.NewNullLogger()
+		conf := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: "n", Address: addr}}}
+		if err := raft.BootstrapCluster(cfg, logs, logs, snaps, tr, conf); err != nil {
+			t.Fatal(err)
+		}
+		fsm := &gateFSM{entered: make(chan struct{}), release: make(chan struct{})}
+		r, err := raft.NewRaft(cfg, fsm, logs, logs, snaps, tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the single node leads", func() bool { return r.State() == raft.Leader })
+		busy := r.Apply([]byte("block"), time.Second)
+		select {
+		case <-fsm.entered:
+		case <-time.After(testDeadline):
+			t.Fatalf("round %d: the FSM never started applying the first entry", round)
+		}
+		queued := r.Apply([]byte("queued"), time.Second)
+		waitFor(t, "the second entry queued for the FSM", func() bool { return r.Stats()["fsm_pending"] == "1" })
+		shut := r.Shutdown()
+		close(fsm.release)
+
+		answered := make(chan error, 1)
+		go func() { answered <- queued.Error() }()
+		select {
+		case err := <-answered:
+			if err != nil && err != raft.ErrRaftShutdown {
+				t.Fatalf("round %d: queued entry: %v, want nil or %v", round, err, raft.ErrRaftShutdown)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("round %d: the future of an entry queued for the FSM at shutdown is unanswered after 5s", round)
+		}
+		if err := busy.Error(); err != nil && err != raft.ErrRaftShutdown {
+			t.Fatalf("round %d: first entry: %v", round, err)
+		}
+		if err := shut.Error(); err != nil {
+			t.Fatalf("round %d: Shutdown: %v", round, err)
+		}
+	}
+}

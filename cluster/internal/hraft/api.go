@@ -888,6 +888,9 @@ func (r *Raft) ApplyLog(log Log, timeout time.Duration) ApplyFuture {
 		},
 	}
 	logFuture.init()
+	// stockd patch (PATCHED.md): a committed entry queued for the FSM when
+	// runFSM exits on shutdown is never answered; Error must not wait forever.
+	logFuture.ShutdownCh = r.shutdownCh
 
 	select {
 	case <-timer:
@@ -914,6 +917,7 @@ func (r *Raft) Barrier(timeout time.Duration) Future {
 	// Create a log future, no index or term yet
 	logFuture := &logFuture{log: Log{Type: LogBarrier}}
 	logFuture.init()
+	logFuture.ShutdownCh = r.shutdownCh // stockd patch, as in ApplyLog
 
 	select {
 	case <-timer:
