@@ -378,8 +378,18 @@ func ServerOptionsFor(cfg ChainConfig) []grpc.ServerOption {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
+		// Reused handler goroutines keep the stacks they grew. A fresh
+		// goroutine per call starts at 8 KiB and copies its stack as a
+		// write goes through the chain, the store and (on a follower) the
+		// forwarding call: 7.6% of a follower's CPU under checkout. Calls
+		// beyond the workers still get goroutines of their own.
+		grpc.NumStreamWorkers(streamWorkers),
 	}
 }
+
+// streamWorkers is how many goroutines serve calls: enough for every
+// caller of a 64-caller benchmark plus what followers forward to a leader.
+const streamWorkers = 128
 
 // interceptors returns the unary and stream chains, outermost first.
 func interceptors(logger *slog.Logger, a *Authenticator, gm *grpcprom.ServerMetrics) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {

@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -34,6 +35,13 @@ import (
 )
 
 func main() {
+	if os.Getenv("GOGC") == "" {
+		// The harness shares the machine with the nodes it measures: its
+		// collector's CPU is taken from them. Its heap is small (histograms,
+		// the ledger), so collecting at 5x instead of 2x costs little memory
+		// and cut its GC share of the client's CPU from 17% (checkout).
+		debug.SetGCPercent(400)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

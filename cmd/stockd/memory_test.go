@@ -13,6 +13,7 @@ func TestMemoryLimit(t *testing.T) {
 	}{
 		{0, 2, memoryFloorBytes},
 		{50 << 20, 2, memoryFloorBytes},        // 100 MiB is under the floor
+		{100 << 20, 1.5, memoryFloorBytes},     // so is 150 MiB (the checkout benchmark's state)
 		{145 << 20, 2, 290 << 20},              // a million counters' live state
 		{1 << 30, 1.5, 3 << 29},                // 1.5 GiB
 		{math.MaxUint64 / 2, 2, math.MaxInt64}, // no overflow
