@@ -39,7 +39,7 @@ func main() {
 		// The harness shares the machine with the nodes it measures: its
 		// collector's CPU is taken from them. Its heap is small (histograms,
 		// the ledger), so collecting at 5x instead of 2x costs little memory
-		// and cut its GC share of the client's CPU from 17% (checkout).
+		// and cut its collector's CPU in a 30 s checkout run from 2.2 s to 0.7 s.
 		debug.SetGCPercent(400)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
