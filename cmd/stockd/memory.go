@@ -13,7 +13,7 @@ import (
 // under it, GOGC alone sets the pace (a small state keeps GOGC=400's cheap
 // collections). At 128 MiB the checkout benchmark's leader (300,000
 // counters and the holds of a run, ~115 MB live) collected twice a second
-// and the collector took 36-40% of every node's CPU; at 192 MiB, 20-26%. A
+// and the collector took 36-40% of every node's CPU; at 192 MiB, 18-29%. A
 // million counters (126-143 MiB live) are above it either way: the ratio,
 // not the floor, keeps them under 256 B each.
 const memoryFloorBytes = 192 << 20
