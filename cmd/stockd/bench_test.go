@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -143,11 +142,10 @@ func reportLatency(b *testing.B, lat [][]time.Duration) {
 	for _, l := range lat {
 		all = append(all, l...)
 	}
-	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
 	if len(all) > 0 {
-		b.ReportMetric(float64(all[len(all)*50/100].Microseconds()), "p50-µs")
-		b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
+		b.ReportMetric(float64(percentile(all, 50).Microseconds()), "p50-µs")
+		b.ReportMetric(float64(percentile(all, 99).Microseconds()), "p99-µs")
 	}
 }
 
