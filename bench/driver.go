@@ -82,10 +82,14 @@ type ScenarioResult struct {
 	Total   OpResult   `json:"total"`
 	// FloorRatio is Total.OpsPerSec over the floor scenario's in the same
 	// run (0 when no floor ran).
-	FloorRatio float64      `json:"floor_ratio,omitempty"`
-	Series     []Point      `json:"series,omitempty"`
-	Verify     VerifyResult `json:"verify"`
-	Figures    []Figure     `json:"figures,omitempty"`
+	FloorRatio float64 `json:"floor_ratio,omitempty"`
+	// Writes says where the scenario's reservation writes went (--writes):
+	// "leader ADDR", or "any node" (with the reason when leader was asked
+	// for). Empty for scenarios that reserve nothing.
+	Writes  string       `json:"writes,omitempty"`
+	Series  []Point      `json:"series,omitempty"`
+	Verify  VerifyResult `json:"verify"`
+	Figures []Figure     `json:"figures,omitempty"`
 }
 
 // Failed reports whether the scenario failed (not skipped): its setup or run
@@ -112,6 +116,12 @@ func RunScenario(ctx context.Context, sc Scenario, env *Env, cfg RunConfig) Scen
 	res := ScenarioResult{Name: sc.Name(), Concurrency: env.Opts.Concurrency}
 	if cfg.Interval <= 0 {
 		cfg.Interval = time.Second
+	}
+	if _, ok := sc.(reservationWriter); ok {
+		res.Writes = "any node"
+		if w := findLeader(ctx, env); w != "" {
+			res.Writes = w
+		}
 	}
 	if err := sc.Setup(ctx, env); err != nil {
 		if u, ok := errors.AsType[Unavailable](err); ok {

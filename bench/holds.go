@@ -19,6 +19,14 @@ import (
 // a holdBook; and the verification that reads the cluster back and runs
 // checkLedger.
 
+// reservationWriter marks the scenarios that reserve through this file's
+// reserve and finish, whose writes --writes routes.
+type reservationWriter interface{ reservationWrites() }
+
+func (*Checkout) reservationWrites()  {}
+func (*FlashSale) reservationWrites() {}
+func (*PeakDay) reservationWrites()   {}
+
 // Hold TTLs: long enough that a kept or confirmed hold never expires during
 // a run, and the shortest stockd accepts for holds left to expire.
 const (
@@ -34,7 +42,7 @@ const callTimeout = 10 * time.Second
 // hold as the client knows it (fate not yet acted on).
 func reserve(ctx context.Context, env *Env, w int, channel, id string, lines []*stockdv1.ReserveLine, ttl time.Duration, fate holdFate, rec Recorder) *hold {
 	h := &hold{id: id, lines: lines, ttl: ttl, fate: fate}
-	inv := stockdv1.NewInventoryClient(env.Conn(w))
+	inv := stockdv1.NewInventoryClient(env.WriteConn(w))
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	start := time.Now()
@@ -59,7 +67,7 @@ func finish(ctx context.Context, env *Env, w int, channel string, h *hold, rec R
 	if h.outcome != reserveAcked || (h.fate != fateConfirm && h.fate != fateRelease) {
 		return
 	}
-	inv := stockdv1.NewInventoryClient(env.Conn(w))
+	inv := stockdv1.NewInventoryClient(env.WriteConn(w))
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	start := time.Now()

@@ -58,6 +58,8 @@ type ReportOptions struct {
 	Locations   int     `json:"locations"`
 	Batches     []int   `json:"batches,omitempty"`
 	View        string  `json:"view,omitempty"`
+	// Writes is --writes: "leader" or "any".
+	Writes string `json:"writes,omitempty"`
 }
 
 // ThisMachine describes the machine stockbench runs on.
@@ -188,6 +190,9 @@ func (r *Report) summaryLines() []string {
 		parts = append(parts, fmt.Sprintf("%s loop, %d workers", s.Mode, s.Concurrency))
 		if s.Mode == ModeOpen {
 			parts = append(parts, fmt.Sprintf("rate %.0f/s, dropped %d", s.Rate, s.Dropped))
+		}
+		if s.Writes != "" {
+			parts = append(parts, "writes to "+s.Writes)
 		}
 		for _, f := range s.Figures {
 			parts = append(parts, fmt.Sprintf("%s %s", f.Name, formatFigure(f)))

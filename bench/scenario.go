@@ -9,6 +9,7 @@ import (
 	"context"
 	"log/slog"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -44,6 +45,13 @@ type Options struct {
 	// per-location breakdown; --view full) instead of BASIC, what a
 	// storefront shows.
 	FullView bool
+	// WritesToLeader sends reservation writes (reserve, confirm, release)
+	// to the node that leads when the scenario starts (--writes leader)
+	// instead of spreading them over every node as reads are (--writes
+	// any). A follower forwards every write to the leader, so spreading
+	// them costs a second gRPC hop; routing them is what a client that
+	// knows the leader does.
+	WritesToLeader bool
 }
 
 // Env is what a scenario runs against.
@@ -53,14 +61,30 @@ type Env struct {
 	Conns []*grpc.ClientConn
 	Opts  Options
 	Log   *slog.Logger
+	// Addrs are the addresses Conns were dialled, in the same order; they
+	// tell which connection reaches the leader. Nil: writes go where reads go.
+	Addrs []string
 	// DialOptions are what Conns were dialled with (TLS, tokens); a
 	// scenario that opens a connection of its own uses them too. Nil:
 	// plaintext.
 	DialOptions []grpc.DialOption
+
+	// leader is 1 + the index in Conns of the leader found by findLeader;
+	// 0 while writes are spread over every node.
+	leader atomic.Int32
 }
 
 // Conn is worker w's connection.
 func (e *Env) Conn(w int) *grpc.ClientConn { return e.Conns[w%len(e.Conns)] }
+
+// WriteConn is the connection worker w sends reservation writes on: the
+// leader's once findLeader found it, otherwise Conn(w).
+func (e *Env) WriteConn(w int) *grpc.ClientConn {
+	if i := e.leader.Load(); i > 0 {
+		return e.Conns[i-1]
+	}
+	return e.Conn(w)
+}
 
 // Scenario is one load shape. The driver calls Setup once, then Do from
 // Options.Concurrency workers (closed loop: back to back; open loop: at a

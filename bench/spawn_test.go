@@ -5,12 +5,15 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/stockd/stockd/api/stockdv1"
 )
 
 func TestSpawnStartsAndTearsDownANode(t *testing.T) {
@@ -66,5 +69,19 @@ func TestSpawnThreeNodesAllServe(t *testing.T) {
 		if err != nil || h.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 			t.Errorf("health of %s: got %v, %v, want SERVING", a, h.GetStatus(), err)
 		}
+	}
+
+	// --writes leader finds the node that leads among the spawned ones.
+	env := scenarioTestEnv(t, c, Options{WritesToLeader: true})
+	env.Addrs = addrs
+	ctx := testContext(t, 30*time.Second)
+	got := findLeader(ctx, env)
+	i := slices.IndexFunc(addrs, func(a string) bool { return got == "leader "+a })
+	if i < 0 {
+		t.Fatalf("findLeader on a spawned 3-node cluster: got %q, want \"leader \" and one of %v", got, addrs)
+	}
+	st, err := stockdv1.NewClusterClient(env.WriteConn(0)).Status(ctx, &stockdv1.StatusRequest{})
+	if err != nil || st.GetLeaderId() != st.GetNodeId() {
+		t.Errorf("the node writes go to (%s) answers Status: leader %q, itself %q, %v; want itself", addrs[i], st.GetLeaderId(), st.GetNodeId(), err)
 	}
 }

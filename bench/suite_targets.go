@@ -117,8 +117,9 @@ func (r *SuiteResults) checkout() TargetCheck {
 	if total == nil {
 		return tc.notMeasured(why)
 	}
-	writes := writesPerSec(rep.Scenario("checkout"))
-	tc.Measured = fmt.Sprintf("%s writes/s (reserve, confirm, release answered OK), p99 %.3f ms", thousands(writes), total.P99Ms)
+	sc := rep.Scenario("checkout")
+	writes := writesPerSec(sc)
+	tc.Measured = fmt.Sprintf("%s writes/s (reserve, confirm, release answered OK, sent to %s), p99 %.3f ms", thousands(writes), sc.Writes, total.P99Ms)
 	return tc.judge(writes >= checkoutWritesPerSecMin && total.P99Ms < checkoutP99MsBelow)
 }
 

@@ -92,6 +92,7 @@ type config struct {
 	locations    int
 	batches      []int
 	view         string // storefront's view: basic or full
+	writes       string // where reservation writes go: leader or any
 	cpuProfile   string
 	backfillRows int
 	jsonPath     string
@@ -125,6 +126,7 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.locations, "locations", 3, "locations every SKU is stocked at")
 	fs.StringVar(&batches, "batch", "1", "storefront: SKUs per GetAvailability, comma-separated sizes (1,20,100) mixed at random")
 	fs.StringVar(&c.view, "view", "basic", "storefront: the GetAvailability view, basic (the figure a storefront shows) or full (with the per-location breakdown)")
+	fs.StringVar(&c.writes, "writes", "leader", "checkout, flash-sale, peak-day: send reserve, confirm and release to the leader (found with Cluster.Status when the run starts) or to any node, spread like reads (followers forward them)")
 	fs.IntVar(&c.backfillRows, "backfill-rows", 1_000_000, "backfill: rows (counters) in the generation it loads")
 	fs.StringVar(&c.jsonPath, "json", "", "write the report as JSON to this file")
 	fs.StringVar(&c.plotPath, "plot", "", "draw latency and throughput over time into this .svg or .png file")
@@ -192,6 +194,9 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 	}
 	if c.view != "basic" && c.view != "full" {
 		return nil, usageError{fmt.Sprintf("--view: want basic or full, got %q", c.view)}
+	}
+	if c.writes != "leader" && c.writes != "any" {
+		return nil, usageError{fmt.Sprintf("--writes: want leader or any, got %q", c.writes)}
 	}
 	return c, nil
 }
@@ -347,15 +352,18 @@ func measureOn(ctx context.Context, t *target, c *config, command []string, stde
 		Options: bench.ReportOptions{
 			Concurrency: c.concurrency, Rate: c.rate, DurationS: c.duration.Seconds(), WarmupS: c.warmup.Seconds(),
 			Seed: c.seed, Catalog: c.catalog, Locations: c.locations, Batches: c.batches, View: c.view,
+			Writes: c.writes,
 		},
 	}
 	env := &bench.Env{
 		Conns:       t.conns,
+		Addrs:       t.info.Addrs,
 		DialOptions: t.dialOpts,
 		Log:         slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Opts: bench.Options{
 			SKUs: c.catalog, Locations: c.locations, Seed: c.seed,
 			Concurrency: c.concurrency, Duration: c.duration, Batches: c.batches, FullView: c.view == "full",
+			WritesToLeader: c.writes == "leader",
 		},
 	}
 	cfg := bench.RunConfig{Rate: c.rate, Warmup: c.warmup}

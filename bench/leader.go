@@ -1,0 +1,64 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/stockd/stockd/api/stockdv1"
+)
+
+// findLeader points WriteConn at the leader when Options.WritesToLeader asks
+// for it and there is more than one node: it asks the nodes in turn who leads
+// (Cluster.Status) and looks the leader's gRPC address up in Addrs. It returns
+// where writes go, for the report: "leader ADDR", or "any node" with the
+// reason when it could not route them (the nodes do not say, or the leader
+// was dialled under another name); the run goes on either way, since every
+// node forwards writes. The leader found at the start stays the target: if
+// leadership moves, the old leader forwards.
+func findLeader(ctx context.Context, env *Env) string {
+	env.leader.Store(0)
+	if !env.Opts.WritesToLeader || len(env.Conns) < 2 {
+		return ""
+	}
+	var last error
+	for i, conn := range env.Conns {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		st, err := stockdv1.NewClusterClient(conn).Status(cctx, &stockdv1.StatusRequest{})
+		cancel()
+		if err != nil {
+			last = fmt.Errorf("ask %s: %w", addrAt(env, i), err)
+			continue
+		}
+		addr := leaderGRPCAddr(st)
+		if addr == "" {
+			last = fmt.Errorf("%s knows no leader", addrAt(env, i))
+			continue
+		}
+		j := slices.Index(env.Addrs, addr)
+		if j < 0 {
+			return fmt.Sprintf("any node (leader %s is not one of the addresses dialled)", addr)
+		}
+		env.leader.Store(int32(j + 1))
+		return "leader " + addr
+	}
+	return fmt.Sprintf("any node (no leader found: %v)", last)
+}
+
+// leaderGRPCAddr is the gRPC address of the member st names as leader, or "".
+func leaderGRPCAddr(st *stockdv1.StatusResponse) string {
+	for _, m := range st.GetMembers() {
+		if m.GetNodeId() == st.GetLeaderId() && st.GetLeaderId() != "" {
+			return m.GetGrpcAddr()
+		}
+	}
+	return ""
+}
+
+func addrAt(env *Env, i int) string {
+	if i < len(env.Addrs) {
+		return env.Addrs[i]
+	}
+	return fmt.Sprintf("node %d", i+1)
+}
