@@ -468,6 +468,22 @@ func (n *Node) Leader() string {
 	return string(addr)
 }
 
+// LeaderGRPCAddr returns the gRPC address of the leader when another node
+// leads and its address is known; "" when this node leads, none is known,
+// or the node is not running. A follower's server hands it to clients with
+// the writes it forwarded, so they can send their next ones there.
+func (n *Node) LeaderGRPCAddr() string {
+	rn := n.run.Load()
+	if rn == nil {
+		return ""
+	}
+	li, ok := n.currentLeader(rn)
+	if !ok || li.self {
+		return ""
+	}
+	return li.grpcAddr
+}
+
 // RaftAddr returns the address raft listens on and advertises (with port 0
 // resolved), or "" if the node is not running.
 func (n *Node) RaftAddr() string {

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
@@ -250,10 +251,36 @@ func (s *Server) propose(ctx context.Context, cmd *logv1.Command) (store.Result,
 	if err != nil {
 		return store.Result{}, err
 	}
+	s.hintLeader(ctx)
 	if res.Err != nil {
 		return res, res.Err
 	}
 	return res, nil
+}
+
+// LeaderHeader is the response header a follower puts on a write it
+// forwarded: the leader's gRPC address, so a client that also talks to the
+// leader can send its next writes there and skip the hop (api/client does).
+const LeaderHeader = "stockd-leader"
+
+// leaderHinter is a Proposer that forwards writes to another node
+// (cluster.Node): LeaderGRPCAddr is that node's address, "" when the
+// proposer itself leads or knows no leader.
+type leaderHinter interface {
+	LeaderGRPCAddr() string
+}
+
+// hintLeader sets LeaderHeader on the call when the proposer forwarded its
+// write. A stream whose headers went out already keeps them (SetHeader fails
+// and the hint is dropped: it is advice, never needed).
+func (s *Server) hintLeader(ctx context.Context) {
+	h, ok := s.proposer.(leaderHinter)
+	if !ok {
+		return
+	}
+	if addr := h.LeaderGRPCAddr(); addr != "" {
+		_ = grpc.SetHeader(ctx, metadata.Pairs(LeaderHeader, addr))
+	}
 }
 
 // errReadLag: this node did not apply a read's min_revision (or read index)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/stockd/stockd/api/stockdv1"
 )
@@ -22,6 +24,10 @@ const (
 	DefaultBackoffBase = 50 * time.Millisecond
 	DefaultBackoffMax  = 1 * time.Second
 )
+
+// LeaderHeader is the response header in which a follower that forwarded a
+// write names the leader's gRPC address (the server's LeaderHeader).
+const LeaderHeader = "stockd-leader"
 
 // Config is what New needs. Only Addrs is required.
 type Config struct {
@@ -74,6 +80,14 @@ type Client struct {
 	backoffMax     time.Duration
 	// current is the index in conns the next call starts at.
 	current atomic.Uint64
+	// addrs are Config.Addrs, in conns' order.
+	addrs []string
+	// leader is 1 + the index in conns of the node a follower last named
+	// in LeaderHeader; 0 when none is known.
+	leader atomic.Uint64
+	// writes holds the methods (full names) that came back with
+	// LeaderHeader: writes, which go to leader while it is known.
+	writes sync.Map
 	// sleep pauses for d or until ctx ends (then returns ctx's error);
 	// tests replace it to observe the pauses.
 	sleep func(ctx context.Context, d time.Duration) error
@@ -123,6 +137,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("client: Config.BackoffMax %v is below BackoffBase %v", c.backoffMax, c.backoffBase)
 	}
 	c.cc = retrying{c: c}
+	c.addrs = slices.Clone(cfg.Addrs)
 
 	tc := cfg.TransportCredentials
 	if tc == nil {
@@ -194,10 +209,20 @@ func (r retrying) Invoke(ctx context.Context, method string, req, reply any, opt
 	}
 	n := uint64(len(c.conns))
 	at := c.current.Load() % n
+	leader := c.leaderFor(method)
+	if leader > 0 {
+		at = leader - 1
+	}
 	for attempt := 1; ; attempt++ {
 		err := c.attempt(ctx, at, method, req, reply, opts)
 		if err == nil || Classify(err) != RetrySameID || attempt >= c.maxAttempts || ctx.Err() != nil {
 			return err
+		}
+		if leader > 0 {
+			// The leader it was told of failed: forget it (unless another
+			// call has learnt a newer one) and go round the addresses.
+			c.leader.CompareAndSwap(leader, 0)
+			leader = 0
 		}
 		// Move on; a concurrent call that already moved past at wins.
 		next := (at + 1) % n
@@ -223,7 +248,35 @@ func (c *Client) attempt(ctx context.Context, at uint64, method string, req, rep
 		ctx, cancel = context.WithTimeout(ctx, c.attemptTimeout)
 		defer cancel()
 	}
-	return c.conns[at].Invoke(ctx, method, req, reply, opts...)
+	var md metadata.MD
+	err := c.conns[at].Invoke(ctx, method, req, reply, append(opts, grpc.Header(&md))...)
+	c.noteLeader(method, md)
+	return err
+}
+
+// leaderFor is 1 + the index of the leader's connection when method is a
+// write and a follower has named the leader; 0 otherwise.
+func (c *Client) leaderFor(method string) uint64 {
+	if _, ok := c.writes.Load(method); !ok {
+		return 0
+	}
+	return c.leader.Load()
+}
+
+// noteLeader learns from a follower's answer (LeaderHeader) that method is
+// a write and which of the configured nodes leads. A leader that is not one
+// of Config.Addrs is not dialled: the follower keeps forwarding.
+func (c *Client) noteLeader(method string, md metadata.MD) {
+	v := md.Get(LeaderHeader)
+	if len(v) == 0 {
+		return
+	}
+	if i := slices.Index(c.addrs, v[0]); i >= 0 {
+		if _, ok := c.writes.Load(method); !ok {
+			c.writes.Store(method, struct{}{})
+		}
+		c.leader.Store(uint64(i) + 1)
+	}
 }
 
 // NewStream opens a stream on the current address: no default deadline (a

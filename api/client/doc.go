@@ -24,6 +24,12 @@
 //     retryable code, so later calls go there too. Any node serves reads
 //     and forwards writes to the leader, so which node a call reaches does
 //     not matter for correctness.
+//   - Writes to the leader: a follower that forwarded a write names the
+//     leader in the LeaderHeader response header. When that is one of
+//     Config.Addrs, the Client sends its later calls of that method (a
+//     write: Reserve, Confirm, SetStock...) straight there, which saves the
+//     follower's hop; reads stay where they were. A retryable failure on the
+//     leader makes it forget the leader until a follower names one again.
 //
 // Streams (ReserveStream, Watch, PushStock, Backfill, PullOrders,
 // ExportStock, SaveSnapshot) are opened on the current address with neither

@@ -30,6 +30,7 @@ type fakeNode struct {
 	// deadlines holds each call's remaining time at arrival, -1 for none.
 	deadlines []time.Duration
 	watches   int
+	reads     int
 }
 
 func (f *fakeNode) Reserve(ctx context.Context, req *stockdv1.ReserveRequest) (*stockdv1.ReserveResponse, error) {
@@ -159,4 +160,18 @@ func reserveRequest(id string) *stockdv1.ReserveRequest {
 		ReservationId: id,
 		Lines:         []*stockdv1.ReserveLine{{Sku: "ROSE", Quantity: 3}},
 	}
+}
+
+// GetAvailability counts the read and answers an empty availability.
+func (f *fakeNode) GetAvailability(context.Context, *stockdv1.GetAvailabilityRequest) (*stockdv1.GetAvailabilityResponse, error) {
+	f.mu.Lock()
+	f.reads++
+	f.mu.Unlock()
+	return &stockdv1.GetAvailabilityResponse{}, nil
+}
+
+func (f *fakeNode) readCalls() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.reads
 }
