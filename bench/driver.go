@@ -151,6 +151,9 @@ func RunScenario(ctx context.Context, sc Scenario, env *Env, cfg RunConfig) Scen
 		elapsed = closedLoop(ctx, sc, env, rec, cfg)
 	}
 	res.Series = stopProgress()
+	if res.Writes != "" {
+		res.Writes = env.leaderLearnt(res.Writes)
+	}
 	res.WarmupS = cfg.Warmup.Seconds()
 	if res.Mode == ModeRunner {
 		res.WarmupS = 0

@@ -7,7 +7,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -45,9 +47,20 @@ func reserve(ctx context.Context, env *Env, w int, channel, id string, lines []*
 	inv := stockdv1.NewInventoryClient(env.WriteConn(w))
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
+	var (
+		md   metadata.MD
+		opts []grpc.CallOption
+	)
+	learn := env.learningLeader()
+	if learn {
+		opts = append(opts, grpc.Header(&md))
+	}
 	start := time.Now()
-	resp, err := inv.Reserve(cctx, &stockdv1.ReserveRequest{Channel: channel, ReservationId: id, Lines: lines, Ttl: durationpb.New(ttl)})
+	resp, err := inv.Reserve(cctx, &stockdv1.ReserveRequest{Channel: channel, ReservationId: id, Lines: lines, Ttl: durationpb.New(ttl)}, opts...)
 	rec.Record("reserve", time.Since(start), err)
+	if learn {
+		env.noteLeader(md)
+	}
 	h.expiresBy = start.Add(ttl)
 	switch {
 	case err == nil:

@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
+
+	"google.golang.org/grpc/metadata"
 
 	"github.com/stockd/stockd/api/stockdv1"
 )
@@ -44,6 +47,38 @@ func findLeader(ctx context.Context, env *Env) string {
 		return "leader " + addr
 	}
 	return fmt.Sprintf("any node (no leader found: %v)", last)
+}
+
+// leaderHeader is the response header in which a follower that forwarded a
+// write names the leader's gRPC address (server.LeaderHeader; bench imports
+// no server package).
+const leaderHeader = "stockd-leader"
+
+// learningLeader reports whether writes should go to the leader but
+// findLeader did not find it: reserve then reads the leader from the
+// answers' leaderHeader (a token that may not call Cluster.Status still
+// gets it).
+func (e *Env) learningLeader() bool {
+	return e.Opts.WritesToLeader && len(e.Conns) > 1 && e.leader.Load() == 0
+}
+
+// noteLeader points WriteConn at the node md's leaderHeader names, when it
+// is one of Addrs.
+func (e *Env) noteLeader(md metadata.MD) {
+	if v := md.Get(leaderHeader); len(v) > 0 {
+		if j := slices.Index(e.Addrs, v[0]); j >= 0 {
+			e.leader.CompareAndSwap(0, int32(j+1))
+		}
+	}
+}
+
+// leaderLearnt is what RunScenario adds to the result's Writes when reserve
+// learnt the leader from a follower's answer during the run.
+func (e *Env) leaderLearnt(before string) string {
+	if i := e.leader.Load(); i > 0 && strings.HasPrefix(before, "any node") {
+		return fmt.Sprintf("%s until a follower named the leader, then leader %s", before, addrAt(e, int(i-1)))
+	}
+	return before
 }
 
 // leaderGRPCAddr is the gRPC address of the member st names as leader, or "".

@@ -46,7 +46,8 @@ type Options struct {
 	// storefront shows.
 	FullView bool
 	// WritesToLeader sends reservation writes (reserve, confirm, release)
-	// to the node that leads when the scenario starts (--writes leader)
+	// to the node that leads when the scenario starts, or that a follower
+	// names when it forwards a reserve (--writes leader)
 	// instead of spreading them over every node as reads are (--writes
 	// any). A follower forwards every write to the leader, so spreading
 	// them costs a second gRPC hop; routing them is what a client that

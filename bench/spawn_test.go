@@ -84,4 +84,24 @@ func TestSpawnThreeNodesAllServe(t *testing.T) {
 	if err != nil || st.GetLeaderId() != st.GetNodeId() {
 		t.Errorf("the node writes go to (%s) answers Status: leader %q, itself %q, %v; want itself", addrs[i], st.GetLeaderId(), st.GetNodeId(), err)
 	}
+
+	// Without Status (a token that may not call it), a reserve a follower
+	// forwarded names the leader, and later writes go there.
+	learner := scenarioTestEnv(t, c, Options{WritesToLeader: true})
+	learner.Addrs = addrs
+	if err := loadCatalog(ctx, learner, "learn", []string{"L-1"}, benchLocations(1), 100, 1, newERPBook()); err != nil {
+		t.Fatal(err)
+	}
+	follower := (i + 1) % 3
+	rec := newTallyRecorder()
+	h := reserve(ctx, learner, follower, "learn", "learn-1", []*stockdv1.ReserveLine{{Sku: "L-1", Quantity: 1}}, longTTL, fateKeep, rec)
+	if h.outcome != reserveAcked {
+		t.Fatalf("reserve through follower %s: got outcome %v (errors %v), want acknowledged", addrs[follower], h.outcome, rec.errorsOf())
+	}
+	if learner.WriteConn(follower) != learner.Conns[i] {
+		t.Errorf("after a reserve the follower %s forwarded: writes do not go to the leader %s", addrs[follower], addrs[i])
+	}
+	if got, want := learner.leaderLearnt("any node"), "any node until a follower named the leader, then leader "+addrs[i]; got != want {
+		t.Errorf("writes label: got %q, want %q", got, want)
+	}
 }
