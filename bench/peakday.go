@@ -116,7 +116,7 @@ func (p *PeakDay) count(ctx context.Context, env *Env, w int, rnd *rand.Rand, re
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	start := time.Now()
-	resp, err := stockdv1.NewErpClient(env.Conn(w)).SetStock(cctx, &stockdv1.SetStockRequest{Rows: rows})
+	resp, err := stockdv1.NewErpClient(env.WriteConn(w)).SetStock(cctx, &stockdv1.SetStockRequest{Rows: rows})
 	d := time.Since(start)
 	if err == nil && len(resp.GetRows()) != len(rows) {
 		err = fmt.Errorf("set stock: sent %d rows, got %d answers", len(rows), len(resp.GetRows()))

@@ -45,8 +45,8 @@ type Options struct {
 	// per-location breakdown; --view full) instead of BASIC, what a
 	// storefront shows.
 	FullView bool
-	// WritesToLeader sends reservation writes (reserve, confirm, release)
-	// to the node that leads when the scenario starts, or that a follower
+	// WritesToLeader sends reservation writes (reserve, confirm, release;
+	// peak-day's SetStock too) to the node that leads when the scenario starts, or that a follower
 	// names when it forwards a reserve (--writes leader)
 	// instead of spreading them over every node as reads are (--writes
 	// any). A follower forwards every write to the leader, so spreading

@@ -126,7 +126,7 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.locations, "locations", 3, "locations every SKU is stocked at")
 	fs.StringVar(&batches, "batch", "1", "storefront: SKUs per GetAvailability, comma-separated sizes (1,20,100) mixed at random")
 	fs.StringVar(&c.view, "view", "basic", "storefront: the GetAvailability view, basic (the figure a storefront shows) or full (with the per-location breakdown)")
-	fs.StringVar(&c.writes, "writes", "leader", "checkout, flash-sale, peak-day: send reserve, confirm and release to the leader (found with Cluster.Status when the run starts, or from the stockd-leader header of a write a follower forwarded) or to any node, spread like reads (followers forward them)")
+	fs.StringVar(&c.writes, "writes", "leader", "checkout, flash-sale, peak-day: send reserve, confirm and release (and peak-day's set-stock) to the leader (found with Cluster.Status when the run starts, or from the stockd-leader header of a write a follower forwarded) or to any node, spread like reads (followers forward them)")
 	fs.IntVar(&c.backfillRows, "backfill-rows", 1_000_000, "backfill: rows (counters) in the generation it loads")
 	fs.StringVar(&c.jsonPath, "json", "", "write the report as JSON to this file")
 	fs.StringVar(&c.plotPath, "plot", "", "draw latency and throughput over time into this .svg or .png file")
