@@ -85,7 +85,7 @@ type ScenarioResult struct {
 	FloorRatio float64 `json:"floor_ratio,omitempty"`
 	// Writes says where the scenario's reservation writes went (--writes):
 	// "leader ADDR", or "any node" (with the reason when leader was asked
-	// for). Empty for scenarios that reserve nothing.
+	// for). Empty on one node and for scenarios that reserve nothing.
 	Writes  string       `json:"writes,omitempty"`
 	Series  []Point      `json:"series,omitempty"`
 	Verify  VerifyResult `json:"verify"`
@@ -118,10 +118,7 @@ func RunScenario(ctx context.Context, sc Scenario, env *Env, cfg RunConfig) Scen
 		cfg.Interval = time.Second
 	}
 	if _, ok := sc.(reservationWriter); ok {
-		res.Writes = "any node"
-		if w := findLeader(ctx, env); w != "" {
-			res.Writes = w
-		}
+		res.Writes = findLeader(ctx, env)
 	}
 	if err := sc.Setup(ctx, env); err != nil {
 		if u, ok := errors.AsType[Unavailable](err); ok {

@@ -89,21 +89,17 @@ func driveScenario(ctx context.Context, s Scenario, env *Env, rec Recorder) {
 	wg.Wait()
 }
 
-// testContext is a context that ends with the test or after limit.
-func testContext(t *testing.T, limit time.Duration) context.Context {
+// serveFake serves a gRPC server with the services register adds on
+// 127.0.0.1 until the test ends, and returns its address and a connection
+// to it (closed by t.Cleanup).
+func serveFake(t *testing.T, register func(*grpc.Server)) (string, *grpc.ClientConn) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), limit)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-func TestScenariosAreSkippedWhenTheServerLacksTheirRPC(t *testing.T) {
-	// A gRPC server with no service at all answers every call Unimplemented.
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := grpc.NewServer()
+	register(srv)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
 	t.Cleanup(func() {
@@ -117,6 +113,20 @@ func TestScenariosAreSkippedWhenTheServerLacksTheirRPC(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
+	return lis.Addr().String(), conn
+}
+
+// testContext is a context that ends with the test or after limit.
+func testContext(t *testing.T, limit time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestScenariosAreSkippedWhenTheServerLacksTheirRPC(t *testing.T) {
+	// A gRPC server with no service at all answers every call Unimplemented.
+	_, conn := serveFake(t, func(*grpc.Server) {})
 	env := &Env{Conns: []*grpc.ClientConn{conn}, Opts: Options{SKUs: 10, Locations: 1, Concurrency: 1, Duration: time.Second}}
 	ctx := testContext(t, 10*time.Second)
 	for _, s := range []Scenario{NewMarketplace(), NewERPStorm(), NewBackfill(), NewWatch()} {

@@ -249,7 +249,8 @@ func (c *Client) attempt(ctx context.Context, at uint64, method string, req, rep
 		defer cancel()
 	}
 	var md metadata.MD
-	err := c.conns[at].Invoke(ctx, method, req, reply, append(opts, grpc.Header(&md))...)
+	// A copy, so the caller's opts never see this attempt's Header option.
+	err := c.conns[at].Invoke(ctx, method, req, reply, append(opts[:len(opts):len(opts)], grpc.Header(&md))...)
 	c.noteLeader(method, md)
 	return err
 }
