@@ -81,17 +81,24 @@ func (n *Node) joinLocal(ctx context.Context, rn *running, nodeID, raftAddr, grp
 			member = true
 		}
 	}
+	// The record goes in before the node votes: a voter without one counts
+	// as feature version 1 (clusterFeatureVersion), so every newer command
+	// (an Extend, say) was refused FAILED_PRECONDITION between the two
+	// (found by the chaos test, re-adding a removed node under load).
+	rev := n.machine.AppliedIndex()
+	want := store.Node{ID: nodeID, RaftAddr: raftAddr, GRPCAddr: grpcAddr, FeatureVersion: featureVersion}
+	if rec, ok := n.machine.Node(nodeID); !ok || rec != want {
+		if rev, err = n.proposeMembership(ctx, rn, "join "+nodeID, cmd); err != nil {
+			return 0, err
+		}
+	}
 	if !member {
 		if err := rn.raft.AddVoter(raft.ServerID(nodeID), raft.ServerAddress(raftAddr), 0, membershipTimeout).Error(); err != nil {
 			return 0, translate("join "+nodeID+": add voter", err)
 		}
 		n.logger.Info("added voter", "node", nodeID, "raft_addr", raftAddr, "grpc_addr", grpcAddr)
 	}
-	want := store.Node{ID: nodeID, RaftAddr: raftAddr, GRPCAddr: grpcAddr, FeatureVersion: featureVersion}
-	if rec, ok := n.machine.Node(nodeID); ok && rec == want {
-		return n.machine.AppliedIndex(), nil
-	}
-	return n.proposeMembership(ctx, rn, "join "+nodeID, cmd)
+	return rev, nil
 }
 
 // Leave removes node nodeID from the voters and forgets its record (a

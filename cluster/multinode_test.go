@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/stockd/stockd/api/logv1"
 	"github.com/stockd/stockd/store"
 )
@@ -702,4 +704,45 @@ func TestPartitionedLeaderLosesNoAck(t *testing.T) {
 	}
 	c.waitConverged()
 	c.checkNoOversell(2 + 3 + 5)
+}
+
+// TestAJoiningNodeIsRecordedBeforeItVotes: Join proposes the node's record
+// (with its feature version) before raft makes it a voter. The other order
+// left a window where the cluster counted a voter without a record as
+// version 1 and refused every newer command (FAILED_PRECONDITION).
+func TestAJoiningNodeIsRecordedBeforeItVotes(t *testing.T) {
+	c := newMNCluster(t, 1, nil)
+	n1 := c.nodes[0]
+	c.add([]string{n1.cfg.GRPCAddr})
+	c.waitVoters(2)
+	l := c.leader()
+	ctx, cancel := context.WithTimeout(t.Context(), testDeadline)
+	defer cancel()
+	// A third voter that never starts: two of three still commit.
+	rev, err := l.node.Join(ctx, "n9", "127.0.0.1:9", "127.0.0.1:10", store.FeatureVersion)
+	if err != nil {
+		t.Fatalf("Join(n9): %v", err)
+	}
+	// The newest configuration entry in the leader's log is the one adding n9.
+	logs := l.node.run.Load().bolt
+	last, err := logs.LastIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfgIndex uint64
+	for i := last; i > 0 && cfgIndex == 0; i-- {
+		var e raft.Log
+		if err := logs.GetLog(i, &e); err != nil {
+			t.Fatalf("entry %d: %v", i, err)
+		}
+		if e.Type == raft.LogConfiguration {
+			cfgIndex = i
+		}
+	}
+	if got := uint64(rev); got >= cfgIndex {
+		t.Errorf("n9's record at index %d, the configuration that made it a voter at %d: want the record first", got, cfgIndex)
+	}
+	if got := l.node.ClusterFeatureVersion(); got != store.FeatureVersion {
+		t.Errorf("ClusterFeatureVersion after the join: got %d, want %d", got, store.FeatureVersion)
+	}
 }
