@@ -117,8 +117,10 @@ func RunScenario(ctx context.Context, sc Scenario, env *Env, cfg RunConfig) Scen
 	if cfg.Interval <= 0 {
 		cfg.Interval = time.Second
 	}
+	learning := false
 	if _, ok := sc.(reservationWriter); ok {
 		res.Writes = findLeader(ctx, env)
+		learning = env.learningLeader()
 	}
 	if err := sc.Setup(ctx, env); err != nil {
 		if u, ok := errors.AsType[Unavailable](err); ok {
@@ -148,8 +150,8 @@ func RunScenario(ctx context.Context, sc Scenario, env *Env, cfg RunConfig) Scen
 		elapsed = closedLoop(ctx, sc, env, rec, cfg)
 	}
 	res.Series = stopProgress()
-	if res.Writes != "" {
-		res.Writes = env.leaderLearnt(res.Writes)
+	if learning {
+		res.Writes += env.learntNote()
 	}
 	res.WarmupS = cfg.Warmup.Seconds()
 	if res.Mode == ModeRunner {

@@ -44,7 +44,6 @@ func fakeNodes(t *testing.T, n int, toLeader bool, reply func(addrs []string) (*
 		mu.Lock()
 		addrs = append(addrs, addr)
 		mu.Unlock()
-		env.Addrs = append(env.Addrs, addr)
 		env.Conns = append(env.Conns, conn)
 	}
 	return env
@@ -64,12 +63,13 @@ func ledBy(i int) func([]string) (*stockdv1.StatusResponse, error) {
 func TestFindLeaderRoutesWritesToTheLeader(t *testing.T) {
 	env := fakeNodes(t, 3, true, ledBy(1))
 	ctx := testContext(t, 10*time.Second)
-	if got, want := findLeader(ctx, env), "leader "+env.Addrs[1]; got != want {
+	leader := env.Conns[1].Target()
+	if got, want := findLeader(ctx, env), "leader "+leader; got != want {
 		t.Fatalf("findLeader: got %q, want %q", got, want)
 	}
 	for w := range 6 {
 		if env.WriteConn(w) != env.Conns[1] {
-			t.Errorf("WriteConn(%d): got another connection than the leader's (%s)", w, env.Addrs[1])
+			t.Errorf("WriteConn(%d): got another connection than the leader's (%s)", w, leader)
 		}
 		if env.Conn(w) != env.Conns[w%3] {
 			t.Errorf("Conn(%d): reads must still spread over every node", w)

@@ -46,12 +46,12 @@ type Options struct {
 	// storefront shows.
 	FullView bool
 	// WritesToLeader sends reservation writes (reserve, confirm, release;
-	// peak-day's SetStock too) to the node that leads when the scenario starts, or that a follower
-	// names when it forwards a reserve (--writes leader)
-	// instead of spreading them over every node as reads are (--writes
-	// any). A follower forwards every write to the leader, so spreading
-	// them costs a second gRPC hop; routing them is what a client that
-	// knows the leader does.
+	// peak-day's SetStock too) to the node that leads when the scenario
+	// starts, or that a follower names when it forwards a reserve (--writes
+	// leader), instead of spreading them over every node as reads are
+	// (--writes any). A follower forwards every write to the leader, so
+	// spreading them costs a second gRPC hop; routing them is what a client
+	// that knows the leader does.
 	WritesToLeader bool
 }
 
@@ -62,9 +62,6 @@ type Env struct {
 	Conns []*grpc.ClientConn
 	Opts  Options
 	Log   *slog.Logger
-	// Addrs are the addresses Conns were dialled, in the same order; they
-	// tell which connection reaches the leader. Nil: writes go where reads go.
-	Addrs []string
 	// DialOptions are what Conns were dialled with (TLS, tokens); a
 	// scenario that opens a connection of its own uses them too. Nil:
 	// plaintext.

@@ -73,7 +73,6 @@ func TestSpawnThreeNodesAllServe(t *testing.T) {
 
 	// --writes leader finds the node that leads among the spawned ones.
 	env := scenarioTestEnv(t, c, Options{WritesToLeader: true})
-	env.Addrs = addrs
 	ctx := testContext(t, 30*time.Second)
 	got := findLeader(ctx, env)
 	i := slices.IndexFunc(addrs, func(a string) bool { return got == "leader "+a })
@@ -88,7 +87,6 @@ func TestSpawnThreeNodesAllServe(t *testing.T) {
 	// Without Status (a token that may not call it), a reserve a follower
 	// forwarded names the leader, and later writes go there.
 	learner := scenarioTestEnv(t, c, Options{WritesToLeader: true})
-	learner.Addrs = addrs
 	if err := loadCatalog(ctx, learner, "learn", []string{"L-1"}, benchLocations(1), 100, 1, newERPBook()); err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +99,7 @@ func TestSpawnThreeNodesAllServe(t *testing.T) {
 	if learner.WriteConn(follower) != learner.Conns[i] {
 		t.Errorf("after a reserve the follower %s forwarded: writes do not go to the leader %s", addrs[follower], addrs[i])
 	}
-	if got, want := learner.leaderLearnt("any node"), "any node until a follower named the leader, then leader "+addrs[i]; got != want {
+	if got, want := learner.learntNote(), " until a follower named the leader, then leader "+addrs[i]; got != want {
 		t.Errorf("writes label: got %q, want %q", got, want)
 	}
 }

@@ -357,7 +357,6 @@ func measureOn(ctx context.Context, t *target, c *config, command []string, stde
 	}
 	env := &bench.Env{
 		Conns:       t.conns,
-		Addrs:       t.info.Addrs,
 		DialOptions: t.dialOpts,
 		Log:         slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Opts: bench.Options{
