@@ -389,8 +389,7 @@ func TestCorruptSnapshotFailsClosed(t *testing.T) {
 	want := corruptState(t, c)
 	waitFor(t, 20*time.Second, "two snapshots in "+dir, func() bool { return len(metas()) >= 2 })
 	p.stop()
-	ids := metas()
-	newest := filepath.Base(filepath.Dir(ids[len(ids)-1])) // ids sort by term, index, time
+	newest := newestSnapshot(t, metas())
 	half := func(_ *testing.T, b []byte) []byte { return b[:len(b)/2] }
 	mid := func(t *testing.T, b []byte) []byte { return flip(int64(len(b)/2))(t, b) }
 	for _, tc := range []struct {
@@ -409,6 +408,39 @@ func TestCorruptSnapshotFailsClosed(t *testing.T) {
 			mustRefuse: true, names: "snapshot", want: []string{"are missing"}, apply: func(*testing.T, []byte) []byte { return nil }}},
 	} {
 		t.Run(tc.d.name, func(t *testing.T) { runDamage(t, dir, tc.rel, tc.d, want, args...) })
+	}
+}
+
+// newestSnapshot names the snapshot folder with the highest term, index and
+// time among metas. Raft names them "term-index-millis"; the names do not sort
+// as strings ("2-8-…" sorts after "2-21-…"), so they are compared as numbers.
+func newestSnapshot(t *testing.T, metas []string) string {
+	t.Helper()
+	var newest string
+	var best [3]uint64
+	for _, m := range metas {
+		name := filepath.Base(filepath.Dir(m))
+		var k [3]uint64
+		if _, err := fmt.Sscanf(name, "%d-%d-%d", &k[0], &k[1], &k[2]); err != nil {
+			t.Fatalf("snapshot folder %q: %v, want term-index-millis", name, err)
+		}
+		if newest == "" || k[0] > best[0] || k[0] == best[0] && (k[1] > best[1] || k[1] == best[1] && k[2] > best[2]) {
+			newest, best = name, k
+		}
+	}
+	if newest == "" {
+		t.Fatal("snapshots: got none, want at least one")
+	}
+	return newest
+}
+
+// TestNewestSnapshotComparesNumbers: the first snapshot of
+// TestCorruptSnapshotFailsClosed can land at index 8 and the second at 21;
+// by string order it damaged the older one and wrongly saw a serving node.
+func TestNewestSnapshotComparesNumbers(t *testing.T) {
+	metas := []string{"s/2-21-100/meta.json", "s/2-8-200/meta.json", "s/1-99-300/meta.json", "s/2-21-99/meta.json"}
+	if got := newestSnapshot(t, metas); got != "2-21-100" {
+		t.Fatalf("newest of %v: got %s, want 2-21-100", metas, got)
 	}
 }
 
