@@ -36,7 +36,7 @@ test:
 test-short:
 	$(GO) test -count=1 -short ./...
 
-## bench: the stockbench suite (about 4 minutes) on spawned 1- and 3-node clusters;
+## bench: the stockbench suite (about 3 minutes) on spawned 1- and 3-node clusters;
 ## writes bench/RESULTS.md (targets met or not, every run's table) and the plots beside it
 bench:
 	$(GO) build -o bin/stockd ./cmd/stockd

@@ -52,12 +52,14 @@ type ReportOptions struct {
 	Concurrency int     `json:"concurrency"`
 	Rate        float64 `json:"rate,omitempty"`
 	DurationS   float64 `json:"duration_s"`
-	WarmupS     float64 `json:"warmup_s,omitempty"`
-	Seed        uint64  `json:"seed"`
-	Catalog     int     `json:"catalog"`
-	Locations   int     `json:"locations"`
-	Batches     []int   `json:"batches,omitempty"`
-	View        string  `json:"view,omitempty"`
+	// FloorDurationS is the floor's measured phase (--floor-duration).
+	FloorDurationS float64 `json:"floor_duration_s"`
+	WarmupS        float64 `json:"warmup_s,omitempty"`
+	Seed           uint64  `json:"seed"`
+	Catalog        int     `json:"catalog"`
+	Locations      int     `json:"locations"`
+	Batches        []int   `json:"batches,omitempty"`
+	View           string  `json:"view,omitempty"`
 	// Writes is --writes: "leader" or "any".
 	Writes string `json:"writes,omitempty"`
 }

@@ -30,7 +30,7 @@ func (r *SuiteResults) WriteMarkdown(w io.Writer) error {
 		p("- Backfill: %s rows.\n", thousands(float64(n)))
 	}
 	p("\nEvery run measures its floor first: `grpc.health.v1.Health/Check`, through the same interceptor chain, ")
-	p("on the same connections at the same concurrency and for the same duration. ")
+	p("on the same connections at the same concurrency, for %s (or the run's duration when shorter). ", suiteFloorDuration)
 	p("Ratios are to that floor, since absolute figures drift on a shared machine.\n\n")
 
 	p("## Targets\n\n")
@@ -72,13 +72,13 @@ func (r *SuiteResults) backfillRows() int {
 	return 0
 }
 
-// durationCell is a step's measured phases: floor and scenario for the
-// same time, except backfill, which loads its rows however long it takes.
+// durationCell is a step's measured phases: the floor's, then the
+// scenario's (backfill loads its rows however long it takes).
 func durationCell(s SuiteStep) string {
 	if s.BackfillRows > 0 {
-		return s.Duration.String() + " floor, then the load"
+		return s.FloorDuration.String() + " floor, then the load"
 	}
-	return s.Duration.String()
+	return s.FloorDuration.String() + " floor, then " + s.Duration.String()
 }
 
 func heading(run SuiteRun, i int) string {

@@ -126,3 +126,31 @@ func TestThousands(t *testing.T) {
 		}
 	}
 }
+
+// The suite's floors are capped at suiteFloorDuration, passed to each run's
+// stockbench, and the whole load fits the "about 3 minutes" with
+// setup on top.
+func TestSuiteFloorsAreCapped(t *testing.T) {
+	su := NewSuite(false)
+	var load time.Duration
+	for _, s := range su.Steps {
+		if want := min(s.Duration, suiteFloorDuration); s.FloorDuration != want {
+			t.Errorf("%s: floor %s, want %s", s.ID, s.FloorDuration, want)
+		}
+		args := strings.Join(s.Args(), " ")
+		hasFlag := strings.Contains(args, "--floor-duration "+s.FloorDuration.String())
+		if hasFlag != (s.FloorDuration != s.Duration) {
+			t.Errorf("%s: args %q: --floor-duration given %v, want %v", s.ID, args, hasFlag, s.FloorDuration != s.Duration)
+		}
+		load += s.FloorDuration
+		if s.BackfillRows == 0 {
+			load += s.Duration
+		}
+	}
+	if got := su.Planned(); got != load {
+		t.Errorf("Planned: got %s, want %s", got, load)
+	}
+	if load > 150*time.Second {
+		t.Errorf("planned load %s, want at most 2m30s (the suite should take about 3 minutes with setup)", load)
+	}
+}

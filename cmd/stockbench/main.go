@@ -86,6 +86,7 @@ type config struct {
 	concurrency  int
 	rate         float64
 	duration     time.Duration
+	floorDur     time.Duration // 0: the floor runs for duration
 	warmup       time.Duration
 	seed         uint64
 	catalog      int
@@ -120,6 +121,7 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.concurrency, "concurrency", 64, "closed loop: workers back to back; open loop: most operations in flight")
 	fs.Float64Var(&c.rate, "rate", 0, "open loop: operations started per second (0: closed loop)")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "measured phase of each scenario")
+	fs.DurationVar(&c.floorDur, "floor-duration", 0, "measured phase of the floor (default: --duration)")
 	fs.DurationVar(&c.warmup, "warmup", 0, "load before each measured phase, not recorded")
 	fs.Uint64Var(&c.seed, "seed", 1, "seed of the random choices (catalog popularity, carts)")
 	fs.IntVar(&c.catalog, "catalog", 100_000, "SKUs in the catalog of storefront, checkout and peak-day")
@@ -155,6 +157,8 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 		return nil, usageError{"--rate: want >= 0"}
 	case c.duration <= 0:
 		return nil, usageError{"--duration: want > 0"}
+	case c.floorDur < 0:
+		return nil, usageError{"--floor-duration: want >= 0"}
 	case c.warmup < 0:
 		return nil, usageError{"--warmup: want >= 0"}
 	case c.catalog < 1:
@@ -350,8 +354,9 @@ func measureOn(ctx context.Context, t *target, c *config, command []string, stde
 		Machine:   bench.ThisMachine(),
 		Target:    t.info,
 		Options: bench.ReportOptions{
-			Concurrency: c.concurrency, Rate: c.rate, DurationS: c.duration.Seconds(), WarmupS: c.warmup.Seconds(),
-			Seed: c.seed, Catalog: c.catalog, Locations: c.locations, Batches: c.batches, View: c.view,
+			Concurrency: c.concurrency, Rate: c.rate, DurationS: c.duration.Seconds(), FloorDurationS: c.floorDuration().Seconds(),
+			WarmupS: c.warmup.Seconds(),
+			Seed:    c.seed, Catalog: c.catalog, Locations: c.locations, Batches: c.batches, View: c.view,
 			Writes: c.writes,
 		},
 	}
@@ -375,6 +380,10 @@ func measureOn(ctx context.Context, t *target, c *config, command []string, stde
 		names = append([]string{"floor"}, names...)
 	}
 	for _, name := range names {
+		env.Opts.Duration = c.duration
+		if name == "floor" {
+			env.Opts.Duration = c.floorDuration()
+		}
 		sc, _ := bench.New(name)
 		if b, ok := sc.(*bench.Backfill); ok {
 			b.Rows = c.backfillRows
@@ -386,6 +395,15 @@ func measureOn(ctx context.Context, t *target, c *config, command []string, stde
 	}
 	rep.SetFloorRatios()
 	return rep
+}
+
+// floorDuration is the floor's measured phase: --floor-duration, else
+// --duration.
+func (c *config) floorDuration() time.Duration {
+	if c.floorDur > 0 {
+		return c.floorDur
+	}
+	return c.duration
 }
 
 // isTerminal reports whether w is a character device (a terminal).

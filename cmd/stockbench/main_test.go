@@ -162,6 +162,29 @@ func TestStorefrontFullView(t *testing.T) {
 	}
 }
 
+// --floor-duration measures the floor for its own time and the scenario for
+// --duration.
+func TestFloorDuration(t *testing.T) {
+	rep, _, err := runBench(t, "--spawn", "1", "--scenario", "storefront", "--catalog", "200",
+		"--duration", "2s", "--floor-duration", "500ms", "--concurrency", "2", "--quiet")
+	if err != nil {
+		t.Fatalf("run: got %v, want nil", err)
+	}
+	floor, sf := rep.Scenario("floor"), rep.Scenario("storefront")
+	if floor == nil || sf == nil {
+		t.Fatalf("report: got floor %v, storefront %v, want both", floor, sf)
+	}
+	if floor.ElapsedS < 0.5 || floor.ElapsedS > 1.5 {
+		t.Errorf("floor: measured for %.2f s, want about 0.5 s", floor.ElapsedS)
+	}
+	if sf.ElapsedS < 2 {
+		t.Errorf("storefront: measured for %.2f s, want at least 2 s", sf.ElapsedS)
+	}
+	if rep.Options.FloorDurationS != 0.5 || rep.Options.DurationS != 2 {
+		t.Errorf("report options: got floor %v s, duration %v s, want 0.5 and 2", rep.Options.FloorDurationS, rep.Options.DurationS)
+	}
+}
+
 func TestCheckoutOnThreeNodesOpenLoop(t *testing.T) {
 	rep, _, err := runBench(t, "--spawn", "3", "--scenario", "checkout", "--catalog", "300",
 		"--duration", "1s", "--rate", "300", "--concurrency", "16", "--quiet")
@@ -186,6 +209,7 @@ func TestUsageErrors(t *testing.T) {
 		{"--spawn", "1", "--view", "compact"},
 		{"--spawn", "1", "--concurrency", "0"},
 		{"--spawn", "1", "--backfill-rows", "0"},
+		{"--spawn", "1", "--floor-duration", "-1s"},
 		{"suite", "--spawn", "1"},
 		{"suite", "extra"},
 	} {
