@@ -28,9 +28,9 @@ const (
 	// settle within seconds, and floors as long as the runs doubled the
 	// suite (5m23s on the AMD machine, 4m45s on the Intel one).
 	suiteFloorDuration = 5 * time.Second
-	quickCatalog          = 2_000
-	quickBackfillRows     = 20_000
-	quickDuration         = time.Second
+	quickCatalog       = 2_000
+	quickBackfillRows  = 20_000
+	quickDuration      = time.Second
 )
 
 // Suite is the fixed suite behind `make bench` ("stockbench suite"): the
