@@ -31,7 +31,8 @@
 // Raft timing is tuned for a LAN with failover under 2 s: HeartbeatTimeout
 // and ElectionTimeout 500 ms (a follower notices a dead leader within
 // 0.5-1 s and the election takes about one more timeout), LeaderLeaseTimeout
-// 250 ms (a partitioned leader steps down quickly), CommitTimeout 5 ms
+// 500 ms (a partitioned leader steps down within half a second; 250 ms made
+// a busy leader on a shared 2-core machine step down), CommitTimeout 5 ms
 // (raft's 50 ms default delays an isolated write's replication).
 //
 // What it must never do:

@@ -264,7 +264,11 @@ func (n *Node) raftConfig(hl hclog.Logger) *raft.Config {
 	// Tuned for a LAN with failover under 2 s (see doc.go).
 	rc.HeartbeatTimeout = 500 * time.Millisecond
 	rc.ElectionTimeout = 500 * time.Millisecond
-	rc.LeaderLeaseTimeout = 250 * time.Millisecond
+	// 500 ms, not 250: on two cores shared by three nodes and a load client,
+	// collections under the heap governor's soft limit made a leader miss
+	// its followers' answers for 250-350 ms and step down (1-3 times per
+	// `make bench`, each an election's worth of UNAVAILABLE).
+	rc.LeaderLeaseTimeout = 500 * time.Millisecond
 	rc.CommitTimeout = 5 * time.Millisecond
 	rc.SnapshotThreshold = n.cfg.SnapshotThreshold
 	rc.TrailingLogs = n.cfg.TrailingLogs
