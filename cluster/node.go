@@ -265,9 +265,10 @@ func (n *Node) raftConfig(hl hclog.Logger) *raft.Config {
 	rc.HeartbeatTimeout = 500 * time.Millisecond
 	rc.ElectionTimeout = 500 * time.Millisecond
 	// 500 ms, not 250: on two cores shared by three nodes and a load client,
-	// collections under the heap governor's soft limit made a leader miss
-	// its followers' answers for 250-350 ms and step down (1-3 times per
-	// `make bench`, each an election's worth of UNAVAILABLE).
+	// a busy leader went 250-350 ms without its followers' answers and
+	// stepped down, 1-3 times per `make bench`, each an election's worth of
+	// UNAVAILABLE (no stop-the-world pause there; the collector was marking
+	// with heavy assists).
 	rc.LeaderLeaseTimeout = 500 * time.Millisecond
 	rc.CommitTimeout = 5 * time.Millisecond
 	rc.SnapshotThreshold = n.cfg.SnapshotThreshold

@@ -354,9 +354,9 @@ func measureOn(ctx context.Context, t *target, c *config, command []string, stde
 		Machine:   bench.ThisMachine(),
 		Target:    t.info,
 		Options: bench.ReportOptions{
-			Concurrency: c.concurrency, Rate: c.rate, DurationS: c.duration.Seconds(), FloorDurationS: c.floorDuration().Seconds(),
-			WarmupS: c.warmup.Seconds(),
-			Seed:    c.seed, Catalog: c.catalog, Locations: c.locations, Batches: c.batches, View: c.view,
+			Concurrency: c.concurrency, Rate: c.rate, DurationS: c.duration.Seconds(),
+			FloorDurationS: c.floorDuration().Seconds(), WarmupS: c.warmup.Seconds(),
+			Seed: c.seed, Catalog: c.catalog, Locations: c.locations, Batches: c.batches, View: c.view,
 			Writes: c.writes,
 		},
 	}
