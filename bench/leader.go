@@ -16,12 +16,12 @@ import (
 // findLeader points WriteConn at the leader when Options.WritesToLeader asks
 // for it and there is more than one node: it asks the nodes in turn who leads
 // (Cluster.Status) and looks the leader's gRPC address up among the
-// addresses Conns were dialled. It returns
-// where writes go, for the report: "" on one node, "leader ADDR", or "any
-// node" (--writes any, or with the reason it could not route them: the nodes
-// do not say, or the leader was dialled under another name); the run goes on
-// either way, since every node forwards writes. The leader found at the
-// start stays the target: if leadership moves, the old leader forwards.
+// addresses Conns were dialled. It returns where writes go, for the report:
+// "" on one node, "leader ADDR", or "any node" (--writes any, or with the
+// reason it could not route them: the nodes do not say, or the leader was
+// dialled under another name); the run goes on either way, since every node
+// forwards writes. The leader found at the start stays the target: if
+// leadership moves, the old leader forwards.
 func findLeader(ctx context.Context, env *Env) string {
 	env.leader.Store(0)
 	switch {
