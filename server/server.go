@@ -270,9 +270,10 @@ type leaderHinter interface {
 	LeaderGRPCAddr() string
 }
 
-// hintLeader sets LeaderHeader on the call when the proposer forwarded its
-// write. A stream whose headers went out already keeps them (SetHeader fails
-// and the hint is dropped: it is advice, never needed).
+// hintLeader sets LeaderHeader on a write's answer when another node leads
+// now (so this node forwarded the write, or would forward the next one). A
+// stream whose headers went out already keeps them (SetHeader fails and the
+// hint is dropped: it is advice, never needed).
 func (s *Server) hintLeader(ctx context.Context) {
 	h, ok := s.proposer.(leaderHinter)
 	if !ok {

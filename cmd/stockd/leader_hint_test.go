@@ -13,14 +13,19 @@ import (
 	"github.com/stockd/stockd/server"
 )
 
+// The server names the header and api/client reads it, each without
+// importing the other: the two names must agree.
+func TestLeaderHeaderNamesAgree(t *testing.T) {
+	if server.LeaderHeader != client.LeaderHeader {
+		t.Fatalf("header names differ: server %q, client %q", server.LeaderHeader, client.LeaderHeader)
+	}
+}
+
 // A follower that forwards a write names the leader's gRPC address in the
 // answer's header; the leader's own answers carry no hint.
 func TestAFollowerNamesTheLeaderOnAForwardedWrite(t *testing.T) {
 	if testing.Short() {
 		t.Skip("process test: starts three stockd processes")
-	}
-	if server.LeaderHeader != client.LeaderHeader {
-		t.Fatalf("header names differ: server %q, client %q", server.LeaderHeader, client.LeaderHeader)
 	}
 	tc := startCluster(t, 3)
 	leader := tc.waitLeader(10*time.Second, nil)
