@@ -1,9 +1,11 @@
 package chaos
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -190,14 +192,13 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 		}
 		nd.args = append(nd.args, cfg.Args...)
 	}
-	for i, nd := range c.Nodes {
+	// Every node starts at once: the ports were free a moment ago, and each
+	// second a node waits to bind is a second in which another process may
+	// take its port (a CI run lost node2 that way, it seems, while node1 got
+	// ready). The joiners retry until node1 has bootstrapped and admits them.
+	for _, nd := range c.Nodes {
 		if err := c.Start(nd); err != nil {
 			return c, err
-		}
-		if i == 0 {
-			if err := c.WaitReady(ctx, 1); err != nil {
-				return c, err
-			}
 		}
 	}
 	return c, c.WaitReady(ctx, n)
@@ -278,10 +279,35 @@ func (nd *Node) exited() error {
 	}
 	select {
 	case <-p.done:
-		return fmt.Errorf("%s exited by itself: %v", nd.ID, p.err)
+		return fmt.Errorf("%s exited by itself: %v; its log ends: %s", nd.ID, p.err, logTail(nd.logPath, 600))
 	default:
 		return nil
 	}
+}
+
+// logTail is the last n bytes of the log at path (from a line start when
+// one is in them), or why it could not be read: a node that exits on its
+// own says why there (a port taken, a corrupt folder), and a CI run's temp
+// folders are gone by the time anyone looks.
+func logTail(path string, n int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return err.Error()
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err.Error()
+	}
+	off := max(st.Size()-n, 0)
+	b := make([]byte, st.Size()-off)
+	if _, err := f.ReadAt(b, off); err != nil && !errors.Is(err, io.EOF) {
+		return err.Error()
+	}
+	if i := bytes.IndexByte(b, '\n'); off > 0 && i >= 0 && i < len(b)-1 {
+		b = b[i+1:]
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // Exited lists the nodes whose process died without the harness killing it
