@@ -315,8 +315,8 @@ func (st *state) promise(r *Reservation) {
 
 // view is the copy of a reservation an answer or a read returns, promised
 // dates filled.
-func (st *state) view(r *Reservation) Reservation {
-	cp := r.clone()
+func (st *state) view(r *reservation) Reservation {
+	cp := r.public() // packed.go
 	st.promise(&cp)
 	return cp
 }

@@ -61,7 +61,7 @@ func (r *reservation) op(kind opKind, id string) *holdOp {
 // opAnswer answers a retried op: the reservation as it stands, with the
 // deadline the op first answered (a later Extend does not change it).
 func (st *state) opAnswer(r *reservation, op *holdOp) Result {
-	cp := st.view(&r.Reservation)
+	cp := st.view(r)
 	cp.ExpiresAt = op.expiresAt
 	return Result{Reservation: &cp}
 }
@@ -110,7 +110,7 @@ func (st *state) extend(now Timestamp, c *logv1.Extend) Result {
 		// skip an item whose time is not the hold's current deadline.
 		heap.Push(&st.deadlines, deadlineItem{at: at, key: resKey{r.Channel, r.ID}})
 	}
-	cp := st.view(&r.Reservation)
+	cp := st.view(r)
 	return Result{Reservation: &cp}
 }
 
@@ -187,7 +187,7 @@ func (st *state) releaseLines(now Timestamp, r *reservation, c *logv1.Release) R
 	if empty {
 		st.finish(r, StateReleased, now)
 	}
-	cp := st.view(&r.Reservation)
+	cp := st.view(r)
 	return Result{Reservation: &cp}
 }
 
@@ -269,7 +269,7 @@ func (st *state) cancelOrder(now Timestamp, c *logv1.CancelOrder) Result {
 	default:
 		return Result{Err: reject(ErrNotConfirmed, "reservation_id", "reservation is "+r.State.String())}
 	}
-	cp := st.view(&r.Reservation)
+	cp := st.view(r)
 	return Result{Reservation: &cp}
 }
 
@@ -373,7 +373,7 @@ func (m *Machine) Reservations(q ReservationQuery) (page []Reservation, more boo
 	}
 	page = make([]Reservation, len(found))
 	for i, r := range found {
-		page[i] = st.view(&r.Reservation)
+		page[i] = st.view(r)
 	}
 	return page, more
 }

@@ -62,7 +62,7 @@ func (m *Machine) Reservation(ch ChannelID, id ReservationID) (Reservation, erro
 		st.lmu.RUnlock()
 		return Reservation{}, reject(ErrUnknownReservation, "reservation_id", "unknown reservation")
 	}
-	cp := r.Reservation.clone()
+	cp := r.public() // packed.go
 	st.lmu.RUnlock()
 	st.promise(&cp) // backorder dates, under the item's shard lock
 	return cp, nil

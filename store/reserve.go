@@ -26,11 +26,12 @@ func (st *state) reserve(now Timestamp, c *logv1.Reserve) Result {
 	}
 	// brokenIdempotency is false but in bench/chaos's self-test (broken_idempotency.go).
 	if r := st.reservations[key]; r != nil && !brokenIdempotency {
-		if d := r.request.diff(key, r.rawRequest(), c); d != nil {
+		rq := r.remembered() // packed.go
+		if d := rq.diff(key, r.rawRequest(), c); d != nil {
 			st.stats.reserveRefused(d)
 			return Result{Err: d}
 		}
-		cp := st.view(&r.Reservation)
+		cp := st.view(r)
 		return Result{Reservation: &cp}
 	}
 	if f := st.refusals[key]; f != nil && !brokenIdempotency {
@@ -83,7 +84,7 @@ func (st *state) reserve(now Timestamp, c *logv1.Reserve) Result {
 	st.holdStarted(r)
 	st.holdBackorders(r)
 	heap.Push(&st.deadlines, deadlineItem{at: r.ExpiresAt, key: key})
-	cp := st.view(&r.Reservation)
+	cp := st.view(r)
 	st.stats.reserveAccepted()
 	return Result{Reservation: &cp}
 }
@@ -310,7 +311,7 @@ func (st *state) confirm(now Timestamp, c *logv1.Confirm) Result {
 		st.lmu.Unlock()
 		st.finish(r, StateConfirmed, now)
 	}
-	cp := st.view(&r.Reservation)
+	cp := st.view(r)
 	return Result{Reservation: &cp}
 }
 
@@ -335,7 +336,7 @@ func (st *state) release(now Timestamp, c *logv1.Release) Result {
 		st.unhold(r)
 		st.finish(r, StateReleased, now)
 	}
-	cp := st.view(&r.Reservation)
+	cp := st.view(r)
 	return Result{Reservation: &cp}
 }
 
@@ -374,6 +375,7 @@ func (st *state) finish(r *reservation, s ReservationState, now Timestamp) {
 	}
 	st.lmu.Lock()
 	r.State = s
+	r.pack() // packed.go
 	st.lmu.Unlock()
 	r.prunableAt = now
 	r.pruneSeq = st.enqueuePrune(pruneItem{at: now, kind: pruneReservation, key: resKey{r.Channel, r.ID}})

@@ -96,6 +96,9 @@ func decodeState(next func() ([]byte, error)) (*state, error) {
 	if err := st.checkBackorders(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCorruptSnapshot, err)
 	}
+	for _, r := range st.reservations {
+		r.pack() // a finished hold costs what it did before the restart (packed.go)
+	}
 	st.settleDeadline()
 	return st, nil
 }
@@ -309,15 +312,7 @@ func reservationFromRecord(rec *logv1.ReservationRecord) *reservation {
 	if raw != nil || ops != nil {
 		r.more = &reservationMore{ops: ops, rawRequest: raw}
 	}
-	for _, lr := range rec.GetLines() {
-		l := ReservationLine{SKU: SKU(lr.GetSku()), Item: ItemID(lr.GetItem()), Quantity: Units(lr.GetQuantitySkuUnits()), Factor: Units(lr.GetFactor())}
-		for _, a := range lr.GetAllocations() {
-			l.Allocations = append(l.Allocations, Allocation{Location: LocationID(a.GetLocation()), Quantity: Units(a.GetQuantityBaseUnits()),
-				POLine: a.GetPoLineId(), PromisedAt: Timestamp(a.GetPromisedUnixNanos())})
-			l.PromisedAt = max(l.PromisedAt, Timestamp(a.GetPromisedUnixNanos()))
-		}
-		r.Lines = append(r.Lines, l)
-	}
+	r.Lines = linesFromRecords(rec.GetLines()) // packed.go
 	return r
 }
 

@@ -360,20 +360,17 @@ func reservationRecord(r *reservation) *logv1.ReservationRecord {
 // and allocation messages; the request is written into scratch (see
 // reserveRequest.record) unless kept whole.
 func fillReservationRecord(rec *logv1.ReservationRecord, r *reservation, scratch *logv1.Reserve) {
+	lines, rq := r.Lines, &r.request
+	if r.packed != nil {
+		var unpacked reserveRequest
+		lines, unpacked = r.unpack() // packed.go
+		rq = &unpacked
+	}
+	rec.Request = rq.record(resKey{r.Channel, r.ID}, r.rawRequest(), scratch)
+	fillLines(rec, lines) // packed.go
 	rec.Channel, rec.ReservationId, rec.State = string(r.Channel), string(r.ID), uint32(r.State)
-	rec.Request = r.request.record(resKey{r.Channel, r.ID}, r.rawRequest(), scratch)
 	rec.CreatedUnixNanos, rec.ExpiresUnixNanos, rec.OrderRef, rec.OrderSeq = int64(r.CreatedAt), int64(r.ExpiresAt), r.OrderRef, r.OrderSeq
 	rec.PruneSeq, rec.PrunableUnixNanos = r.pruneSeq, int64(r.prunableAt)
-	rec.Lines = reuseMessages(rec.Lines, len(r.Lines))
-	for i, l := range r.Lines {
-		lr := rec.Lines[i]
-		lr.Sku, lr.Item, lr.QuantitySkuUnits, lr.Factor = string(l.SKU), string(l.Item), int64(l.Quantity), int64(l.Factor)
-		lr.Allocations = reuseMessages(lr.Allocations, len(l.Allocations))
-		for j, a := range l.Allocations {
-			ar := lr.Allocations[j]
-			ar.Location, ar.QuantityBaseUnits, ar.PoLineId, ar.PromisedUnixNanos = string(a.Location), int64(a.Quantity), a.POLine, int64(a.PromisedAt)
-		}
-	}
 	ops := r.holdOps()
 	rec.Ops = reuseMessages(rec.Ops, len(ops))
 	for i := range ops {

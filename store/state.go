@@ -160,6 +160,10 @@ type reservation struct {
 	// partial Releases applied, a request kept whole. It keeps a held cart
 	// of one line in a 160-byte object.
 	more *reservationMore
+	// packed is a finished hold's lines and compact request (packed.go);
+	// Lines and request are then empty. Read them through lines, remembered
+	// and public.
+	packed []byte
 }
 
 // refusal remembers a refused Reserve for retries (I3).
