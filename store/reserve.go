@@ -287,6 +287,11 @@ func (st *state) confirm(now Timestamp, c *logv1.Confirm) Result {
 		return Result{Err: reject(ErrNotHeld, "reservation_id", "reservation is "+r.State.String())}
 	case StateHeld:
 		o := &order{seq: st.nextOrderSeq, kind: OutboxOrder, channel: r.Channel, reservationID: r.ID, orderRef: c.GetOrderRef(), createdAt: now}
+		n := 0
+		for _, l := range r.Lines {
+			n += len(l.Allocations)
+		}
+		o.lines = make([]orderLine, 0, n) // exactly: the order stays in the outbox until the ERP absorbs it
 		for _, l := range r.Lines {
 			for _, a := range l.Allocations {
 				if a.POLine != "" {
