@@ -40,6 +40,10 @@
 // Rejected, Counters) are safe from any goroutine; Counters and Snapshot
 // copy under the apply lock, so Apply waits while they copy.
 //
+// A hold that ends keeps its lines and request packed in one byte slice
+// for the retry window (packed.go): the collector does not scan it, and
+// reads, retries and snapshots decode it.
+//
 // The change log (changes.go) records which inputs of channel figures each
 // command changed, for Watch and ListChanges (ChangesSince, ItemSKUs,
 // ChannelSKUs, safe from any goroutine). It is derived, bounded and local:
