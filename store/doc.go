@@ -40,8 +40,8 @@
 // Rejected, Counters) are safe from any goroutine; Counters and Snapshot
 // copy under the apply lock, so Apply waits while they copy.
 //
-// A hold that ends keeps its lines and request packed in one byte slice
-// for the retry window (packed.go): the collector does not scan it, and
+// A hold that ends keeps its lines and request packed in one string for
+// the retry window (packed.go): the collector does not scan it, and
 // reads, retries and snapshots decode it.
 //
 // The change log (changes.go) records which inputs of channel figures each

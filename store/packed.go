@@ -2,13 +2,14 @@ package store
 
 import (
 	"encoding/binary"
+	"strings"
 
 	"github.com/stockd/stockd/api/logv1"
 )
 
 // A finished hold (confirmed, released, expired or cancelled) stays for the
 // retry window only to answer retries and reads; its lines and request never
-// change again. finish packs them into one byte slice, which the garbage
+// change again. finish packs them into one string, which the garbage
 // collector marks without scanning: a three-line cart's finished hold then
 // keeps one object of ~130 bytes instead of four or five objects of ~500
 // bytes holding ~25 pointers. Under a steady checkout load finished holds
@@ -21,40 +22,43 @@ import (
 // request kept whole (r.more.rawRequest) stays where it is. Apply goroutine,
 // under st.lmu.
 func (r *reservation) pack() {
-	if r.packed != nil || r.State == StateHeld {
+	if r.packed != "" || r.State == StateHeld {
 		return
 	}
-	var n packer // first pass: the size, so the slice is allocated once
+	var n packer // first pass: the size, so the string is allocated once
 	n.hold(r.Lines, &r.request)
-	p := packer{b: make([]byte, 0, n.size)}
+	var sb strings.Builder
+	sb.Grow(n.size)
+	p := packer{sb: &sb}
 	p.hold(r.Lines, &r.request)
-	r.packed, r.Lines, r.request = p.b, nil, reserveRequest{}
+	r.packed, r.Lines, r.request = sb.String(), nil, reserveRequest{}
 }
 
 // packer writes a hold's lines and request in the form unpack reads. With
-// b nil it only counts the bytes it would write, in size.
+// sb nil it only counts the bytes it would write, in size.
 type packer struct {
-	b    []byte
+	sb   *strings.Builder
 	size int
 }
 
 func (p *packer) uvarint(v uint64) {
-	if p.b == nil {
+	if p.sb == nil {
 		p.size += varintLen(v)
 		return
 	}
-	p.b = binary.AppendUvarint(p.b, v)
+	var buf [binary.MaxVarintLen64]byte
+	p.sb.Write(buf[:binary.PutUvarint(buf[:], v)])
 }
 
 func (p *packer) varint(v int64) { p.uvarint(uint64(v<<1) ^ uint64(v>>63)) }
 
 func (p *packer) str(s string) {
 	p.uvarint(uint64(len(s)))
-	if p.b == nil {
+	if p.sb == nil {
 		p.size += len(s)
 		return
 	}
-	p.b = append(p.b, s...)
+	p.sb.WriteString(s)
 }
 
 func varintLen(v uint64) int {
@@ -125,15 +129,20 @@ func (p *packer) hold(lines []ReservationLine, rq *reserveRequest) {
 }
 
 // unpacker reads what packer wrote; anything else is a bug, and panics.
-type unpacker struct{ b []byte }
+// The strings it returns share the packed string's memory.
+type unpacker struct{ s string }
 
 func (u *unpacker) uvarint() uint64 {
-	v, n := binary.Uvarint(u.b)
-	if n <= 0 {
-		panic("store: a packed hold does not decode")
+	var v uint64
+	for shift := 0; shift < 64 && u.s != ""; shift += 7 {
+		c := u.s[0]
+		u.s = u.s[1:]
+		v |= uint64(c&0x7f) << shift
+		if c < 0x80 {
+			return v
+		}
 	}
-	u.b = u.b[n:]
-	return v
+	panic("store: a packed hold does not decode")
 }
 
 func (u *unpacker) varint() int64 {
@@ -143,17 +152,17 @@ func (u *unpacker) varint() int64 {
 
 func (u *unpacker) str() string {
 	n := u.uvarint()
-	if n > uint64(len(u.b)) {
+	if n > uint64(len(u.s)) {
 		panic("store: a packed hold does not decode")
 	}
-	s := string(u.b[:n])
-	u.b = u.b[n:]
+	s := u.s[:n]
+	u.s = u.s[n:]
 	return s
 }
 
 // unpack returns a packed hold's lines and request, in new slices.
 func (r *reservation) unpack() ([]ReservationLine, reserveRequest) {
-	u := unpacker{b: r.packed}
+	u := unpacker{s: r.packed}
 	var lines []ReservationLine
 	if n := u.uvarint(); n > 0 {
 		lines = make([]ReservationLine, n)
@@ -197,7 +206,7 @@ func (r *reservation) unpack() ([]ReservationLine, reserveRequest) {
 			l.expectedModRev = Revision(u.uvarint())
 		}
 	}
-	if len(u.b) != 0 {
+	if u.s != "" {
 		panic("store: a packed hold has trailing bytes")
 	}
 	return lines, rq
@@ -205,7 +214,7 @@ func (r *reservation) unpack() ([]ReservationLine, reserveRequest) {
 
 // lines returns the hold's lines: r.Lines, or a packed hold's decoded afresh.
 func (r *reservation) lines() []ReservationLine {
-	if r.packed == nil {
+	if r.packed == "" {
 		return r.Lines
 	}
 	lines, _ := r.unpack()
@@ -215,7 +224,7 @@ func (r *reservation) lines() []ReservationLine {
 // remembered returns the request a retry is judged against (with
 // r.rawRequest() when that is set).
 func (r *reservation) remembered() reserveRequest {
-	if r.packed == nil {
+	if r.packed == "" {
 		return r.request
 	}
 	_, rq := r.unpack()
@@ -224,7 +233,7 @@ func (r *reservation) remembered() reserveRequest {
 
 // public returns a copy of the hold that shares nothing with it.
 func (r *reservation) public() Reservation {
-	if r.packed == nil {
+	if r.packed == "" {
 		return r.Reservation.clone()
 	}
 	cp := r.Reservation

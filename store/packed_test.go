@@ -98,7 +98,7 @@ func TestFinishedHoldsArePacked(t *testing.T) {
 			if r == nil {
 				t.Fatalf("%s: %s is gone", label, id)
 			}
-			if r.State == StateHeld || r.packed == nil || r.Lines != nil || r.request.lines != nil {
+			if r.State == StateHeld || r.packed == "" || r.Lines != nil || r.request.lines != nil {
 				t.Errorf("%s: %s (%v) not packed: packed %d bytes, %d lines, %d request lines",
 					label, id, r.State, len(r.packed), len(r.Lines), len(r.request.lines))
 			}
@@ -115,7 +115,7 @@ func TestFinishedHoldsArePacked(t *testing.T) {
 			}
 			// The record a snapshot writes is the one the unpacked hold writes.
 			unpacked := *r
-			unpacked.Reservation.Lines, unpacked.request, unpacked.packed = r.lines(), r.remembered(), nil
+			unpacked.Reservation.Lines, unpacked.request, unpacked.packed = r.lines(), r.remembered(), ""
 			if a, b := reservationRecord(r), reservationRecord(&unpacked); !proto.Equal(a, b) {
 				t.Errorf("%s: %s packed record %v, unpacked %v", label, id, a, b)
 			}
@@ -213,7 +213,7 @@ func TestPackRoundTrips(t *testing.T) {
 		}
 		r := &reservation{Reservation: Reservation{State: StateConfirmed, Lines: slices.Clone(lines)}, request: rq}
 		r.pack()
-		if r.packed == nil || r.Lines != nil || r.request.lines != nil {
+		if r.packed == "" || r.Lines != nil || r.request.lines != nil {
 			t.Fatalf("not packed")
 		}
 		gotLines, gotRq := r.unpack()

@@ -361,7 +361,7 @@ func reservationRecord(r *reservation) *logv1.ReservationRecord {
 // reserveRequest.record) unless kept whole.
 func fillReservationRecord(rec *logv1.ReservationRecord, r *reservation, scratch *logv1.Reserve) {
 	lines, rq := r.Lines, &r.request
-	if r.packed != nil {
+	if r.packed != "" {
 		var unpacked reserveRequest
 		lines, unpacked = r.unpack() // packed.go
 		rq = &unpacked

@@ -157,13 +157,13 @@ type reservation struct {
 	pruneSeq   uint64
 	prunableAt Timestamp
 	// more is what few reservations have (request.go): the Extends and
-	// partial Releases applied, a request kept whole. It keeps a held cart
-	// of one line in a 160-byte object.
+	// partial Releases applied, a request kept whole.
 	more *reservationMore
 	// packed is a finished hold's lines and compact request (packed.go);
 	// Lines and request are then empty. Read them through lines, remembered
-	// and public.
-	packed []byte
+	// and public. A string, not a []byte: it keeps the record in a 176-byte
+	// object instead of 192.
+	packed string
 }
 
 // refusal remembers a refused Reserve for retries (I3).
