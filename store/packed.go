@@ -14,7 +14,7 @@ import (
 // keeps one object of ~130 bytes instead of four or five objects of ~500
 // bytes holding ~25 pointers. Under a steady checkout load finished holds
 // are most of the leader's live heap, and every collection scanned them
-// (README, "Where the checkout's p99 goes"). Reads, retries and snapshots of
+// (README, Load testing, "What changed it"). Reads, retries and snapshots of
 // a finished hold decode it afresh; they are rare next to the writes. The
 // form lives only in memory: snapshots write the record as before.
 
