@@ -7,35 +7,53 @@ import (
 	"github.com/stockd/stockd/api/logv1"
 )
 
-// A finished hold (confirmed, released, expired or cancelled) stays for the
-// retry window only to answer retries and reads; its lines and request never
-// change again. finish packs them into one string, which the garbage
-// collector marks without scanning: a three-line cart's finished hold then
-// keeps one object of ~130 bytes instead of four or five objects of ~500
-// bytes holding ~25 pointers. Under a steady checkout load finished holds
-// are most of the leader's live heap, and every collection scanned them
-// (README, Load testing, "What changed it"). Reads, retries and snapshots of
-// a finished hold decode it afresh; they are rare next to the writes. The
+// A hold's remembered request serves only retries and snapshots, and a
+// finished hold (confirmed, released, expired or cancelled) stays for the
+// retry window only to answer retries and reads: its lines never change
+// again. So every hold keeps its request packed in one string from the
+// start (reservation.req), and finish packs the lines too (reservation.
+// packed). The garbage collector marks a string without scanning it: a
+// three-line cart's finished hold keeps two objects of ~130 bytes together
+// instead of four or five of ~500 bytes holding ~25 pointers. Under a steady
+// checkout load finished holds are most of the leader's live heap, and every
+// collection scanned them (README, Load testing, "What changed it"). Reads,
+// retries and snapshots decode afresh; they are rare next to the writes. The
 // form lives only in memory: snapshots write the record as before.
 
-// pack moves a finished hold's lines and compact request into r.packed. A
-// request kept whole (r.more.rawRequest) stays where it is. Apply goroutine,
-// under st.lmu.
+// pack moves a finished hold's lines into r.packed. Apply goroutine, under
+// st.lmu.
 func (r *reservation) pack() {
 	if r.packed != "" || r.State == StateHeld {
 		return
 	}
-	var n packer // first pass: the size, so the string is allocated once
-	n.hold(r.Lines, &r.request)
-	var sb strings.Builder
-	sb.Grow(n.size)
-	p := packer{sb: &sb}
-	p.hold(r.Lines, &r.request)
-	r.packed, r.Lines, r.request = sb.String(), nil, reserveRequest{}
+	r.packed = packWith(func(p *packer) { p.lines(r.Lines) })
+	r.Lines = nil
 }
 
-// packer writes a hold's lines and request in the form unpack reads. With
-// sb nil it only counts the bytes it would write, in size.
+// packRequest packs a hold's remembered request ("" for none); lines are the
+// hold's, whose SKUs the request does not repeat. A request serves only
+// retries and snapshots, so every hold keeps it packed from the start.
+func packRequest(rq *reserveRequest, lines []ReservationLine) string {
+	if rq.lines == nil {
+		return ""
+	}
+	return packWith(func(p *packer) { p.request(rq, lines) })
+}
+
+// packWith runs write twice: once to count the bytes, once to write them
+// into a string allocated at that size.
+func packWith(write func(p *packer)) string {
+	var n packer
+	write(&n)
+	var sb strings.Builder
+	sb.Grow(n.size)
+	write(&packer{sb: &sb})
+	return sb.String()
+}
+
+// packer writes a hold's lines or request in the form unpackLines and
+// unpackRequest read. With sb nil it only counts the bytes it would write,
+// in size.
 type packer struct {
 	sb   *strings.Builder
 	size int
@@ -77,9 +95,8 @@ const (
 	packAllowBackorder             // the request line allows a backorder
 )
 
-// hold writes lines, then the request: 0 lines for none, else its TTL and
-// lines. A request line repeats no SKU its hold line has.
-func (p *packer) hold(lines []ReservationLine, rq *reserveRequest) {
+// lines writes a hold's lines.
+func (p *packer) lines(lines []ReservationLine) {
 	p.uvarint(uint64(len(lines)))
 	for _, l := range lines {
 		p.str(string(l.SKU))
@@ -100,10 +117,12 @@ func (p *packer) hold(lines []ReservationLine, rq *reserveRequest) {
 			p.varint(int64(a.PromisedAt))
 		}
 	}
+}
+
+// request writes a request of at least one line: its TTL and lines. A
+// request line repeats no SKU the hold's line of the same index has.
+func (p *packer) request(rq *reserveRequest, lines []ReservationLine) {
 	p.uvarint(uint64(len(rq.lines)))
-	if rq.lines == nil {
-		return
-	}
 	p.varint(rq.ttlNanos)
 	for i, l := range rq.lines {
 		var f uint64
@@ -160,9 +179,9 @@ func (u *unpacker) str() string {
 	return s
 }
 
-// unpack returns a packed hold's lines and request, in new slices.
-func (r *reservation) unpack() ([]ReservationLine, reserveRequest) {
-	u := unpacker{s: r.packed}
+// unpackLines reads what packer.lines wrote, into new slices.
+func unpackLines(packed string) []ReservationLine {
+	u := unpacker{s: packed}
 	var lines []ReservationLine
 	if n := u.uvarint(); n > 0 {
 		lines = make([]ReservationLine, n)
@@ -186,30 +205,42 @@ func (r *reservation) unpack() ([]ReservationLine, reserveRequest) {
 			}
 		}
 	}
-	var rq reserveRequest
-	if n := u.uvarint(); n > 0 {
-		rq.ttlNanos = u.varint()
-		rq.lines = make([]requestLine, n)
-		for i := range rq.lines {
-			l := &rq.lines[i]
-			f := u.uvarint()
-			if f&packSKU != 0 {
-				l.sku = SKU(u.str())
-			} else {
-				l.sku = lines[i].SKU
-			}
-			if f&packLocation != 0 {
-				l.location = LocationID(u.str())
-			}
-			l.allowBackorder = f&packAllowBackorder != 0
-			l.quantity = Units(u.varint())
-			l.expectedModRev = Revision(u.uvarint())
-		}
+	u.end()
+	return lines
+}
+
+// unpackRequest reads what packRequest wrote, with the hold's lines it was
+// packed against.
+func unpackRequest(packed string, lines []ReservationLine) reserveRequest {
+	if packed == "" {
+		return reserveRequest{}
 	}
+	u := unpacker{s: packed}
+	rq := reserveRequest{lines: make([]requestLine, u.uvarint())}
+	rq.ttlNanos = u.varint()
+	for i := range rq.lines {
+		l := &rq.lines[i]
+		f := u.uvarint()
+		if f&packSKU != 0 {
+			l.sku = SKU(u.str())
+		} else {
+			l.sku = lines[i].SKU
+		}
+		if f&packLocation != 0 {
+			l.location = LocationID(u.str())
+		}
+		l.allowBackorder = f&packAllowBackorder != 0
+		l.quantity = Units(u.varint())
+		l.expectedModRev = Revision(u.uvarint())
+	}
+	u.end()
+	return rq
+}
+
+func (u *unpacker) end() {
 	if u.s != "" {
 		panic("store: a packed hold has trailing bytes")
 	}
-	return lines, rq
 }
 
 // lines returns the hold's lines: r.Lines, or a packed hold's decoded afresh.
@@ -217,18 +248,13 @@ func (r *reservation) lines() []ReservationLine {
 	if r.packed == "" {
 		return r.Lines
 	}
-	lines, _ := r.unpack()
-	return lines
+	return unpackLines(r.packed)
 }
 
 // remembered returns the request a retry is judged against (with
 // r.rawRequest() when that is set).
 func (r *reservation) remembered() reserveRequest {
-	if r.packed == "" {
-		return r.request
-	}
-	_, rq := r.unpack()
-	return rq
+	return unpackRequest(r.req, r.lines())
 }
 
 // public returns a copy of the hold that shares nothing with it.

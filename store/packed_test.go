@@ -51,9 +51,9 @@ func packedReserve(id string, tulip int64, rev Revision) *logv1.Command {
 	}}}
 }
 
-// TestFinishedHoldsArePacked: every way a hold ends packs it, and a packed
-// hold reads, answers retries, snapshots and restores exactly as the
-// unpacked hold did.
+// TestFinishedHoldsArePacked: every way a hold ends packs its lines (its
+// request is packed from the start), and a packed hold reads, answers
+// retries, snapshots and restores exactly as the unpacked hold did.
 func TestFinishedHoldsArePacked(t *testing.T) {
 	m, idx := packedWorld(t)
 	apply := func(c *logv1.Command) Result {
@@ -77,6 +77,10 @@ func TestFinishedHoldsArePacked(t *testing.T) {
 			t.Fatalf("reserve %s: %v", id, res.Err)
 		}
 		held[id], revs[id], tulipRev = *res.Reservation, tulipRev, idx
+		if r := m.st.Load().reservations[resKey{"web", ReservationID(id)}]; r.req == "" || r.packed != "" || len(r.Lines) != 3 {
+			t.Fatalf("held %s: request %d bytes packed (want some), lines %d bytes packed (want none), %d unpacked",
+				id, len(r.req), len(r.packed), len(r.Lines))
+		}
 	}
 	for id, c := range ends {
 		if c != nil {
@@ -98,9 +102,9 @@ func TestFinishedHoldsArePacked(t *testing.T) {
 			if r == nil {
 				t.Fatalf("%s: %s is gone", label, id)
 			}
-			if r.State == StateHeld || r.packed == "" || r.Lines != nil || r.request.lines != nil {
-				t.Errorf("%s: %s (%v) not packed: packed %d bytes, %d lines, %d request lines",
-					label, id, r.State, len(r.packed), len(r.Lines), len(r.request.lines))
+			if r.State == StateHeld || r.packed == "" || r.Lines != nil || r.req == "" {
+				t.Errorf("%s: %s (%v) not packed: lines %d bytes packed and %d unpacked, request %d bytes packed",
+					label, id, r.State, len(r.packed), len(r.Lines), len(r.req))
 			}
 			got, err := m.Reservation("web", ReservationID(id))
 			if err != nil {
@@ -115,7 +119,7 @@ func TestFinishedHoldsArePacked(t *testing.T) {
 			}
 			// The record a snapshot writes is the one the unpacked hold writes.
 			unpacked := *r
-			unpacked.Reservation.Lines, unpacked.request, unpacked.packed = r.lines(), r.remembered(), ""
+			unpacked.Reservation.Lines, unpacked.packed = r.lines(), ""
 			if a, b := reservationRecord(r), reservationRecord(&unpacked); !proto.Equal(a, b) {
 				t.Errorf("%s: %s packed record %v, unpacked %v", label, id, a, b)
 			}
@@ -172,8 +176,8 @@ func given(lines []ReservationLine) []ReservationLine {
 	return out
 }
 
-// TestPackRoundTrips: whatever a hold's lines and request hold, unpack gives
-// back exactly what pack took.
+// TestPackRoundTrips: whatever a hold's lines and request hold, they read
+// back exactly as they were packed.
 func TestPackRoundTrips(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		text := rapid.StringMatching(`[a-z0-9é-]{0,12}`)
@@ -211,12 +215,12 @@ func TestPackRoundTrips(t *testing.T) {
 				}
 			}
 		}
-		r := &reservation{Reservation: Reservation{State: StateConfirmed, Lines: slices.Clone(lines)}, request: rq}
+		r := &reservation{Reservation: Reservation{State: StateConfirmed, Lines: slices.Clone(lines)}, req: packRequest(&rq, lines)}
 		r.pack()
-		if r.packed == "" || r.Lines != nil || r.request.lines != nil {
-			t.Fatalf("not packed")
+		if r.packed == "" || r.Lines != nil || (r.req == "") != (rq.lines == nil) {
+			t.Fatalf("not packed: lines %q, %d unpacked; request %q", r.packed, len(r.Lines), r.req)
 		}
-		gotLines, gotRq := r.unpack()
+		gotLines, gotRq := r.lines(), r.remembered()
 		if !reflect.DeepEqual(gotLines, lines) {
 			t.Fatalf("lines %+v, want %+v", gotLines, lines)
 		}

@@ -168,7 +168,7 @@ func (r *reservation) addOp(op holdOp) {
 	r.more = &m
 }
 
-// rawRequest returns the Reserve kept whole, or nil when r.request holds it.
+// rawRequest returns the Reserve kept whole, or nil when r.req holds it.
 func (r *reservation) rawRequest() *logv1.Reserve {
 	if r.more == nil {
 		return nil
@@ -176,7 +176,7 @@ func (r *reservation) rawRequest() *logv1.Reserve {
 	return r.more.rawRequest
 }
 
-// setRawRequest keeps the Reserve whole (nil: r.request holds it).
+// setRawRequest keeps the Reserve whole (nil: r.req holds it).
 func (r *reservation) setRawRequest(raw *logv1.Reserve) {
 	if raw == nil && r.more == nil {
 		return

@@ -75,8 +75,8 @@ func (st *state) reserve(now Timestamp, c *logv1.Reserve) Result {
 			CreatedAt: now, ExpiresAt: now + Timestamp(ttl),
 		},
 	}
-	var raw *logv1.Reserve
-	r.request, raw = newReserveRequest(cat, key, c)
+	rq, raw := newReserveRequest(cat, key, c)
+	r.req = packRequest(&rq, r.Lines) // packed.go
 	r.setRawRequest(raw)
 	st.lmu.Lock()
 	st.reservations[key] = r

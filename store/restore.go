@@ -302,8 +302,9 @@ func reservationFromRecord(rec *logv1.ReservationRecord) *reservation {
 		},
 		pruneSeq: rec.GetPruneSeq(), prunableAt: Timestamp(rec.GetPrunableUnixNanos()),
 	}
-	var raw *logv1.Reserve
-	r.request, raw = newReserveRequest(nil, resKey{r.Channel, r.ID}, rec.GetRequest()) // request.go
+	r.Lines = linesFromRecords(rec.GetLines()) // packed.go
+	rq, raw := newReserveRequest(nil, resKey{r.Channel, r.ID}, rec.GetRequest()) // request.go
+	r.req = packRequest(&rq, r.Lines)
 	var ops []holdOp
 	for _, op := range rec.GetOps() {
 		ops = append(ops, holdOp{kind: opKind(op.GetKind()), id: op.GetId(), ttlNanos: op.GetTtlNanos(),
@@ -312,7 +313,6 @@ func reservationFromRecord(rec *logv1.ReservationRecord) *reservation {
 	if raw != nil || ops != nil {
 		r.more = &reservationMore{ops: ops, rawRequest: raw}
 	}
-	r.Lines = linesFromRecords(rec.GetLines()) // packed.go
 	return r
 }
 

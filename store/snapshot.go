@@ -360,14 +360,10 @@ func reservationRecord(r *reservation) *logv1.ReservationRecord {
 // and allocation messages; the request is written into scratch (see
 // reserveRequest.record) unless kept whole.
 func fillReservationRecord(rec *logv1.ReservationRecord, r *reservation, scratch *logv1.Reserve) {
-	lines, rq := r.Lines, &r.request
-	if r.packed != "" {
-		var unpacked reserveRequest
-		lines, unpacked = r.unpack() // packed.go
-		rq = &unpacked
-	}
+	lines := r.lines() // packed.go
+	rq := unpackRequest(r.req, lines)
 	rec.Request = rq.record(resKey{r.Channel, r.ID}, r.rawRequest(), scratch)
-	fillLines(rec, lines) // packed.go
+	fillLines(rec, lines)
 	rec.Channel, rec.ReservationId, rec.State = string(r.Channel), string(r.ID), uint32(r.State)
 	rec.CreatedUnixNanos, rec.ExpiresUnixNanos, rec.OrderRef, rec.OrderSeq = int64(r.CreatedAt), int64(r.ExpiresAt), r.OrderRef, r.OrderSeq
 	rec.PruneSeq, rec.PrunableUnixNanos = r.pruneSeq, int64(r.prunableAt)

@@ -153,16 +153,17 @@ type resKey struct {
 // reservation is a hold plus what is needed to judge retries and prune it.
 type reservation struct {
 	Reservation
-	request    reserveRequest // request.go
+	// req is the remembered Reserve in compact form, packed (packed.go):
+	// "" when none or when more.rawRequest keeps it whole. Read it through
+	// remembered.
+	req        string
 	pruneSeq   uint64
 	prunableAt Timestamp
 	// more is what few reservations have (request.go): the Extends and
 	// partial Releases applied, a request kept whole.
 	more *reservationMore
-	// packed is a finished hold's lines and compact request (packed.go);
-	// Lines and request are then empty. Read them through lines, remembered
-	// and public. A string, not a []byte: it keeps the record in a 176-byte
-	// object instead of 192.
+	// packed is a finished hold's lines (packed.go); Lines is then nil. Read
+	// them through lines and public. Strings, not []byte: 16 bytes each.
 	packed string
 }
 
