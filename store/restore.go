@@ -303,8 +303,8 @@ func reservationFromRecord(rec *logv1.ReservationRecord) *reservation {
 		pruneSeq: rec.GetPruneSeq(), prunableAt: Timestamp(rec.GetPrunableUnixNanos()),
 	}
 	r.Lines = linesFromRecords(rec.GetLines()) // packed.go
-	rq, raw := newReserveRequest(nil, resKey{r.Channel, r.ID}, rec.GetRequest()) // request.go
-	r.req = packRequest(&rq, r.Lines)
+	rq, raw := newReserveRequest(nil, resKey{r.Channel, r.ID}, rec.GetRequest())
+	r.req = packRequest(&rq, r.Lines) // packed.go
 	var ops []holdOp
 	for _, op := range rec.GetOps() {
 		ops = append(ops, holdOp{kind: opKind(op.GetKind()), id: op.GetId(), ttlNanos: op.GetTtlNanos(),
