@@ -257,7 +257,8 @@ func (r *reservation) remembered() reserveRequest {
 	return unpackRequest(r.req, r.lines())
 }
 
-// public returns a copy of the hold that shares nothing with it.
+// public returns a copy of the hold whose slices are its own (a packed
+// hold's strings share the packed string, which never changes).
 func (r *reservation) public() Reservation {
 	if r.packed == "" {
 		return r.Reservation.clone()
