@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/stockd/stockd/api/logv1"
@@ -26,5 +27,55 @@ func TestEntryFeatureIsWhatItsCommandsNeed(t *testing.T) {
 		if got := featureOf(tc.cmds, store.CommandFeature); got != tc.want {
 			t.Errorf("input %s: got feature version %d, want %d", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestFeatureGateAfterRestart: a leader that restarts judges a command's
+// feature version by the node records its whole log holds, not by the part
+// replayed so far. The node's record says version 1 early in the log and 2
+// at its end; a command needing 2 proposed the moment the restarted node
+// leads must be accepted (the chaos harness saw one refused after a restart
+// of every node).
+func TestFeatureGateAfterRestart(t *testing.T) {
+	tickIs2 := func(cmd *logv1.Command) uint32 {
+		if cmd.GetTick() != nil {
+			return 2
+		}
+		return store.CommandFeature(cmd)
+	}
+	cfg := testConfig(t)
+	cfg.CommandFeature = tickIs2
+	cfg.FeatureVersion = 1
+	n := startNode(t, cfg)
+	waitApplied(t, n, "the node's record", func() bool { return len(n.machine.Nodes()) == 1 })
+	for i := range 2000 {
+		propose(t, n, putLocation(fmt.Sprintf("L%d", i)))
+	}
+	addr := n.RaftAddr()
+	closeNode(t, n)
+
+	restart := func(what string) *Node {
+		t.Helper()
+		c := cfg
+		c.RaftAddr, c.FeatureVersion, c.Machine = addr, 2, store.New(store.DefaultConfig())
+		n, err := New(c)
+		if err != nil {
+			t.Fatalf("New (%s): %v", what, err)
+		}
+		if err := n.Start(); err != nil {
+			t.Fatalf("Start (%s): %v", what, err)
+		}
+		t.Cleanup(func() { _ = n.Close() })
+		return n
+	}
+	n = restart("to raise the record to 2")
+	waitFor(t, "the record at version 2", func() bool { return n.ClusterFeatureVersion() == 2 })
+	closeNode(t, n)
+
+	n = restart("with the record at 2 at the log's end")
+	tick := &logv1.Command{Kind: &logv1.Command_Tick{Tick: &logv1.Tick{}}}
+	res, err := n.Propose(testCtx(t), tick)
+	if err != nil || res.Err != nil {
+		t.Fatalf("Propose(tick needing 2) right after the restart: %+v, %v; want accepted (the record at 2 is in the log)", res, err)
 	}
 }

@@ -232,6 +232,17 @@ func (n *Node) checkFeature(rn *running, cmd *logv1.Command) error {
 	if err != nil {
 		return fmt.Errorf("propose: %w", err)
 	}
+	if need > have && rn.readyTerm.Load() != rn.raft.CurrentTerm() {
+		// A leader fresh from an election or a restart may not have applied
+		// the node records its log already holds (a restarted node replays
+		// its log after it leads): apply everything before refusing, once a
+		// term, as the first linearizable read of a term does.
+		if _, err := n.readIndexLocal(rn); err == nil {
+			if have, err = n.clusterFeatureVersion(rn); err != nil {
+				return fmt.Errorf("propose: %w", err)
+			}
+		}
+	}
 	if need > have {
 		return fmt.Errorf("propose: %w: command needs version %d, cluster runs %d", ErrFeatureNotEnabled, need, have)
 	}
