@@ -37,12 +37,6 @@ func TestEntryFeatureIsWhatItsCommandsNeed(t *testing.T) {
 // leads must be accepted (the chaos harness saw one refused after a restart
 // of every node).
 func TestFeatureGateAfterRestart(t *testing.T) {
-	tickIs2 := func(cmd *logv1.Command) uint32 {
-		if cmd.GetTick() != nil {
-			return 2
-		}
-		return store.CommandFeature(cmd)
-	}
 	cfg := testConfig(t)
 	cfg.CommandFeature = tickIs2
 	cfg.FeatureVersion = 1

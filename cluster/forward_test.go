@@ -294,13 +294,16 @@ func TestCloseHandsLeadershipOff(t *testing.T) {
 	}
 }
 
-func TestFeatureGate(t *testing.T) {
-	tickIs2 := func(cmd *logv1.Command) uint32 {
-		if cmd.GetTick() != nil {
-			return 2
-		}
-		return store.CommandFeature(cmd)
+// tickIs2 is store.CommandFeature but for Tick, which it says needs version
+// 2: a stand-in for a command newer than some build.
+func tickIs2(cmd *logv1.Command) uint32 {
+	if cmd.GetTick() != nil {
+		return 2
 	}
+	return store.CommandFeature(cmd)
+}
+
+func TestFeatureGate(t *testing.T) {
 	nodes := startPeerCluster(t, 3, func(id string, c *Config) {
 		c.CommandFeature = tickIs2
 		c.FeatureVersion = 2
