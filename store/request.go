@@ -16,7 +16,9 @@ import (
 // exactly (unknown fields from a newer build, or a restored record without
 // lines or under another key) is kept whole instead, as the raw message its
 // holder passes to diff and record. Nothing in it changes once made:
-// snapshots share it.
+// snapshots share it. A refusal keeps it as it is; a hold keeps it packed
+// in a string (reservation.req, packed.go) and unpacks it for a retry or a
+// snapshot.
 type reserveRequest struct {
 	lines    []requestLine
 	ttlNanos int64
