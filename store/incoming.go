@@ -500,15 +500,14 @@ func (st *state) dropIncomingAt(loc LocationID) {
 	}
 }
 
-// snapshotIncoming copies every incoming line, sorted by po line id. Apply
+// snapshotIncoming copies every incoming line, in map order. Apply
 // goroutine only.
 func (st *state) snapshotIncoming() []IncomingLine {
 	out := make([]IncomingLine, 0, len(st.incoming))
 	for _, in := range st.incoming {
 		out = append(out, in.IncomingLine)
 	}
-	slices.SortFunc(out, func(a, b IncomingLine) int { return cmp.Compare(a.POLine, b.POLine) })
-	return out
+	return out // Snapshot.sort sorts them by po line
 }
 
 // writeIncoming emits one IncomingRecord per line, in the given order.

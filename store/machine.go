@@ -29,6 +29,9 @@ type Machine struct {
 	// stats are the cumulative counts Stats reads (stats.go); every state
 	// generation points at the same one.
 	stats *stats
+	// lastCounters is the counter count of the last Snapshot, the next one's
+	// capacity hint, so its capture walks the items once (snapshot.go).
+	lastCounters int
 }
 
 // New returns an empty machine. Zero fields of cfg take DefaultConfig's values.

@@ -27,59 +27,10 @@ var memoryScaleProfile = flag.String("memory-scale-profile", "", "BenchmarkMemor
 //
 //	go test -run '^$' -bench MemoryScale -benchtime 1x ./store/
 func BenchmarkMemoryScale(b *testing.B) {
-	const (
-		items = 333_334
-		holds = 100_000
-	)
-	locs := []string{"ams", "fra", "lyon"}
-	item := func(i int) string { return "ITEM-" + strconv.Itoa(i) }
 	for b.Loop() {
 		base, baseLive := heapAfterGC()
-		m := store.New(store.Config{})
-		index := store.Revision(0)
-		apply := func(cmds ...*logv1.Command) {
-			// Through the wire form, so every string is its own allocation
-			// as in a replica that decoded the entry.
-			raw, err := proto.Marshal(entry(t0+int64(index)*1e6, cmds...))
-			if err != nil {
-				b.Fatal(err)
-			}
-			var e logv1.Entry
-			if err := proto.Unmarshal(raw, &e); err != nil {
-				b.Fatal(err)
-			}
-			index++
-			for i, r := range m.ApplyEntry(index, &e) {
-				if r.Err != nil {
-					b.Fatalf("input %v: got %v, want ok", cmds[i], r.Err)
-				}
-				for _, row := range r.Rows {
-					if row.Status != store.RowApplied {
-						b.Fatalf("input %v: got row %+v, want applied", cmds[i], row)
-					}
-				}
-			}
-		}
-		apply(loc(locs[0]), loc(locs[1]), loc(locs[2]), channel("web", 0, locs...))
-		var rows []*logv1.StockCount
-		for i := range items {
-			for _, l := range locs {
-				rows = append(rows, row(item(i), l, 100, 1))
-			}
-			if len(rows)+len(locs) > store.MaxRows || i == items-1 {
-				apply(setStock(rows...))
-				rows = rows[:0]
-			}
-		}
-		afterCounters, countersLive := heapAfterGC()
-		var cmds []*logv1.Command
-		for i := range holds {
-			cmds = append(cmds, reserve("web", "h-"+strconv.Itoa(i), 0, line(item(i%items), 1)))
-			if len(cmds) == 64 || i == holds-1 {
-				apply(cmds...)
-				cmds = cmds[:0]
-			}
-		}
+		var afterCounters, countersLive int64
+		m := scaleState(b, func() { afterCounters, countersLive = heapAfterGC() })
 		afterHolds, live := heapAfterGC()
 		if *memoryScaleProfile != "" {
 			f, err := os.Create(*memoryScaleProfile)
@@ -93,15 +44,96 @@ func BenchmarkMemoryScale(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		b.ReportMetric(float64(afterCounters-base)/(items*3), "heap-B/counter")
-		b.ReportMetric(float64(afterHolds-afterCounters)/holds, "heap-B/hold")
-		b.ReportMetric(float64(afterHolds-base)/(items*3), "heap-B/counter-with-holds")
+		b.ReportMetric(float64(afterCounters-base)/(scaleItems*3), "heap-B/counter")
+		b.ReportMetric(float64(afterHolds-afterCounters)/scaleHolds, "heap-B/hold")
+		b.ReportMetric(float64(afterHolds-base)/(scaleItems*3), "heap-B/counter-with-holds")
 		b.ReportMetric(float64(afterHolds-base)/(1<<20), "heap-MiB")
-		b.ReportMetric(float64(countersLive-baseLive)/(items*3), "live-B/counter")
-		b.ReportMetric(float64(live-countersLive)/holds, "live-B/hold")
+		b.ReportMetric(float64(countersLive-baseLive)/(scaleItems*3), "live-B/counter")
+		b.ReportMetric(float64(live-countersLive)/scaleHolds, "live-B/hold")
 		b.ReportMetric(float64(live-baseLive)/(1<<20), "live-MiB")
 		runtime.KeepAlive(m)
 	}
+}
+
+// BenchmarkSnapshotCapture times Machine.Snapshot, the copy every applied
+// command waits for while it runs, on the state of BenchmarkMemoryScale. The
+// copy's garbage is collected between captures, outside the timing.
+//
+//	go test -run '^$' -bench SnapshotCapture -benchtime 5x ./store/
+func BenchmarkSnapshotCapture(b *testing.B) {
+	m := scaleState(b, func() {})
+	var snap *store.Snapshot
+	for b.Loop() {
+		b.StopTimer()
+		snap = nil
+		runtime.GC()
+		b.StartTimer()
+		snap = m.Snapshot()
+	}
+	if snap.Index() == 0 {
+		b.Fatal("captured index 0, want the built state's")
+	}
+}
+
+// Scale of BenchmarkMemoryScale's state: 1,000,002 counters and 100,000 holds.
+const (
+	scaleItems = 333_334
+	scaleHolds = 100_000
+)
+
+// scaleState builds the state of the README's scale figure: scaleItems items
+// at 3 locations each and scaleHolds live one-line holds, each entry decoded
+// from its wire bytes as a replica would. countersDone runs between the
+// counters and the holds.
+func scaleState(b *testing.B, countersDone func()) *store.Machine {
+	locs := []string{"ams", "fra", "lyon"}
+	item := func(i int) string { return "ITEM-" + strconv.Itoa(i) }
+	m := store.New(store.Config{})
+	index := store.Revision(0)
+	apply := func(cmds ...*logv1.Command) {
+		// Through the wire form, so every string is its own allocation
+		// as in a replica that decoded the entry.
+		raw, err := proto.Marshal(entry(t0+int64(index)*1e6, cmds...))
+		if err != nil {
+			b.Fatal(err)
+		}
+		var e logv1.Entry
+		if err := proto.Unmarshal(raw, &e); err != nil {
+			b.Fatal(err)
+		}
+		index++
+		for i, r := range m.ApplyEntry(index, &e) {
+			if r.Err != nil {
+				b.Fatalf("input %v: got %v, want ok", cmds[i], r.Err)
+			}
+			for _, row := range r.Rows {
+				if row.Status != store.RowApplied {
+					b.Fatalf("input %v: got row %+v, want applied", cmds[i], row)
+				}
+			}
+		}
+	}
+	apply(loc(locs[0]), loc(locs[1]), loc(locs[2]), channel("web", 0, locs...))
+	var rows []*logv1.StockCount
+	for i := range scaleItems {
+		for _, l := range locs {
+			rows = append(rows, row(item(i), l, 100, 1))
+		}
+		if len(rows)+len(locs) > store.MaxRows || i == scaleItems-1 {
+			apply(setStock(rows...))
+			rows = rows[:0]
+		}
+	}
+	countersDone()
+	var cmds []*logv1.Command
+	for i := range scaleHolds {
+		cmds = append(cmds, reserve("web", "h-"+strconv.Itoa(i), 0, line(item(i%scaleItems), 1)))
+		if len(cmds) == 64 || i == scaleHolds-1 {
+			apply(cmds...)
+			cmds = cmds[:0]
+		}
+	}
+	return m
 }
 
 // heapAfterGC returns the heap in use (spans holding live objects) and the
