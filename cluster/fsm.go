@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
@@ -59,7 +60,9 @@ func (f *fsm) Apply(l *raft.Log) any {
 // Snapshot captures the machine's state; Persist writes it later on raft's
 // snapshot goroutine while applies continue.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
-	return &fsmSnapshot{snap: f.machine.Snapshot(), tmpDir: f.tmpDir, logger: f.logger}, nil
+	start := time.Now()
+	snap := f.machine.Snapshot()
+	return &fsmSnapshot{snap: snap, capture: time.Since(start), tmpDir: f.tmpDir, logger: f.logger}, nil
 }
 
 // Restore replaces the machine's state with a snapshot's after checking the

@@ -85,9 +85,11 @@ func (d *streamDigest) sum() [32]byte {
 // Persist on its snapshot goroutine, concurrently with applies; the capture
 // is a deep copy, so that is safe.
 type fsmSnapshot struct {
-	snap   *store.Snapshot
-	tmpDir string
-	logger *slog.Logger
+	snap *store.Snapshot
+	// capture is how long the copy took: applies waited that long.
+	capture time.Duration
+	tmpDir  string
+	logger  *slog.Logger
 	// bytes is the size of the container Persist wrote.
 	bytes int64
 }
@@ -107,7 +109,7 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 		return fmt.Errorf("persist snapshot %d: close sink: %w", s.snap.Index(), err)
 	}
 	s.logger.Info("persisted snapshot", "index", uint64(s.snap.Index()), "records", n,
-		"duration", time.Since(start))
+		"capture", s.capture, "duration", time.Since(start))
 	return nil
 }
 
