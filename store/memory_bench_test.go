@@ -28,10 +28,10 @@ var memoryScaleProfile = flag.String("memory-scale-profile", "", "BenchmarkMemor
 //	go test -run '^$' -bench MemoryScale -benchtime 1x ./store/
 func BenchmarkMemoryScale(b *testing.B) {
 	for b.Loop() {
-		base, baseLive := heapAfterGC()
-		var afterCounters, countersLive int64
-		m := scaleState(b, func() { afterCounters, countersLive = heapAfterGC() })
-		afterHolds, live := heapAfterGC()
+		base, baseLive, _ := heapAfterGC()
+		var afterCounters, countersLive, countersObjects int64
+		m := scaleState(b, func() { afterCounters, countersLive, countersObjects = heapAfterGC() })
+		afterHolds, live, objects := heapAfterGC()
 		if *memoryScaleProfile != "" {
 			f, err := os.Create(*memoryScaleProfile)
 			if err != nil {
@@ -50,6 +50,8 @@ func BenchmarkMemoryScale(b *testing.B) {
 		b.ReportMetric(float64(afterHolds-base)/(1<<20), "heap-MiB")
 		b.ReportMetric(float64(countersLive-baseLive)/(scaleItems*3), "live-B/counter")
 		b.ReportMetric(float64(live-countersLive)/scaleHolds, "live-B/hold")
+		// What a collection marks per hold: a held hold stays for minutes.
+		b.ReportMetric(float64(objects-countersObjects)/scaleHolds, "objects/hold")
 		b.ReportMetric(float64(live-baseLive)/(1<<20), "live-MiB")
 		runtime.KeepAlive(m)
 	}
@@ -136,13 +138,13 @@ func scaleState(b *testing.B, countersDone func()) *store.Machine {
 	return m
 }
 
-// heapAfterGC returns the heap in use (spans holding live objects) and the
-// live bytes (what the node's heap governor sizes its limit by) after a full
-// collection.
-func heapAfterGC() (inuse, live int64) {
+// heapAfterGC returns the heap in use (spans holding live objects), the live
+// bytes (what the node's heap governor sizes its limit by) and the live
+// objects after a full collection.
+func heapAfterGC() (inuse, live, objects int64) {
 	var ms runtime.MemStats
 	runtime.GC()
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
-	return int64(ms.HeapInuse), int64(ms.HeapAlloc)
+	return int64(ms.HeapInuse), int64(ms.HeapAlloc), int64(ms.HeapObjects)
 }

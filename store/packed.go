@@ -30,14 +30,47 @@ func (r *reservation) pack() {
 	r.Lines = nil
 }
 
-// packRequest packs a hold's remembered request ("" for none); lines are the
-// hold's, whose SKUs the request does not repeat. A request serves only
-// retries and snapshots, so every hold keeps it packed from the start.
-func packRequest(rq *reserveRequest, lines []ReservationLine) string {
-	if rq.lines == nil {
-		return ""
+// ownStrings gives a new (or restored) hold one string for its id, its lines'
+// SKUs and its remembered request, packed ("" for none; unpackRequest reads
+// it back with the hold's lines, whose SKUs it does not repeat), and points
+// key, r.ID, the lines and r.req into it. A request serves only retries and
+// snapshots, so it is packed from the start. The decoded entry's strings are
+// then garbage: a held hold is kept for minutes and every collection
+// meanwhile marks each object it keeps, so one string instead of an id, a SKU
+// per line and a request is two or more objects fewer a hold. An item equal
+// to its SKU shares the SKU's bytes.
+func ownStrings(key *resKey, r *reservation, rq *reserveRequest) {
+	var n packer
+	if rq.lines != nil {
+		n.request(rq, r.Lines)
 	}
-	return packWith(func(p *packer) { p.request(rq, lines) })
+	size := len(key.id) + n.size
+	for i := range r.Lines {
+		size += len(r.Lines[i].SKU)
+	}
+	var sb strings.Builder
+	sb.Grow(size)
+	sb.WriteString(string(key.id))
+	for i := range r.Lines {
+		sb.WriteString(string(r.Lines[i].SKU))
+	}
+	if rq.lines != nil {
+		(&packer{sb: &sb}).request(rq, r.Lines)
+	}
+	all := sb.String()
+	key.id = ReservationID(all[:len(key.id)])
+	r.ID = key.id
+	at := len(key.id)
+	for i := range r.Lines {
+		l := &r.Lines[i]
+		sku := all[at : at+len(l.SKU)]
+		at += len(sku)
+		if string(l.Item) == string(l.SKU) {
+			l.Item = ItemID(sku)
+		}
+		l.SKU = SKU(sku)
+	}
+	r.req = all[at:]
 }
 
 // packWith runs write twice: once to count the bytes, once to write them
@@ -209,7 +242,7 @@ func unpackLines(packed string) []ReservationLine {
 	return lines
 }
 
-// unpackRequest reads what packRequest wrote, with the hold's lines it was
+// unpackRequest reads what ownStrings packed, with the hold's lines it was
 // packed against.
 func unpackRequest(packed string, lines []ReservationLine) reserveRequest {
 	if packed == "" {

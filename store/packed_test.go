@@ -8,6 +8,7 @@ import (
 	"slices"
 	"testing"
 	"time"
+	"unsafe"
 
 	"google.golang.org/protobuf/proto"
 	"pgregory.net/rapid"
@@ -215,7 +216,13 @@ func TestPackRoundTrips(t *testing.T) {
 				}
 			}
 		}
-		r := &reservation{Reservation: Reservation{State: StateConfirmed, Lines: slices.Clone(lines)}, req: packRequest(&rq, lines)}
+		id := ReservationID(text.Draw(t, "id"))
+		key := resKey{"web", id}
+		r := &reservation{Reservation: Reservation{State: StateConfirmed, ID: id, Lines: slices.Clone(lines)}}
+		ownStrings(&key, r, &rq)
+		if key.id != id || r.ID != id || !reflect.DeepEqual(r.Lines, lines) {
+			t.Fatalf("ownStrings changed the hold: id %q key %q lines %+v, want %q and %+v", r.ID, key.id, r.Lines, id, lines)
+		}
 		r.pack()
 		if r.packed == "" || r.Lines != nil || (r.req == "") != (rq.lines == nil) {
 			t.Fatalf("not packed: lines %q, %d unpacked; request %q", r.packed, len(r.Lines), r.req)
@@ -228,4 +235,91 @@ func TestPackRoundTrips(t *testing.T) {
 			t.Fatalf("request %+v, want %+v", gotRq, rq)
 		}
 	})
+}
+
+// TestHeldHoldOwnsItsStrings: a new hold keeps none of the decoded command's
+// strings. Its id, its lines' SKUs (and items equal to them) and its packed
+// request lie in one string of its own, and a pinned location is the
+// catalog's copy, so a live hold costs the collector as few objects as it
+// can. Reads, retries and the snapshot see the same hold.
+func TestHeldHoldOwnsItsStrings(t *testing.T) {
+	m, idx := packedWorld(t)
+	// Decoded from its wire form, as a replica gets it: fresh strings.
+	raw, err := proto.Marshal(packedReserve("h1", 3, idx-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &logv1.Command{}
+	if err := proto.Unmarshal(raw, c); err != nil {
+		t.Fatal(err)
+	}
+	rq := c.GetReserve()
+	if res := m.Apply(idx, 1, c); res.Err != nil {
+		t.Fatalf("input reserve h1: %v", res.Err)
+	}
+	r := m.st.Load().reservations[resKey{"web", "h1"}]
+	if r == nil {
+		t.Fatal("input reserve h1: no hold")
+	}
+	// The hold's own string runs from its id's first byte to its request's last.
+	own := unsafe.String(unsafe.StringData(string(r.ID)), len(r.ID)+len(r.Lines[0].SKU)+len(r.Lines[1].SKU)+len(r.Lines[2].SKU)+len(r.req))
+	within := func(s string) bool {
+		if s == "" {
+			return true
+		}
+		start, end := uintptr(unsafe.Pointer(unsafe.StringData(own))), uintptr(unsafe.Pointer(unsafe.StringData(own)))+uintptr(len(own))
+		p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+		return p >= start && p+uintptr(len(s)) <= end
+	}
+	same := func(a, b string) bool { return a != "" && unsafe.StringData(a) == unsafe.StringData(b) }
+	if same(string(r.ID), rq.GetReservationId()) {
+		t.Errorf("input reserve h1: the hold's id is the command's string, want its own")
+	}
+	if !same(own[len(r.ID)+len(r.Lines[0].SKU)+len(r.Lines[1].SKU)+len(r.Lines[2].SKU):], r.req) && r.req != "" {
+		t.Errorf("input reserve h1: the packed request is not in the hold's string")
+	}
+	cat := m.st.Load().catalog.Load()
+	for i, l := range r.Lines {
+		if !within(string(l.SKU)) || same(string(l.SKU), rq.GetLines()[i].GetSku()) {
+			t.Errorf("input reserve h1: lines[%d].sku %q is not in the hold's own string", i, l.SKU)
+		}
+		if !same(string(l.Item), string(l.SKU)) {
+			t.Errorf("input reserve h1: lines[%d].item %q does not share its sku's bytes", i, l.Item)
+		}
+		for _, a := range l.Allocations {
+			if !same(string(a.Location), string(cat.locations[a.Location].ID)) {
+				t.Errorf("input reserve h1: lines[%d] allocation at %q is not the catalog's copy", i, a.Location)
+			}
+		}
+	}
+	if len(r.Lines) != 3 || r.Lines[0].SKU != "rose" || r.Lines[1].SKU != "tulip" || r.Lines[2].SKU != "lily" || r.ID != "h1" {
+		t.Fatalf("input reserve h1: got id %q lines %+v, want h1 with rose, tulip, lily", r.ID, r.Lines)
+	}
+	// The lines' single allocations come from one array (newLines), each
+	// capped at 1 so that an append cannot write over the next line's.
+	var lo, hi uintptr
+	for i, l := range r.Lines {
+		if len(l.Allocations) != 1 || cap(l.Allocations) != 1 {
+			t.Fatalf("input reserve h1: lines[%d] allocations len %d cap %d, want 1 and 1", i, len(l.Allocations), cap(l.Allocations))
+		}
+		p := uintptr(unsafe.Pointer(&l.Allocations[0]))
+		if i == 0 || p < lo {
+			lo = p
+		}
+		hi = max(hi, p)
+	}
+	if size := unsafe.Sizeof(Allocation{}); hi-lo != 2*size {
+		t.Errorf("input reserve h1: the three allocations span %d bytes, want %d (one array)", hi-lo, 2*size)
+	}
+
+	// A same-payload retry answers; one with another quantity is refused.
+	idx++
+	if res := m.Apply(idx, 1, packedReserve("h1", 3, idx-2)); res.Err != nil || res.Reservation.ID != "h1" {
+		t.Errorf("input same-payload retry of h1: got %v, want the hold", res.Err)
+	}
+	idx++
+	var rej *Rejection
+	if res := m.Apply(idx, 1, packedReserve("h1", 4, idx-3)); !errors.Is(res.Err, ErrIdempotencyConflict) || !errors.As(res.Err, &rej) || rej.Field != "lines[1].quantity" {
+		t.Errorf("input retry of h1 with tulip 4: got %v, want a conflict on lines[1].quantity", res.Err)
+	}
 }

@@ -76,7 +76,7 @@ func (st *state) reserve(now Timestamp, c *logv1.Reserve) Result {
 		},
 	}
 	rq, raw := newReserveRequest(cat, key, c)
-	r.req = packRequest(&rq, r.Lines) // packed.go
+	ownStrings(&key, r, &rq) // r.req is rq packed (packed.go)
 	r.setRawRequest(raw)
 	st.lmu.Lock()
 	st.reservations[key] = r
@@ -100,7 +100,7 @@ func (st *state) allocate(chID ChannelID, c *logv1.Reserve) ([]ReservationLine, 
 	if ch == nil {
 		return nil, reject(ErrUnknownChannel, "channel", "unknown channel "+strconv.Quote(string(chID)))
 	}
-	lines := make([]ReservationLine, len(c.GetLines()))
+	lines, slab := newLines(len(c.GetLines()))
 	base := make([]Units, len(lines))
 	for i, l := range c.GetLines() {
 		item, factor, _, known := cat.resolve(ch, SKU(l.GetSku()))
@@ -146,7 +146,7 @@ func (st *state) allocate(chID ChannelID, c *logv1.Reserve) ([]ReservationLine, 
 	// Lines pinned to a location first.
 	var flexible []int
 	for i, l := range c.GetLines() {
-		loc := LocationID(l.GetLocation())
+		loc := cat.intern(LocationID(l.GetLocation())) // the hold keeps the catalog's copy
 		if loc == "" {
 			flexible = append(flexible, i)
 			continue
@@ -155,7 +155,7 @@ func (st *state) allocate(chID ChannelID, c *logv1.Reserve) ([]ReservationLine, 
 			return nil, insufficient(i, base[i], a-a%lines[i].Factor) // whole SKU units, as a split reports
 		}
 		taken[counterKey{lines[i].Item, loc}] += base[i]
-		lines[i].Allocations = []Allocation{{Location: loc, Quantity: base[i]}}
+		lines[i].Allocations = slab.one(Allocation{Location: loc, Quantity: base[i]})
 	}
 	if len(flexible) == 0 {
 		return lines, nil
@@ -180,7 +180,7 @@ func (st *state) allocate(chID ChannelID, c *logv1.Reserve) ([]ReservationLine, 
 		}
 		if fits {
 			for _, i := range flexible {
-				lines[i].Allocations = []Allocation{{Location: loc, Quantity: base[i]}}
+				lines[i].Allocations = slab.one(Allocation{Location: loc, Quantity: base[i]})
 			}
 			return lines, nil
 		}
@@ -208,6 +208,41 @@ func (st *state) allocate(chID ChannelID, c *logv1.Reserve) ([]ReservationLine, 
 		}
 	}
 	return lines, nil
+}
+
+// newLines returns a hold's n lines and where their single allocations come
+// from: one array for all of them, and for a one-line hold the same object as
+// its line. A held hold is kept for its whole life (minutes), so every object
+// it is made of is marked by every garbage collection meanwhile; this makes a
+// one-line hold one object fewer, an n-line one n-1 fewer. Allocations are
+// never changed in place (snapshots share them), so sharing an array is safe.
+func newLines(n int) ([]ReservationLine, *allocSlab) {
+	if n == 1 {
+		one := new(struct {
+			line  [1]ReservationLine
+			alloc [1]Allocation
+		})
+		return one.line[:], &allocSlab{free: one.alloc[:]}
+	}
+	return make([]ReservationLine, n), &allocSlab{size: n}
+}
+
+// allocSlab hands out one-element allocation slices cut from one array.
+type allocSlab struct {
+	free []Allocation
+	size int // the array made when free runs out
+}
+
+// one returns a slice holding only a, of capacity 1: an append to it
+// reallocates rather than write over the next line's allocation.
+func (s *allocSlab) one(a Allocation) []Allocation {
+	if len(s.free) == 0 {
+		s.free = make([]Allocation, max(s.size, 1))
+	}
+	s.free[0] = a
+	out := s.free[:1:1]
+	s.free = s.free[1:]
+	return out
 }
 
 func insufficient(i int, requested, available Units) *Rejection {

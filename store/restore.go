@@ -303,8 +303,9 @@ func reservationFromRecord(rec *logv1.ReservationRecord) *reservation {
 		pruneSeq: rec.GetPruneSeq(), prunableAt: Timestamp(rec.GetPrunableUnixNanos()),
 	}
 	r.Lines = linesFromRecords(rec.GetLines()) // packed.go
-	rq, raw := newReserveRequest(nil, resKey{r.Channel, r.ID}, rec.GetRequest())
-	r.req = packRequest(&rq, r.Lines) // packed.go
+	key := resKey{r.Channel, r.ID}
+	rq, raw := newReserveRequest(nil, key, rec.GetRequest())
+	ownStrings(&key, r, &rq) // r.req is rq packed (packed.go)
 	var ops []holdOp
 	for _, op := range rec.GetOps() {
 		ops = append(ops, holdOp{kind: opKind(op.GetKind()), id: op.GetId(), ttlNanos: op.GetTtlNanos(),
