@@ -139,6 +139,10 @@ func TestHTTPPortServesHealthReadinessAndMetrics(t *testing.T) {
 		"stockd_raft_apply_batch_commands_count",
 		`stockd_erp_update_age_seconds{location="ams"}`,
 		"stockd_outbox_backlog_entries 0",
+		// The collector's CPU, besides Go's default metrics.
+		"go_cpu_classes_gc_total_cpu_seconds_total ",
+		"go_cpu_classes_gc_mark_idle_cpu_seconds_total ",
+		"go_goroutines ",
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("GET /metrics: got no line with %q; page:\n%s", want, grep(page, "grpc_server_handled_total", "stockd_"))
