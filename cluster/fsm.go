@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -31,6 +32,9 @@ type fsm struct {
 	// restoreErr is the last Restore failure, reported by Start when raft
 	// refuses to start because no snapshot could be restored.
 	restoreErr error
+
+	// captured is the Footprint of the snapshot captures not yet released.
+	captured atomic.Int64
 }
 
 func newFSM(m *store.Machine, logger *slog.Logger, tmpDir string) *fsm {
@@ -62,7 +66,11 @@ func (f *fsm) Apply(l *raft.Log) any {
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	start := time.Now()
 	snap := f.machine.Snapshot()
-	return &fsmSnapshot{snap: snap, capture: time.Since(start), tmpDir: f.tmpDir, logger: f.logger}, nil
+	took := time.Since(start)
+	footprint := snap.Footprint()
+	f.captured.Add(footprint)
+	return &fsmSnapshot{snap: snap, capture: took, footprint: footprint, captured: &f.captured,
+		tmpDir: f.tmpDir, logger: f.logger}, nil
 }
 
 // Restore replaces the machine's state with a snapshot's after checking the

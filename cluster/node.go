@@ -510,6 +510,10 @@ func (n *Node) Snapshot() error {
 	return translate("snapshot", rn.raft.Snapshot().Error())
 }
 
+// CapturedBytes is about how much memory the snapshot captures being written
+// hold (store.Snapshot.Footprint), 0 when none is. Safe for concurrent use.
+func (n *Node) CapturedBytes() int64 { return n.fsm.captured.Load() }
+
 // Stats returns the proposer's counters since Start (zero before it; final
 // after Close). Safe for concurrent use.
 func (n *Node) Stats() Stats {

@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -88,8 +89,11 @@ type fsmSnapshot struct {
 	snap *store.Snapshot
 	// capture is how long the copy took: applies waited that long.
 	capture time.Duration
-	tmpDir  string
-	logger  *slog.Logger
+	// footprint is the copy's Footprint, counted in captured until Release.
+	footprint int64
+	captured  *atomic.Int64
+	tmpDir    string
+	logger    *slog.Logger
 	// bytes is the size of the container Persist wrote.
 	bytes int64
 }
@@ -145,6 +149,10 @@ const collectAfterBytes = 16 << 20
 // two minutes, and the node keeps that much more memory resident.
 func (s *fsmSnapshot) Release() {
 	s.snap = nil
+	if s.captured != nil {
+		s.captured.Add(-s.footprint)
+		s.footprint = 0
+	}
 	if s.bytes >= collectAfterBytes {
 		runtime.GC()
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"testing"
 	"time"
@@ -149,5 +150,36 @@ func TestRestoreRefusesDamagedContainers(t *testing.T) {
 				t.Fatalf("machine after a refused restore: applied index %d, want 0 (unchanged)", dst.AppliedIndex())
 			}
 		})
+	}
+}
+
+// TestCapturedBytesCountsUnreleasedCaptures: a capture counts its Footprint
+// in captured (which the heap governor gives no headroom) until raft
+// releases it, and two at once count both.
+func TestCapturedBytesCountsUnreleasedCaptures(t *testing.T) {
+	f := newFSM(machineWithState(t), slog.New(slog.DiscardHandler), t.TempDir())
+	first, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	one := first.(*fsmSnapshot).snap.Footprint()
+	if one <= 0 || f.captured.Load() != one {
+		t.Fatalf("one capture: captured %d, footprint %d, want equal and above 0", f.captured.Load(), one)
+	}
+	second, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.captured.Load(); got != 2*one {
+		t.Errorf("two captures of one state: captured %d, want %d", got, 2*one)
+	}
+	first.Release()
+	first.Release() // raft releases once; a second call must not count twice
+	if got := f.captured.Load(); got != one {
+		t.Errorf("one of two released: captured %d, want %d", got, one)
+	}
+	second.Release()
+	if got := f.captured.Load(); got != 0 {
+		t.Errorf("both released: captured %d, want 0", got)
 	}
 }

@@ -65,16 +65,26 @@ func BenchmarkMemoryScale(b *testing.B) {
 func BenchmarkSnapshotCapture(b *testing.B) {
 	m := scaleState(b, func() {})
 	var snap *store.Snapshot
+	var allocated uint64
 	for b.Loop() {
 		b.StopTimer()
 		snap = nil
 		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
 		b.StartTimer()
 		snap = m.Snapshot()
+		b.StopTimer()
+		runtime.ReadMemStats(&after)
+		allocated = after.TotalAlloc - before.TotalAlloc
+		b.StartTimer()
 	}
 	if snap.Index() == 0 {
 		b.Fatal("captured index 0, want the built state's")
 	}
+	// What the capture allocated, and what it tells the heap governor it holds.
+	b.ReportMetric(float64(allocated)/(1<<20), "allocated-MiB")
+	b.ReportMetric(float64(snap.Footprint())/(1<<20), "footprint-MiB")
 }
 
 // Scale of BenchmarkMemoryScale's state: 1,000,002 counters and 100,000 holds.

@@ -150,6 +150,28 @@ func (m *Machine) Snapshot() *Snapshot {
 	return s
 }
 
+// Sizes of the records a capture copies, for Footprint (store does not
+// import unsafe; TestSnapshotRecordSizes checks them).
+const (
+	counterBytes     = 48
+	bufferRuleBytes  = 40
+	snapItemBytes    = 32
+	reservationBytes = 160
+	refusalBytes     = 96
+	orderBytes       = 144
+)
+
+// Footprint is about how many bytes of memory the capture holds that the live
+// state does not: the copies of its largest lists (what it shares, strings
+// and lines, is not counted). A node's heap governor leaves it out of the
+// live heap it gives headroom to (cmd/stockd/memory.go): the capture does not
+// grow while it is written, and is dropped when written.
+func (s *Snapshot) Footprint() int64 {
+	return int64(cap(s.counters))*counterBytes + int64(cap(s.buffers))*bufferRuleBytes +
+		int64(cap(s.items))*snapItemBytes + int64(cap(s.reservations))*reservationBytes +
+		int64(cap(s.refusals))*refusalBytes + int64(cap(s.orders))*orderBytes
+}
+
 // sort puts the capture's lists in key order, once. Every key is unique, so
 // the order, and with it the record stream, does not depend on the map order
 // the capture met them in.

@@ -288,7 +288,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			heapGovernor{ratio: o.memoryRatio, interval: 250 * time.Millisecond, log: logger}.run(gctx)
+			heapGovernor{ratio: o.memoryRatio, interval: 250 * time.Millisecond, log: logger, captured: node.CapturedBytes}.run(gctx)
 		}()
 		defer func() { stopGovernor(); <-done }()
 	}

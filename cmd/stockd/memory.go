@@ -24,15 +24,23 @@ const memoryFloorBytes = 192 << 20
 // million counters. Every interval the governor sets the runtime's soft memory
 // limit to max(memoryFloorBytes, ratio x the live heap), so a large state
 // collects as if GOGC were (ratio-1) x 100 while a small one keeps GOGC=400.
+//
+// A snapshot's capture (a copy of every counter, 71 MiB at a million
+// counters) is live while it is written, but it does not grow and is dropped
+// when written: it gets no headroom. captured (nil for none) says how many
+// of the live bytes it holds; the limit is ratio x the rest, plus it.
 type heapGovernor struct {
 	ratio    float64
 	interval time.Duration
 	log      *slog.Logger
+	captured func() int64
 }
 
-// memoryLimit is the soft limit for a live heap of live bytes.
-func memoryLimit(live uint64, ratio float64) int64 {
-	l := float64(live) * ratio
+// memoryLimit is the soft limit for a live heap of live bytes, captured of
+// them held by snapshot captures.
+func memoryLimit(live uint64, captured int64, ratio float64) int64 {
+	c := float64(min(uint64(max(captured, 0)), live))
+	l := (float64(live)-c)*ratio + c
 	if l > math.MaxInt64/2 {
 		return math.MaxInt64
 	}
@@ -49,7 +57,11 @@ func (g heapGovernor) run(ctx context.Context) {
 	for {
 		metrics.Read(sample)
 		if sample[0].Value.Kind() == metrics.KindUint64 {
-			if lim := memoryLimit(sample[0].Value.Uint64(), g.ratio); lim != last {
+			var captured int64
+			if g.captured != nil {
+				captured = g.captured()
+			}
+			if lim := memoryLimit(sample[0].Value.Uint64(), captured, g.ratio); lim != last {
 				debug.SetMemoryLimit(lim)
 				if last == 0 || lim > last*2 || lim < last/2 {
 					g.log.Debug("memory limit", "bytes", lim)
