@@ -117,6 +117,8 @@ func BenchmarkScale(b *testing.B) {
 	// Go hands freed pages back to the OS in the background: the settled
 	// figure is RSS once it has stopped moving (within 1% over 2 s, or 30 s).
 	rssSettled := settledRSS(b, p.cmd.Process.Pid, 30*time.Second)
+	// The most the node was resident at any moment, snapshots included.
+	peak := residentBytes(b, p.cmd.Process.Pid, "VmHWM")
 	p.kill()
 
 	start = time.Now()
@@ -138,6 +140,7 @@ func BenchmarkScale(b *testing.B) {
 	b.ReportMetric(float64(rssAfterSnapshot)/counters, "RSS-B/counter-after-snapshot")
 	b.ReportMetric(float64(anonAfterSnapshot)/(1<<20), "anon-MiB-after-snapshot")
 	b.ReportMetric(float64(rssSettled)/counters, "RSS-B/counter-settled")
+	b.ReportMetric(float64(peak)/counters, "RSS-B/counter-peak")
 	b.ReportMetric(float64(anon)/(1<<20), "anon-MiB")
 	b.ReportMetric(float64(snapBytes)/(1<<20), "snapshot-MiB")
 	b.ReportMetric(restart.Seconds(), "restart-s")
@@ -145,8 +148,6 @@ func BenchmarkScale(b *testing.B) {
 		counters, loadCounters.Round(time.Millisecond), holds, loadHolds.Round(time.Millisecond), snapIndex, lastRev, snapBytes)
 }
 
-// residentBytes reads one of a process's memory figures (VmRSS, RssAnon,
-// RssFile) from /proc.
 // settledRSS samples the process's RSS every 250 ms until the last eight
 // samples (2 s) lie within 1% of each other, or until limit, and returns the
 // last sample.
@@ -167,6 +168,8 @@ func settledRSS(b *testing.B, pid int, limit time.Duration) int64 {
 	}
 }
 
+// residentBytes reads one of a process's memory figures (VmRSS, VmHWM, RssAnon,
+// RssFile) from /proc.
 func residentBytes(b *testing.B, pid int, field string) int64 {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
