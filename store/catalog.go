@@ -533,15 +533,6 @@ func (st *state) restoreSKU(cat *catalog, rec *logv1.SkuRecord) error {
 	return nil
 }
 
-// checkCounterRecord: a counter sits at a declared location and was changed
-// no later than the snapshot's index.
-func (st *state) checkCounterRecord(cat *catalog, rec *logv1.CounterRecord) error {
-	if _, ok := cat.locations[LocationID(rec.GetLocation())]; !ok {
-		return fmt.Errorf("counter %s@%s is at an undeclared location", rec.GetItem(), rec.GetLocation())
-	}
-	return st.checkRev("counter "+rec.GetItem()+"@"+rec.GetLocation(), rec.GetModRevision())
-}
-
 // checkBufferTarget: a buffer rule names declared channels and locations.
 func (c *catalog) checkBufferTarget(b bufferRule) error {
 	if b.channel != "" && c.channels[b.channel] == nil {

@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"bytes"
 	"flag"
 	"os"
 	"runtime"
@@ -85,6 +86,30 @@ func BenchmarkSnapshotCapture(b *testing.B) {
 	// What the capture allocated, and what it tells the heap governor it holds.
 	b.ReportMetric(float64(allocated)/(1<<20), "allocated-MiB")
 	b.ReportMetric(float64(snap.Footprint())/(1<<20), "footprint-MiB")
+}
+
+// BenchmarkRestoreScale times Machine.Restore of BenchmarkMemoryScale's state
+// from its snapshot records, the store's part of a restart.
+//
+//	go test -run '^$' -bench RestoreScale -benchtime 3x ./store/
+func BenchmarkRestoreScale(b *testing.B) {
+	var recs [][]byte
+	if err := scaleState(b, func() {}).Snapshot().WriteRecords(func(rec []byte) error {
+		recs = append(recs, bytes.Clone(rec))
+		return nil
+	}); err != nil {
+		b.Fatal(err)
+	}
+	var m *store.Machine
+	for b.Loop() {
+		m = store.New(store.Config{})
+		if err := m.Restore(sliceSource(recs)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if m.AppliedIndex() == 0 {
+		b.Fatal("restored index 0, want the built state's")
+	}
 }
 
 // Scale of BenchmarkMemoryScale's state: 1,000,002 counters and 100,000 holds.

@@ -42,6 +42,7 @@ func decodeState(next func() ([]byte, error)) (*state, error) {
 	st := newState()
 	cat := emptyCatalog()
 	var queue []pruneItem
+	var run counterRun
 	sawMeta := false
 	for n := 0; ; n++ {
 		b, err := next()
@@ -51,6 +52,12 @@ func decodeState(next func() ([]byte, error)) (*state, error) {
 		if err != nil {
 			return nil, err
 		}
+		if f, ok := decodeCounterRecord(b); ok && sawMeta {
+			if err := st.restoreCounter(cat, &run, &f); err != nil {
+				return nil, fmt.Errorf("%w: record %d: %w", ErrCorruptSnapshot, n, err)
+			}
+			continue
+		}
 		var rec logv1.SnapshotRecord
 		if err := proto.Unmarshal(b, &rec); err != nil {
 			return nil, fmt.Errorf("%w: record %d: %w", ErrCorruptSnapshot, n, err)
@@ -58,11 +65,12 @@ func decodeState(next func() ([]byte, error)) (*state, error) {
 		if _, isMeta := rec.GetKind().(*logv1.SnapshotRecord_Meta); isMeta == sawMeta {
 			return nil, fmt.Errorf("%w: record %d: the meta record must come first, once", ErrCorruptSnapshot, n)
 		}
-		if err := st.restoreRecord(cat, &rec, &queue); err != nil {
+		if err := st.restoreRecord(cat, &rec, &queue, &run); err != nil {
 			return nil, fmt.Errorf("%w: record %d: %w", ErrCorruptSnapshot, n, err)
 		}
 		sawMeta = true
 	}
+	run.flush()
 	if !sawMeta {
 		return nil, fmt.Errorf("%w: no meta record", ErrCorruptSnapshot)
 	}
@@ -103,7 +111,10 @@ func decodeState(next func() ([]byte, error)) (*state, error) {
 	return st, nil
 }
 
-func (st *state) restoreRecord(cat *catalog, rec *logv1.SnapshotRecord, queue *[]pruneItem) error {
+func (st *state) restoreRecord(cat *catalog, rec *logv1.SnapshotRecord, queue *[]pruneItem, run *counterRun) error {
+	if _, ok := rec.GetKind().(*logv1.SnapshotRecord_Counter); !ok {
+		run.flush() // the counters are all in place before anything else reads them
+	}
 	switch k := rec.GetKind().(type) {
 	case *logv1.SnapshotRecord_Meta:
 		m := k.Meta
@@ -152,22 +163,9 @@ func (st *state) restoreRecord(cat *catalog, rec *logv1.SnapshotRecord, queue *[
 		is.setBuffers(append(is.bufferRules(), rule))
 	case *logv1.SnapshotRecord_Counter:
 		c := k.Counter
-		item := ItemID(c.GetItem())
-		sh := st.shardFor(item)
-		is := sh.items[item]
-		if is == nil {
-			is = &itemState{}
-			sh.items[item] = is
-		}
-		if n := len(is.counters); n > 0 && is.counters[n-1].location() >= LocationID(c.GetLocation()) {
-			return fmt.Errorf("counters of item %q out of order", item)
-		}
-		if err := st.checkCounterRecord(cat, c); err != nil {
-			return err
-		}
-		is.counters = insertExact(is.counters, len(is.counters), counter{loc: sh.locationRef(cat, LocationID(c.GetLocation())), onHand: Units(c.GetOnHandBaseUnits()),
-			reserved: Units(c.GetReservedBaseUnits()), committed: Units(c.GetCommittedBaseUnits()), version: c.GetVersion(),
-			modRev: Revision(c.GetModRevision())})
+		return st.restoreCounter(cat, run, &counterFields{item: []byte(c.GetItem()), location: []byte(c.GetLocation()),
+			onHand: c.GetOnHandBaseUnits(), reserved: c.GetReservedBaseUnits(), committed: c.GetCommittedBaseUnits(),
+			version: c.GetVersion(), modRev: c.GetModRevision()})
 	case *logv1.SnapshotRecord_Incoming:
 		return st.restoreIncoming(cat, k.Incoming)
 	case *logv1.SnapshotRecord_Reservation:
@@ -261,36 +259,125 @@ func (st *state) checkInvariants() error {
 			}
 		}
 	}
+	// A million counters are checked with plain loads, not two map lookups
+	// each: count those that hold units, then match every sum against its
+	// counter. Only when the counts differ are the counters walked again to
+	// name the ones no hold or order accounts for.
 	var problems []string
+	var nReserved, nCommitted int
 	for i := range st.shards {
 		for id, is := range st.shards[i].items {
 			for _, c := range is.counters {
-				k := counterKey{id, c.location()}
 				if c.reserved < 0 || c.committed < 0 {
 					problems = append(problems, fmt.Sprintf("counter %s@%s has reserved %d committed %d", id, c.location(), c.reserved, c.committed))
 				}
-				if c.reserved != reserved[k] {
-					problems = append(problems, fmt.Sprintf("counter %s@%s reserved %d, live holds %d", id, c.location(), c.reserved, reserved[k]))
+				if c.reserved != 0 {
+					nReserved++
 				}
-				if c.committed != committed[k] {
-					problems = append(problems, fmt.Sprintf("counter %s@%s committed %d, unabsorbed orders %d", id, c.location(), c.committed, committed[k]))
+				if c.committed != 0 {
+					nCommitted++
 				}
-				delete(reserved, k)
-				delete(committed, k)
 			}
 		}
 	}
-	for k, q := range reserved {
-		problems = append(problems, fmt.Sprintf("holds of %d at %s@%s have no counter", q, k.item, k.location))
+	match := func(sums map[counterKey]Units, what string, field func(*counter) Units, of string, want int) {
+		matched := 0
+		for k, q := range sums {
+			c := st.item(k.item).counterAt(k.location)
+			switch {
+			case c == nil:
+				problems = append(problems, fmt.Sprintf("%s of %d at %s@%s have no counter", of, q, k.item, k.location))
+			case field(c) != q:
+				problems = append(problems, fmt.Sprintf("counter %s@%s %s %d, %s %d", k.item, k.location, what, field(c), of, q))
+			case q != 0:
+				matched++
+			}
+		}
+		if matched == want {
+			return
+		}
+		for i := range st.shards {
+			for id, is := range st.shards[i].items {
+				for j := range is.counters {
+					c := &is.counters[j]
+					if _, ok := sums[counterKey{id, c.location()}]; !ok && field(c) != 0 {
+						problems = append(problems, fmt.Sprintf("counter %s@%s %s %d, %s 0", id, c.location(), what, field(c), of))
+					}
+				}
+			}
+		}
 	}
-	for k, q := range committed {
-		problems = append(problems, fmt.Sprintf("orders of %d at %s@%s have no counter", q, k.item, k.location))
-	}
+	match(reserved, "reserved", func(c *counter) Units { return c.reserved }, "live holds", nReserved)
+	match(committed, "committed", func(c *counter) Units { return c.committed }, "unabsorbed orders", nCommitted)
 	if len(problems) > 0 {
 		slices.Sort(problems)
 		return errors.New(strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// restoreCounter restores one counter record, decoded by decodeCounterRecord
+// or from its message.
+func (st *state) restoreCounter(cat *catalog, run *counterRun, f *counterFields) error {
+	if run.is == nil || string(f.item) != string(run.item) {
+		run.flush()
+		item := ItemID(f.item)
+		sh := st.shardFor(item)
+		is := sh.items[item]
+		if is == nil {
+			is = &itemState{}
+			sh.items[item] = is
+		}
+		run.item, run.is, run.sh = item, is, sh
+	}
+	if last, ok := run.last(); ok && last >= LocationID(f.location) {
+		return fmt.Errorf("counters of item %q out of order", run.item)
+	}
+	loc, ok := cat.locations[LocationID(f.location)]
+	if !ok {
+		return fmt.Errorf("counter %s@%s is at an undeclared location", f.item, f.location)
+	}
+	if f.modRev > st.applied.Load() {
+		return st.checkRev("counter "+string(f.item)+"@"+string(f.location), f.modRev)
+	}
+	run.counters = append(run.counters, counter{loc: run.sh.locationRef(cat, loc.ID), onHand: Units(f.onHand),
+		reserved: Units(f.reserved), committed: Units(f.committed), version: f.version, modRev: Revision(f.modRev)})
+	return nil
+}
+
+// counterRun gathers the counters of the item being restored. A snapshot
+// writes an item's counters one after another, so each item costs one map
+// lookup and gets its slice at its exact size once, not one lookup and one
+// slice per counter.
+type counterRun struct {
+	item     ItemID
+	is       *itemState // nil when no item is being gathered
+	sh       *shard
+	counters []counter // the item's counters not yet in is; reused
+}
+
+// last is the location of the item's last counter so far.
+func (r *counterRun) last() (LocationID, bool) {
+	if n := len(r.counters); n > 0 {
+		return r.counters[n-1].location(), true
+	}
+	if n := len(r.is.counters); n > 0 {
+		return r.is.counters[n-1].location(), true
+	}
+	return "", false
+}
+
+// flush puts the gathered counters after the item's own, at exact size.
+func (r *counterRun) flush() {
+	if r.is == nil {
+		return
+	}
+	if len(r.counters) > 0 {
+		all := make([]counter, len(r.is.counters)+len(r.counters))
+		copy(all[copy(all, r.is.counters):], r.counters)
+		r.is.counters = all
+	}
+	r.counters, r.is, r.sh, r.item = r.counters[:0], nil, nil, ""
 }
 
 func reservationFromRecord(rec *logv1.ReservationRecord) *reservation {

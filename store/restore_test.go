@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,4 +82,64 @@ func TestI4RestoreRejectsSequencesBehindTheirRecords(t *testing.T) {
 			"then with MaxRecords 8 the machine and a replica restored from its snapshot diverge %s (I4)",
 			err, store.ErrCorruptSnapshot, diverged)
 	})
+}
+
+// withCounter returns recs with the first counter record that pick accepts
+// changed by edit, or dropped when edit is nil; it fails if none is picked.
+func withCounter(t *testing.T, recs [][]byte, pick func(*logv1.CounterRecord) bool, edit func(*logv1.CounterRecord)) [][]byte {
+	t.Helper()
+	for i, r := range recs {
+		var rec logv1.SnapshotRecord
+		if err := proto.Unmarshal(r, &rec); err != nil {
+			t.Fatal(err)
+		}
+		c := rec.GetCounter()
+		if c == nil || !pick(c) {
+			continue
+		}
+		out := append([][]byte(nil), recs[:i]...)
+		if edit != nil {
+			edit(c)
+			b, err := proto.MarshalOptions{Deterministic: true}.Marshal(&rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, b)
+		}
+		return append(out, recs[i+1:]...)
+	}
+	t.Fatal("input golden stream: no counter record to change")
+	return nil
+}
+
+// TestI1RestoreChecksCountersAgainstHoldsAndOrders: a snapshot whose
+// counters disagree with its live holds or unabsorbed orders is refused,
+// naming the counter, whichever way they disagree.
+func TestI1RestoreChecksCountersAgainstHoldsAndOrders(t *testing.T) {
+	recs := mustRecords(t, goldenMachine(t))
+	if err := store.New(store.Config{}).Restore(sliceSource(recs)); err != nil {
+		t.Fatalf("input golden stream as it is: got %v, want it restored", err)
+	}
+	reserved := func(c *logv1.CounterRecord) bool { return c.GetReservedBaseUnits() > 0 }
+	committed := func(c *logv1.CounterRecord) bool { return c.GetCommittedBaseUnits() > 0 }
+	idle := func(c *logv1.CounterRecord) bool {
+		return c.GetReservedBaseUnits() == 0 && c.GetCommittedBaseUnits() == 0
+	}
+	for _, c := range []struct {
+		name   string
+		stream [][]byte
+		want   string
+	}{
+		{"reserved above its holds", withCounter(t, recs, reserved, func(c *logv1.CounterRecord) { c.ReservedBaseUnits++ }), "live holds"},
+		{"reserved where no hold is", withCounter(t, recs, idle, func(c *logv1.CounterRecord) { c.ReservedBaseUnits = 3 }), "reserved 3, live holds 0"},
+		{"committed above its orders", withCounter(t, recs, committed, func(c *logv1.CounterRecord) { c.CommittedBaseUnits++ }), "unabsorbed orders"},
+		{"committed where no order is", withCounter(t, recs, idle, func(c *logv1.CounterRecord) { c.CommittedBaseUnits = 2 }), "committed 2, unabsorbed orders 0"},
+		{"negative reserved", withCounter(t, recs, idle, func(c *logv1.CounterRecord) { c.ReservedBaseUnits = -1 }), "has reserved -1"},
+		{"holds on a counter that is gone", withCounter(t, recs, reserved, nil), "have no counter"},
+	} {
+		err := store.New(store.Config{}).Restore(sliceSource(c.stream))
+		if !errors.Is(err, store.ErrCorruptSnapshot) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("input golden stream with %s: got %v, want %v naming %q", c.name, err, store.ErrCorruptSnapshot, c.want)
+		}
+	}
 }
