@@ -74,12 +74,6 @@ type snapReleaseAll struct {
 	rec releaseAll
 }
 
-// snapSKU is one SKU mapping (or tombstone) of a Snapshot.
-type snapSKU struct {
-	sku SKU
-	m   skuMapping
-}
-
 // snapItem is one item of a Snapshot: its counters are
 // Snapshot.counters[at:at+counters], its buffer rules
 // Snapshot.buffers[bufAt:bufAt+buffers].
