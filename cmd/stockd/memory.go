@@ -28,7 +28,9 @@ const memoryFloorBytes = 192 << 20
 // A snapshot's capture (a copy of every counter, 71 MiB at a million
 // counters) is live while it is written, but it does not grow and is dropped
 // when written: it gets no headroom. captured (nil for none) says how many
-// of the live bytes it holds; the limit is ratio x the rest, plus it.
+// of the live bytes it holds; the limit is ratio x the rest, plus it. Until
+// a collection has counted a new capture as live, that limit is lower by
+// (ratio-1) x the capture, which at worst starts that collection early.
 type heapGovernor struct {
 	ratio    float64
 	interval time.Duration
