@@ -455,7 +455,7 @@ func (st *state) restoreLocationGroup(cat *catalog, rec *logv1.LocationGroupReco
 	if r := firstOf(checkID("id", id), checkLocationList("locations", rec.GetLocations())); r != nil {
 		return fmt.Errorf("location group %q: %w", id, r)
 	}
-	if err := st.checkRev("location group "+strconv.Quote(id), rec.GetModRevision()); err != nil {
+	if err := st.checkRev(rec.GetModRevision(), func() string { return "location group " + strconv.Quote(id) }); err != nil {
 		return err
 	}
 	g := &locationGroup{LocationGroup: LocationGroup{ID: id}, modRev: Revision(rec.GetModRevision())}
@@ -482,7 +482,7 @@ func (st *state) restoreChannel(cat *catalog, rec *logv1.ChannelRecord) error {
 		return fmt.Errorf("channel %q twice", c.ID)
 	}
 	rev := Revision(rec.GetModRevision())
-	if err := st.checkRev("channel "+strconv.Quote(string(c.ID)), rec.GetModRevision()); err != nil {
+	if err := st.checkRev(rec.GetModRevision(), func() string { return "channel " + strconv.Quote(string(c.ID)) }); err != nil {
 		return err
 	}
 	if c.LocationGroup != "" {
@@ -526,7 +526,7 @@ func (st *state) restoreSKU(cat *catalog, rec *logv1.SkuRecord) error {
 			return fmt.Errorf("sku %q: %w", sku, r)
 		}
 	}
-	if err := st.checkRev("sku "+strconv.Quote(string(sku)), rec.GetModRevision()); err != nil {
+	if err := st.checkRev(rec.GetModRevision(), func() string { return "sku " + strconv.Quote(string(sku)) }); err != nil {
 		return err
 	}
 	cat.skus[sku] = skuMapping{item: ItemID(rec.GetItem()), factor: Units(rec.GetFactor()), modRev: Revision(rec.GetModRevision())}
@@ -544,10 +544,11 @@ func (c *catalog) checkBufferTarget(b bufferRule) error {
 	return nil
 }
 
-// checkRev: a mod revision is an entry index not after the snapshot's.
-func (st *state) checkRev(what string, rev uint64) error {
+// checkRev: a mod revision is an entry index not after the snapshot's. what
+// names the record, called only when it fails: a restore checks a million.
+func (st *state) checkRev(rev uint64, what func() string) error {
 	if applied := st.applied.Load(); rev > applied {
-		return fmt.Errorf("%s has mod_revision %d, after the applied index %d", what, rev, applied)
+		return fmt.Errorf("%s has mod_revision %d, after the applied index %d", what(), rev, applied)
 	}
 	return nil
 }

@@ -337,8 +337,8 @@ func (st *state) restoreCounter(cat *catalog, run *counterRun, f *counterFields)
 	if !ok {
 		return fmt.Errorf("counter %s@%s is at an undeclared location", f.item, f.location)
 	}
-	if f.modRev > st.applied.Load() {
-		return st.checkRev("counter "+string(f.item)+"@"+string(f.location), f.modRev)
+	if err := st.checkRev(f.modRev, func() string { return "counter " + string(f.item) + "@" + string(f.location) }); err != nil {
+		return err
 	}
 	run.counters = append(run.counters, counter{loc: run.sh.locationRef(cat, loc.ID), onHand: Units(f.onHand),
 		reserved: Units(f.reserved), committed: Units(f.committed), version: f.version, modRev: Revision(f.modRev)})

@@ -143,3 +143,16 @@ func TestI1RestoreChecksCountersAgainstHoldsAndOrders(t *testing.T) {
 		}
 	}
 }
+
+// TestI4RestoreRefusesModRevisionsAfterTheIndex: a counter changed "after"
+// the snapshot's own index cannot come from an applied log; it is refused,
+// naming the counter.
+func TestI4RestoreRefusesModRevisionsAfterTheIndex(t *testing.T) {
+	recs := mustRecords(t, goldenMachine(t))
+	stream := withCounter(t, recs, func(*logv1.CounterRecord) bool { return true }, func(c *logv1.CounterRecord) { c.ModRevision = 1 << 40 })
+	err := store.New(store.Config{}).Restore(sliceSource(stream))
+	if !errors.Is(err, store.ErrCorruptSnapshot) || !strings.Contains(err.Error(), "has mod_revision 1099511627776, after the applied index") ||
+		!strings.Contains(err.Error(), "counter ") {
+		t.Errorf("input golden stream with a counter at mod_revision 2^40: got %v, want %v naming the counter and its mod_revision", err, store.ErrCorruptSnapshot)
+	}
+}
