@@ -112,7 +112,7 @@ func freePorts(n int) (addrs []string, release func(), err error) {
 		}
 	}
 	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		l, err := ListenLoopback()
 		if err != nil {
 			release()
 			return nil, func() {}, err

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/stockd/stockd/api/stockdv1"
+	"github.com/stockd/stockd/bench/chaos"
 )
 
 // A cluster of stockd processes on 127.0.0.1. Every node's ports are picked
@@ -62,7 +63,7 @@ func freePorts(t testing.TB, n int) []string {
 	}()
 	var addrs []string
 	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		l, err := chaos.ListenLoopback() // below the ephemeral range: no outgoing connection takes it before stockd binds it
 		if err != nil {
 			t.Fatalf("pick a free port: %v", err)
 		}
