@@ -40,24 +40,15 @@ func (r *reservation) pack() {
 // per line and a request is two or more objects fewer a hold. An item equal
 // to its SKU shares the SKU's bytes.
 func ownStrings(key *resKey, r *reservation, rq *reserveRequest) {
-	var n packer
-	if rq.lines != nil {
-		n.request(rq, r.Lines)
-	}
-	size := len(key.id) + n.size
-	for i := range r.Lines {
-		size += len(r.Lines[i].SKU)
-	}
-	var sb strings.Builder
-	sb.Grow(size)
-	sb.WriteString(string(key.id))
-	for i := range r.Lines {
-		sb.WriteString(string(r.Lines[i].SKU))
-	}
-	if rq.lines != nil {
-		(&packer{sb: &sb}).request(rq, r.Lines)
-	}
-	all := sb.String()
+	all := packWith(func(p *packer) {
+		p.raw(string(key.id))
+		for i := range r.Lines {
+			p.raw(string(r.Lines[i].SKU))
+		}
+		if rq.lines != nil {
+			p.request(rq, r.Lines)
+		}
+	})
 	key.id = ReservationID(all[:len(key.id)])
 	r.ID = key.id
 	at := len(key.id)
@@ -105,6 +96,11 @@ func (p *packer) varint(v int64) { p.uvarint(uint64(v<<1) ^ uint64(v>>63)) }
 
 func (p *packer) str(s string) {
 	p.uvarint(uint64(len(s)))
+	p.raw(s)
+}
+
+// raw writes s without its length: the reader knows it.
+func (p *packer) raw(s string) {
 	if p.sb == nil {
 		p.size += len(s)
 		return
