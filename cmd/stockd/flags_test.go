@@ -49,3 +49,26 @@ func TestFlagsFromEnvironment(t *testing.T) {
 		t.Errorf("--help lacks the defaults:\n%s", help.String())
 	}
 }
+
+func TestFlagRangesAreChecked(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		ok   bool
+	}{
+		{[]string{"--memory-ratio", "0"}, true},
+		{[]string{"--memory-ratio", "1.1"}, true},
+		{[]string{"--memory-ratio", "1.05"}, false},
+		{[]string{"--gc-cpu-target", "0"}, true},
+		{[]string{"--gc-cpu-target", "0.05"}, true},
+		{[]string{"--gc-cpu-target", "-0.1"}, false},
+		{[]string{"--gc-cpu-target", "1"}, false},
+	} {
+		_, err := parseFlags(c.args, &bytes.Buffer{})
+		if c.ok && err != nil {
+			t.Errorf("%v: %v", c.args, err)
+		}
+		if !c.ok && (err == nil || !strings.Contains(err.Error(), c.args[0])) {
+			t.Errorf("%v: error %v, want one naming %s", c.args, err, c.args[0])
+		}
+	}
+}

@@ -70,6 +70,7 @@ type options struct {
 	shutdownTimeout   time.Duration
 	pprofAddr         string
 	memoryRatio       float64
+	gcCPUTarget       float64
 	changeLogEntries  int
 	watchBuffer       int
 	dialMap           cluster.DialMap
@@ -121,6 +122,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "longest wait for in-flight calls on shutdown")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof profiles on this address (off when empty)")
 	fs.Float64Var(&o.memoryRatio, "memory-ratio", 1.5, "keep memory near this multiple of the live heap once that passes 192 MiB (a soft limit; 0 turns it off; ignored when GOMEMLIMIT is set)")
+	fs.Float64Var(&o.gcCPUTarget, "gc-cpu-target", 0.05, "while the collector takes more than this share of the CPU GOMAXPROCS gives stockd, --memory-ratio widens (up to GOGC's bound) until it does not, and narrows back after; 0 holds it at --memory-ratio")
 	fs.IntVar(&o.changeLogEntries, "change-log-entries", store.DefaultChangeLogEntries, "changes kept in memory for Watch resumes and ListChanges")
 	fs.IntVar(&o.watchBuffer, "watch-buffer", server.DefaultWatchBufferSKUs, "distinct SKUs that may wait to be sent on one Watch stream before it gets a resync")
 	fs.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:7402", "address of the HTTP port serving /metrics, /healthz and /readyz (port 0 picks a free one; empty turns it off)")
@@ -171,6 +173,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.memoryRatio != 0 && o.memoryRatio < 1.1 {
 		return o, fmt.Errorf("--memory-ratio must be 0 (off) or >= 1.1, got %v", o.memoryRatio)
+	}
+	if o.gcCPUTarget < 0 || o.gcCPUTarget >= 1 {
+		return o, fmt.Errorf("--gc-cpu-target must be 0 (off) or between 0 and 1, got %v", o.gcCPUTarget)
 	}
 	return o, nil
 }
@@ -288,7 +293,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			heapGovernor{ratio: o.memoryRatio, interval: 250 * time.Millisecond, log: logger, captured: node.CapturedBytes}.run(gctx)
+			heapGovernor{ratio: o.memoryRatio, gcTarget: o.gcCPUTarget, interval: 250 * time.Millisecond, log: logger, captured: node.CapturedBytes}.run(gctx)
 		}()
 		defer func() { stopGovernor(); <-done }()
 	}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"math"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -27,6 +29,160 @@ func TestMemoryLimit(t *testing.T) {
 	} {
 		if got := memoryLimit(c.live, c.captured, c.ratio); got != c.want {
 			t.Errorf("memoryLimit(%d, %d, %v): got %d, want %d", c.live, c.captured, c.ratio, got, c.want)
+		}
+	}
+}
+
+// fakeRuntime builds the runtime's figures for a stretch in which the
+// collector took share of the CPU: cycles collections, one CPU-second each
+// of the 1/share seconds available.
+type fakeRuntime struct{ s gcCPU }
+
+func (f *fakeRuntime) collect(cycles uint64, share float64) gcCPU {
+	f.s.cycles += cycles
+	f.s.gc += float64(cycles)
+	f.s.total += float64(cycles) / share
+	return f.s
+}
+
+// idle lets seconds of CPU go by without a collection. The runtime updates
+// its figures only when one ends, so they do not move; the next collection
+// shows the whole stretch.
+func (f *fakeRuntime) idle(seconds float64) gcCPU {
+	shown := f.s
+	f.s.total += seconds
+	return shown
+}
+
+func TestRatioControllerWidensWhileTheCollectorIsBusy(t *testing.T) {
+	c := ratioController{base: 1.5, max: 5, target: 0.05}
+	var rt fakeRuntime
+	if got := c.step(rt.s); got != 1.5 {
+		t.Fatalf("first step: ratio %v, want the base 1.5", got)
+	}
+	// 15% of the CPU at 1.5 (the leader's 3.6-4.2 s of a 26 CPU-second run):
+	// three times the target, so (r-1) triples.
+	if got := c.step(rt.collect(4, 0.15)); math.Abs(got-2.5) > 1e-9 {
+		t.Fatalf("at 15%%: ratio %v, want 2.5", got)
+	}
+	// At the target it holds.
+	if got := c.step(rt.collect(2, 0.05)); math.Abs(got-2.5) > 1e-9 {
+		t.Fatalf("at the target: ratio %v, want 2.5", got)
+	}
+	// Far above the target it stops at GOGC's bound.
+	if got := c.step(rt.collect(10, 0.9)); got != 5 {
+		t.Fatalf("at 90%%: ratio %v, want the max 5", got)
+	}
+	// A light load narrows it, never below the base.
+	if got := c.step(rt.collect(1, 0.025)); math.Abs(got-3) > 1e-9 {
+		t.Fatalf("at 2.5%% from 5: ratio %v, want 3", got)
+	}
+	if got := c.step(rt.collect(1, 0.001)); got != 1.5 {
+		t.Fatalf("at 0.1%%: ratio %v, want the base 1.5", got)
+	}
+}
+
+func TestRatioControllerNarrowsWhenCollectionsStop(t *testing.T) {
+	c := ratioController{base: 1.5, max: 5, target: 0.05}
+	var rt fakeRuntime
+	c.step(rt.s)
+	c.step(rt.collect(10, 0.5))
+	if c.ratio != 5 {
+		t.Fatalf("ratio %v after a busy stretch, want 5", c.ratio)
+	}
+	// No collection: the ratio holds for quietSteps-1 steps, then r-1
+	// shrinks by a tenth a step until it reaches the base.
+	for i := 1; i < quietSteps; i++ {
+		if got := c.step(rt.idle(0.5)); got != 5 {
+			t.Fatalf("quiet step %d: ratio %v, want 5 until step %d", i, got, quietSteps)
+		}
+	}
+	if got := c.step(rt.idle(0.5)); math.Abs(got-4.6) > 1e-9 {
+		t.Fatalf("quiet step %d: ratio %v, want 4.6", quietSteps, got)
+	}
+	for range 100 {
+		c.step(rt.idle(0.5))
+	}
+	if c.ratio != 1.5 {
+		t.Fatalf("after 120 quiet steps: ratio %v, want the base 1.5", c.ratio)
+	}
+	// A collection ends the quiet stretch. The runtime's figures cover all
+	// of it, so the share it shows is diluted by the 60 idle seconds: 10
+	// of 80.
+	if got := c.step(rt.collect(10, 0.5)); c.quiet != 0 || math.Abs(got-(1+0.5*(10.0/80)/0.05)) > 1e-9 {
+		t.Fatalf("after a collection: quiet %d, ratio %v; want 0 and 2.25", c.quiet, got)
+	}
+	if got := c.step(rt.collect(10, 0.5)); got != 5 {
+		t.Fatalf("after a second busy stretch: ratio %v, want 5", got)
+	}
+}
+
+func TestRatioControllerOff(t *testing.T) {
+	for _, c := range []ratioController{
+		{base: 1.5, max: 5, target: 0},   // --gc-cpu-target 0
+		{base: 1.5, max: 1.5, target: 1}, // GOGC=off or no wider bound
+	} {
+		var rt fakeRuntime
+		c.step(rt.s)
+		if got := c.step(rt.collect(10, 0.9)); got != 1.5 {
+			t.Errorf("%+v at 90%%: ratio %v, want the base 1.5", c, got)
+		}
+	}
+}
+
+func TestWidenedLimitStaysUnderTheCeiling(t *testing.T) {
+	const live = 200 << 20
+	for _, c := range []struct {
+		ratio   float64
+		ceiling int64
+		want    int64
+	}{
+		{4, 0, 800 << 20},                         // no ceiling known
+		{4, 1 << 30, 800 << 20},                   // under it
+		{4, 500 << 20, 500 << 20},                 // cut to it
+		{4, 250 << 20, 300 << 20},                 // never below what the base ratio gives
+		{1.5, 100 << 20, 300 << 20},               // the base ratio alone is not cut
+		{4, 100 << 10, 300 << 20},                 // a tiny ceiling: the base ratio
+		{1.5, 1 << 30, memoryLimit(live, 0, 1.5)}, // not widened: memoryLimit
+	} {
+		if got := widenedLimit(live, 0, 1.5, c.ratio, c.ceiling); got != c.want {
+			t.Errorf("widenedLimit(200 MiB, ratio %v, ceiling %d): %d, want %d", c.ratio, c.ceiling, got, c.want)
+		}
+	}
+}
+
+func TestMemoryCeiling(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	meminfo := write("meminfo", "MemTotal:       24684084 kB\nMemFree:         1000 kB\n")
+	const total = 24684084 << 10
+	v2Max := write("v2max", "max\n")
+	v2Set := write("v2set", "536870912\n")
+	v1Unset := write("v1unset", "9223372036854771712\n")
+	v1Set := write("v1set", "1073741824\n")
+	missing := filepath.Join(dir, "none")
+	for _, c := range []struct {
+		name    string
+		cgroups []string
+		meminfo string
+		want    int64
+	}{
+		{"v2 limit", []string{v2Set, v1Set}, meminfo, 536870912 / 5 * 4},
+		{"v1 limit", []string{missing, v1Set}, meminfo, 1073741824 / 5 * 4},
+		{"v2 max: half the machine", []string{v2Max, missing}, meminfo, total / 2},
+		{"v1 unlimited: half the machine", []string{missing, v1Unset}, meminfo, total / 2},
+		{"limit above the machine: half the machine", []string{write("big", "99999999999999\n")}, meminfo, total / 2},
+		{"limit, no meminfo", []string{v2Set}, missing, 536870912 / 5 * 4},
+		{"nothing readable", []string{missing}, missing, 0},
+	} {
+		if got := memoryCeiling(c.cgroups, c.meminfo); got != c.want {
+			t.Errorf("%s: %d, want %d", c.name, got, c.want)
 		}
 	}
 }
