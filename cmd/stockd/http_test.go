@@ -142,6 +142,8 @@ func TestHTTPPortServesHealthReadinessAndMetrics(t *testing.T) {
 		// The collector's CPU, besides Go's default metrics.
 		"go_cpu_classes_gc_total_cpu_seconds_total ",
 		"go_cpu_classes_gc_mark_idle_cpu_seconds_total ",
+		// The soft limit the heap governor sets (Go's default metric).
+		"go_gc_gomemlimit_bytes ",
 		"go_goroutines ",
 	} {
 		if !strings.Contains(page, want) {

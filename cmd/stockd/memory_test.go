@@ -186,3 +186,43 @@ func TestMemoryCeiling(t *testing.T) {
 		}
 	}
 }
+
+func TestGovernorReturnsMemoryOnceAfterAWideningEnds(t *testing.T) {
+	const live = 200 << 20
+	g := governor{base: 1.5, ctl: ratioController{base: 1.5, max: 5, target: 0.05}}
+	var rt fakeRuntime
+	if lim, release := g.next(live, 0, rt.s); lim != 300<<20 || release {
+		t.Fatalf("first: limit %d, release %v; want 300 MiB, false", lim, release)
+	}
+	// A busy stretch widens the limit to GOGC's bound.
+	if lim, release := g.next(live, 0, rt.collect(10, 0.5)); lim != 1000<<20 || release {
+		t.Fatalf("busy: limit %d, release %v; want 1000 MiB, false", lim, release)
+	}
+	// Quiet: the ratio narrows step by step; memory goes back only when it
+	// is at its base, once.
+	releases := 0
+	var lim int64
+	for i := range 200 {
+		var release bool
+		lim, release = g.next(live, 0, rt.idle(0.5))
+		if release {
+			releases++
+			if lim != 300<<20 {
+				t.Fatalf("quiet step %d: released at limit %d, want the base 300 MiB", i, lim)
+			}
+		}
+	}
+	if releases != 1 || lim != 300<<20 {
+		t.Fatalf("after the quiet stretch: %d releases, limit %d; want 1 and 300 MiB", releases, lim)
+	}
+	// A widening of less than returnAfterBytes ends without one. (The
+	// first collection's figures cover the idle stretch too.)
+	g.next(live, 0, rt.collect(1, 0.05))
+	g.next(live, 0, rt.collect(1, 0.055)) // 10% over the target: (r-1) x 1.1
+	if g.widest == 0 || g.widest-300<<20 >= returnAfterBytes {
+		t.Fatalf("small widening: widest %d, want under %d above the base", g.widest, returnAfterBytes)
+	}
+	if _, release := g.next(live, 0, rt.collect(1, 0.001)); release {
+		t.Fatal("the end of a small widening released memory")
+	}
+}
