@@ -122,7 +122,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "longest wait for in-flight calls on shutdown")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof profiles on this address (off when empty)")
 	fs.Float64Var(&o.memoryRatio, "memory-ratio", 1.5, "keep memory near this multiple of the live heap once that passes 192 MiB (a soft limit, wider while the collector is busy: --gc-cpu-target; 0 turns it off; ignored when GOMEMLIMIT is set)")
-	fs.Float64Var(&o.gcCPUTarget, "gc-cpu-target", 0.05, "while the collector takes more than this share of the CPU GOMAXPROCS gives stockd, --memory-ratio widens (up to GOGC's bound) until it does not, and narrows back after; 0 holds it at --memory-ratio")
+	fs.Float64Var(&o.gcCPUTarget, "gc-cpu-target", 0.05, "while the collector takes more than this share of the CPU GOMAXPROCS gives stockd, --memory-ratio widens (up to twice itself, within GOGC's bound) until it does not, and narrows back after; 0 holds it at --memory-ratio")
 	fs.IntVar(&o.changeLogEntries, "change-log-entries", store.DefaultChangeLogEntries, "changes kept in memory for Watch resumes and ListChanges")
 	fs.IntVar(&o.watchBuffer, "watch-buffer", server.DefaultWatchBufferSKUs, "distinct SKUs that may wait to be sent on one Watch stream before it gets a resync")
 	fs.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:7402", "address of the HTTP port serving /metrics, /healthz and /readyz (port 0 picks a free one; empty turns it off)")

@@ -35,8 +35,8 @@ const memoryFloorBytes = 192 << 20
 // 1.5 and the collector took 3.3-4.6 s of its CPU in a 13 s run; the
 // reserve p99 went from 12 ms on a fresh cluster to 25-36 ms. So while the collector takes more than gcTarget of the CPU
 // GOMAXPROCS gives the process, the ratio widens (see ratioController), up
-// to GOGC's own bound and never past memoryCeiling; it narrows back as the
-// share falls and when collections stop.
+// to maxWidening x ratio or GOGC's own bound and never past memoryCeiling;
+// it narrows back as the share falls and when collections stop.
 //
 // A snapshot's capture (a copy of every counter, 71 MiB at a million
 // counters) is live while it is written, but it does not grow and is dropped
@@ -164,6 +164,22 @@ func memoryCeiling(cgroupFiles []string, meminfo string) int64 {
 // cgroupMemoryFiles are where Linux shows a container's memory limit.
 var cgroupMemoryFiles = []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}
 
+// maxWidening bounds the widened ratio to this multiple of --memory-ratio,
+// so an operator can size a node for the worst case: at most 2 x 1.5 = 3x
+// the live heap under a heavy write load, against GOGC=400's 5x.
+const maxWidening = 2
+
+// maxRatio is the widest ratio: maxWidening x base, and never past
+// 1+gogc/100, where the limit no longer binds (GOGC paces alone). gogc <= 0
+// (GOGC=off, or unknown) leaves maxWidening x base.
+func maxRatio(base float64, gogc int64) float64 {
+	m := base * maxWidening
+	if gogc > 0 {
+		m = min(m, 1+float64(gogc)/100)
+	}
+	return max(base, m)
+}
+
 // returnAfterBytes is how far above the base limit the widening must have
 // gone for its end to hand the freed memory back to the OS at once.
 const returnAfterBytes = 64 << 20
@@ -214,10 +230,11 @@ func (g heapGovernor) run(ctx context.Context) {
 		ceiling: memoryCeiling(cgroupMemoryFiles, "/proc/meminfo"),
 		ctl:     ratioController{base: g.ratio, max: g.ratio, target: g.gcTarget},
 	}
-	if gogc := sample[6].Value; gogc.Kind() == metrics.KindUint64 && gogc.Uint64() > 0 {
-		// Past 1+GOGC/100 the limit no longer binds: GOGC paces alone.
-		gov.ctl.max = max(g.ratio, 1+float64(gogc.Uint64())/100)
+	var gogc int64
+	if v := sample[6].Value; v.Kind() == metrics.KindUint64 && v.Uint64() <= math.MaxInt64 {
+		gogc = int64(v.Uint64())
 	}
+	gov.ctl.max = maxRatio(g.ratio, gogc)
 	tick := time.NewTicker(g.interval)
 	defer tick.Stop()
 	defer debug.SetMemoryLimit(math.MaxInt64)

@@ -226,3 +226,22 @@ func TestGovernorReturnsMemoryOnceAfterAWideningEnds(t *testing.T) {
 		t.Fatal("the end of a small widening released memory")
 	}
 }
+
+func TestMaxRatio(t *testing.T) {
+	for _, c := range []struct {
+		base float64
+		gogc int64
+		want float64
+	}{
+		{1.5, 400, 3},  // twice the base
+		{1.5, 100, 2},  // GOGC=100 paces alone past 2x
+		{1.5, 0, 3},    // unknown
+		{1.5, -1, 3},   // GOGC=off
+		{3, 400, 5},    // GOGC's bound
+		{1.5, 20, 1.5}, // never below the base
+	} {
+		if got := maxRatio(c.base, c.gogc); got != c.want {
+			t.Errorf("maxRatio(%v, %d): %v, want %v", c.base, c.gogc, got, c.want)
+		}
+	}
+}
