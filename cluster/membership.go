@@ -410,7 +410,8 @@ func (n *Node) registerSelf(ctx context.Context, rn *running) {
 // TransferLeadership hands leadership to another voter if this node leads,
 // and waits until another node leads or ctx ends, transferring again
 // whenever it leads again. It is a no-op on a follower or when no other
-// voter exists. Errors unwrap to ErrStopped or a context error.
+// voter exists. Errors unwrap to ErrStopped, ErrNotLeader or a context
+// error.
 func (n *Node) TransferLeadership(ctx context.Context) error {
 	rn := n.run.Load()
 	if rn == nil {
@@ -437,33 +438,27 @@ func (n *Node) transfer(ctx context.Context, rn *running) error {
 		return nil // nobody to hand over to
 	}
 	// The transfer tells the most caught-up follower to start an election
-	// at once. That election can fail (in a chaos run its vote requests went
-	// out on pooled connections a restarted peer had closed), and then this
-	// node, the most caught-up of the rest, may win the next election:
-	// whenever it leads again, it transfers again.
+	// at once, and answers once this node has stepped down. That election
+	// can fail (in a chaos run its vote requests went out on pooled
+	// connections a restarted peer had closed), and then this node, the
+	// most caught-up of the rest, may win the next one: whenever it leads
+	// again, it transfers again. A transfer that fails while this node
+	// still leads (no follower fit to take over) is reported at once.
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
-	var lastErr error
 	for {
-		if rn.raft.State() == raft.Leader {
-			// Each attempt waits at most an election timeout, even past ctx.
-			if err := rn.raft.LeadershipTransfer().Error(); err != nil {
-				if err := translate("transfer leadership", err); errors.Is(err, ErrStopped) {
-					return err
-				}
-				lastErr = err // timed out, or already under way: look again
-			}
+		if err := rn.raft.LeadershipTransfer().Error(); err != nil {
+			return translate("transfer leadership", err)
 		}
-		if _, id := rn.raft.LeaderWithID(); id != "" && string(id) != n.cfg.NodeID {
-			return nil
-		}
-		select {
-		case <-tick.C:
-		case <-ctx.Done():
-			if lastErr != nil {
-				return fmt.Errorf("transfer leadership: %w (last attempt: %v)", ctx.Err(), lastErr)
+		for rn.raft.State() != raft.Leader {
+			if _, id := rn.raft.LeaderWithID(); id != "" && string(id) != n.cfg.NodeID {
+				return nil
 			}
-			return fmt.Errorf("transfer leadership: %w", ctx.Err())
+			select {
+			case <-tick.C:
+			case <-ctx.Done():
+				return fmt.Errorf("transfer leadership: %w", ctx.Err())
+			}
 		}
 	}
 }

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 )
@@ -35,4 +36,21 @@ func TestTransferLeadershipRetriesAFailedElection(t *testing.T) {
 		t.Fatalf("TransferLeadership: %v, want n2 to lead once its votes get through", err)
 	}
 	waitFor(t, "n2 leads", n2.node.IsLeader)
+}
+
+// TestTransferLeadershipReportsAFailureWhileLeading: with no follower it can
+// reach, the transfer fails while this node still leads; that is reported
+// at once rather than retried until the deadline (a SIGTERMed leader then
+// shuts down without waiting out --shutdown-timeout).
+func TestTransferLeadershipReportsAFailureWhileLeading(t *testing.T) {
+	c := newMNClusterOn(t, 2, true, nil)
+	n1, n2 := c.nodes[0], c.nodes[1]
+	waitFor(t, "n1 leads", n1.node.IsLeader)
+	c.partition(n2)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := n1.node.TransferLeadership(ctx)
+	if err == nil || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("TransferLeadership with its only follower cut off: %v, want the transfer's own failure before the deadline", err)
+	}
 }
