@@ -32,11 +32,12 @@ const memoryFloorBytes = 192 << 20
 // the whole live heap, and the limit leaves room for only (ratio-1) x live
 // of new allocation between them. With ~140 MiB live (290,000 held holds)
 // and 9,000-10,000 reserves/s, the leader collected about once a second at
-// 1.5 and the collector took 3.3-4.6 s of its CPU in a 13 s run; the
-// reserve p99 went from 12 ms on a fresh cluster to 25-36 ms. So while the collector takes more than gcTarget of the CPU
-// GOMAXPROCS gives the process, the ratio widens (see ratioController), up
-// to maxWidening x ratio or GOGC's own bound and never past memoryCeiling;
-// it narrows back as the share falls and when collections stop.
+// 1.5 and the collector took 3.0-4.7 s of its CPU in a 13 s run; the
+// reserve p99 went from 12-15 ms on a fresh cluster to 25-44 ms. So while
+// the collector takes more than gcTarget of the CPU GOMAXPROCS gives the
+// process, the ratio widens (see ratioController), up to maxWidening x
+// ratio or GOGC's own bound and never past memoryCeiling; it narrows back
+// as the share falls and when collections stop.
 //
 // A snapshot's capture (a copy of every counter, 71 MiB at a million
 // counters) is live while it is written, but it does not grow and is dropped
@@ -235,6 +236,12 @@ func (g heapGovernor) run(ctx context.Context) {
 		gogc = int64(v.Uint64())
 	}
 	gov.ctl.max = maxRatio(g.ratio, gogc)
+	// A runtime without the CPU figures (none Go 1.26 lacks) leaves the
+	// controller seeing no collections: the ratio stays at its base.
+	cpuKnown := sample[1].Value.Kind() == metrics.KindUint64
+	for _, s := range sample[2:6] {
+		cpuKnown = cpuKnown && s.Value.Kind() == metrics.KindFloat64
+	}
 	tick := time.NewTicker(g.interval)
 	defer tick.Stop()
 	defer debug.SetMemoryLimit(math.MaxInt64)
@@ -246,11 +253,15 @@ func (g heapGovernor) run(ctx context.Context) {
 			if g.captured != nil {
 				captured = g.captured()
 			}
-			lim, release := gov.next(sample[0].Value.Uint64(), captured, gcCPU{
-				cycles: sample[1].Value.Uint64(),
-				gc:     sample[2].Value.Float64() + sample[3].Value.Float64() + sample[4].Value.Float64(),
-				total:  sample[5].Value.Float64(),
-			})
+			var cpu gcCPU
+			if cpuKnown {
+				cpu = gcCPU{
+					cycles: sample[1].Value.Uint64(),
+					gc:     sample[2].Value.Float64() + sample[3].Value.Float64() + sample[4].Value.Float64(),
+					total:  sample[5].Value.Float64(),
+				}
+			}
+			lim, release := gov.next(sample[0].Value.Uint64(), captured, cpu)
 			if lim != last {
 				debug.SetMemoryLimit(lim)
 				if last == 0 || lim > last*5/4 || lim < last*4/5 {

@@ -1,10 +1,15 @@
 package main
 
 import (
+	"context"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"testing"
+	"time"
 )
 
 func TestMemoryLimit(t *testing.T) {
@@ -243,5 +248,36 @@ func TestMaxRatio(t *testing.T) {
 		if got := maxRatio(c.base, c.gogc); got != c.want {
 			t.Errorf("maxRatio(%v, %d): %v, want %v", c.base, c.gogc, got, c.want)
 		}
+	}
+}
+
+// TestHeapGovernorRunSetsAndLiftsTheLimit runs the governor against this
+// process's runtime: it reads every figure it needs (a wrong metric kind
+// panics), sets a soft limit, and lifts it when its context ends.
+func TestHeapGovernorRunSetsAndLiftsTheLimit(t *testing.T) {
+	if lim := debug.SetMemoryLimit(-1); lim != math.MaxInt64 {
+		t.Skipf("a soft memory limit (%d) is already set, by GOMEMLIMIT or another governor", lim)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		heapGovernor{ratio: 1.5, gcTarget: 0.05, interval: time.Millisecond, log: slog.New(slog.DiscardHandler)}.run(ctx)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for debug.SetMemoryLimit(-1) == math.MaxInt64 {
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatal("the governor set no limit within 10 s")
+		}
+		runtime.Gosched()
+	}
+	if lim := debug.SetMemoryLimit(-1); lim < memoryFloorBytes {
+		t.Errorf("limit %d, want at least the floor %d", lim, memoryFloorBytes)
+	}
+	cancel()
+	<-done
+	if lim := debug.SetMemoryLimit(-1); lim != math.MaxInt64 {
+		t.Errorf("after the governor stopped: limit %d, want none (MaxInt64)", lim)
 	}
 }
