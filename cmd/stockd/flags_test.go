@@ -40,7 +40,7 @@ func TestFlagsFromEnvironment(t *testing.T) {
 	if _, err := parseFlags([]string{"--help"}, &help); !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("--help: %v, want flag.ErrHelp", err)
 	}
-	for _, name := range []string{"data-dir", "grpc-addr", "auth-file", "tls-cert", "http-addr", "peer-token-file", "memory-ratio"} {
+	for _, name := range []string{"data-dir", "grpc-addr", "auth-file", "tls-cert", "http-addr", "peer-token-file", "memory-ratio", "gc-cpu-target"} {
 		if !strings.Contains(help.String(), "-"+name) || !strings.Contains(help.String(), "$"+envName(name)) {
 			t.Errorf("--help lacks -%s with $%s:\n%s", name, envName(name), help.String())
 		}

@@ -175,7 +175,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("--memory-ratio must be 0 (off) or >= 1.1, got %v", o.memoryRatio)
 	}
 	if o.gcCPUTarget < 0 || o.gcCPUTarget >= 1 {
-		return o, fmt.Errorf("--gc-cpu-target must be 0 (off) or between 0 and 1, got %v", o.gcCPUTarget)
+		return o, fmt.Errorf("--gc-cpu-target must be at least 0 (0 is off) and below 1, got %v", o.gcCPUTarget)
 	}
 	return o, nil
 }
