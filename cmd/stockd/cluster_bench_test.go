@@ -53,9 +53,16 @@ func BenchmarkCluster(b *testing.B) {
 		}
 	}
 	b.Run("callers=64/floor=health-on-leader", func(b *testing.B) { runCallers(b, 64, health(leader.c)) })
+	// With $STOCKD_PROFILE_DIR set, every call of the sub-benchmark (the
+	// testing package's short sizing calls too) profiles the nodes into
+	// reserve-CALL-NODE.{cpu,allocs,heap}: see profileNodes.
+	var call int
 	b.Run("callers=64/reserve-via-leader", func(b *testing.B) {
 		before := gcCPUSeconds(b, leader)
+		call++
+		stopProfiles := profileNodes(b, tc, fmt.Sprintf("reserve-%d", call))
 		runCallers(b, 64, reserve(leader.c))
+		stopProfiles()
 		// The collector's compulsory CPU on the leader: it grows with the
 		// live holds earlier runs on the same cluster left.
 		b.ReportMetric(gcCPUSeconds(b, leader)-before, "leader-gc-cpu-s")
