@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -479,19 +480,40 @@ func (n *NetworkTransport) RequestPreVote(id ServerID, target ServerAddress, arg
 
 // genericRPC handles a simple request/response RPC.
 func (n *NetworkTransport) genericRPC(id ServerID, target ServerAddress, rpcType uint8, args interface{}, resp interface{}) error {
-	// Get a conn
-	conn, err := n.getConnFromAddressProvider(id, target)
-	if err != nil {
+	// stockd patch (PATCHED.md): a pooled connection whose peer has since
+	// closed it (the peer restarted) fails at once; the address's other
+	// pooled connections are as old, so they go too, and the RPC is tried
+	// once more on a new connection.
+	address := n.getProviderAddressOrFallback(id, target)
+	conn := n.getPooledConn(address)
+	pooled := conn != nil
+	if !pooled {
+		var err error
+		if conn, err = n.getConn(address); err != nil {
+			return err
+		}
+	}
+	err := n.roundTrip(conn, rpcType, args, resp)
+	if err == nil || !pooled || !peerClosed(err) {
 		return err
 	}
+	n.dropPooledConns(address)
+	if conn, err = n.getConn(address); err != nil {
+		return err
+	}
+	return n.roundTrip(conn, rpcType, args, resp)
+}
 
+// roundTrip sends one RPC on conn and decodes its answer. conn goes back to
+// the pool unless the exchange broke it.
+func (n *NetworkTransport) roundTrip(conn *netConn, rpcType uint8, args interface{}, resp interface{}) error {
 	// Set a deadline
 	if n.timeout > 0 {
 		_ = conn.conn.SetDeadline(time.Now().Add(n.timeout))
 	}
 
 	// Send the RPC
-	if err = sendRPC(conn, rpcType, args); err != nil {
+	if err := sendRPC(conn, rpcType, args); err != nil {
 		return err
 	}
 
@@ -501,6 +523,36 @@ func (n *NetworkTransport) genericRPC(id ServerID, target ServerAddress, rpcType
 		n.returnConn(conn)
 	}
 	return err
+}
+
+// peerClosed reports whether err says the peer had closed the connection:
+// an EOF, a reset or a broken pipe, possibly inside a msgpack codec error.
+// A timeout is not: the peer may be slow or cut off, and a retry would only
+// wait again.
+func peerClosed(err error) bool {
+	for err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+			errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+			return true
+		}
+		c, ok := err.(interface{ Cause() error })
+		if !ok {
+			return false
+		}
+		err = c.Cause()
+	}
+	return false
+}
+
+// dropPooledConns closes and forgets the pooled connections to target.
+func (n *NetworkTransport) dropPooledConns(target ServerAddress) {
+	n.connPoolLock.Lock()
+	conns := n.connPool[target]
+	delete(n.connPool, target)
+	n.connPoolLock.Unlock()
+	for _, c := range conns {
+		_ = c.Release()
+	}
 }
 
 // InstallSnapshot implements the Transport interface.
