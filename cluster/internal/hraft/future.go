@@ -241,6 +241,9 @@ type verifyFuture struct {
 	quorumSize int
 	votes      int
 	voteLock   sync.Mutex
+	// registered is when verifyLeader began counting votes (stockd patch,
+	// see followerReplication.notifyAll).
+	registered time.Time
 }
 
 // leadershipTransferFuture is used to track the progress of a leadership

@@ -976,6 +976,7 @@ func (r *Raft) verifyLeader(v *verifyFuture) {
 
 	// Track this request
 	v.notifyCh = r.verifyCh
+	v.registered = time.Now() // stockd patch: see followerReplication.notifyAll
 	r.leaderState.notify[v] = struct{}{}
 
 	// Trigger immediate heartbeats
@@ -985,6 +986,24 @@ func (r *Raft) verifyLeader(v *verifyFuture) {
 		repl.notifyLock.Unlock()
 		asyncNotifyCh(repl.notifyCh)
 	}
+	if f := verifyRegisteredHook.Load(); f != nil {
+		(*f)()
+	}
+}
+
+// verifyRegisteredHook, when set, runs on the leader loop each time a
+// VerifyLeader starts counting votes (stockd patch, for tests only).
+var verifyRegisteredHook atomic.Pointer[func()]
+
+// SetVerifyRegisteredHookForTesting makes f run each time a VerifyLeader
+// starts counting votes, until it is set to nil. For tests only (stockd
+// patch): they can then answer stale heartbeats at exactly that moment.
+func SetVerifyRegisteredHookForTesting(f func()) {
+	if f == nil {
+		verifyRegisteredHook.Store(nil)
+		return
+	}
+	verifyRegisteredHook.Store(&f)
 }
 
 // leadershipTransfer is doing the heavy lifting for the leadership transfer.

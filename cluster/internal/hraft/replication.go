@@ -97,11 +97,25 @@ type followerReplication struct {
 
 // notifyAll is used to notify all the waiting verify futures
 // if the follower believes we are still the leader.
-func (s *followerReplication) notifyAll(leader bool) {
+//
+// stockd patch (PATCHED.md): sent is when the answered request was sent. A
+// success counts only for the verifies registered by then; the others wait
+// for an answer to a later request. Upstream counted any success, so an
+// answer to a heartbeat sent before a long stall (SIGSTOP) confirmed a
+// leadership the cluster had since given to another node.
+func (s *followerReplication) notifyAll(leader bool, sent time.Time) {
 	// Clear the waiting notifies minimizing lock time
 	s.notifyLock.Lock()
 	n := s.notify
 	s.notify = make(map[*verifyFuture]struct{})
+	if leader {
+		for v := range n {
+			if v.registered.After(sent) {
+				delete(n, v)
+				s.notify[v] = struct{}{}
+			}
+		}
+	}
 	s.notifyLock.Unlock()
 
 	// Submit our votes
@@ -247,7 +261,7 @@ START:
 	// Update s based on success
 	if resp.Success {
 		// Update our replication state
-		updateLastAppended(s, &req)
+		updateLastAppended(s, &req, start)
 
 		// Clear any failures, allow pipelining
 		s.failures = 0
@@ -374,7 +388,7 @@ func (r *Raft) sendLatestSnapshot(s *followerReplication) (bool, error) {
 		s.failures = 0
 
 		// Notify we are still leader
-		s.notifyAll(true)
+		s.notifyAll(true, start)
 	} else {
 		s.failures++
 		r.logger.Warn("installSnapshot rejected to", "peer", peer.ID, "id", snapID)
@@ -434,7 +448,7 @@ func (r *Raft) heartbeat(s *followerReplication, stopCh chan struct{}) {
 				metrics.MeasureSince([]string{"raft", "replication", "heartbeat", string(peer.ID)}, start)
 			}
 
-			s.notifyAll(resp.Success)
+			s.notifyAll(resp.Success, start)
 		}
 	}
 }
@@ -559,7 +573,7 @@ func (r *Raft) pipelineDecode(s *followerReplication, p AppendPipeline, stopCh, 
 			}
 
 			// Update our replication state
-			updateLastAppended(s, req)
+			updateLastAppended(s, req, ready.Start())
 		case <-stopCh:
 			return
 		}
@@ -645,14 +659,14 @@ func appendStats(peer string, start time.Time, logs float32, skipLegacy bool) {
 // handleStaleTerm is used when a follower indicates that we have a stale term.
 func (r *Raft) handleStaleTerm(s *followerReplication) {
 	r.logger.Error("peer has newer term, stopping replication", "peer", s.peer)
-	s.notifyAll(false) // No longer leader
+	s.notifyAll(false, time.Now()) // No longer leader
 	asyncNotifyCh(s.stepDown)
 }
 
 // updateLastAppended is used to update follower replication state after a
 // successful AppendEntries RPC.
 // TODO: This isn't used during InstallSnapshot, but the code there is similar.
-func updateLastAppended(s *followerReplication, req *AppendEntriesRequest) {
+func updateLastAppended(s *followerReplication, req *AppendEntriesRequest, sent time.Time) {
 	// Mark any inflight logs as committed
 	if logs := req.Entries; len(logs) > 0 {
 		last := logs[len(logs)-1]
@@ -661,5 +675,5 @@ func updateLastAppended(s *followerReplication, req *AppendEntriesRequest) {
 	}
 
 	// Notify still leader
-	s.notifyAll(true)
+	s.notifyAll(true, sent)
 }
