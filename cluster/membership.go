@@ -440,9 +440,10 @@ func (n *Node) transfer(ctx context.Context, rn *running) error {
 	// The transfer tells the most caught-up follower to start an election
 	// at once, and answers once this node has stepped down. That election
 	// can fail (in a chaos run its vote requests went out on pooled
-	// connections a restarted peer had closed), and then this node, the
-	// most caught-up of the rest, may win the next one: whenever it leads
-	// again, it transfers again. A transfer that fails while this node
+	// connections a restarted peer had closed, which the patched transport
+	// now redials; a vote lost to a cut link does the same), and then this
+	// node, the most caught-up of the rest, may win the next one: whenever
+	// it leads again, it transfers again. A transfer that fails while this node
 	// still leads (no follower fit to take over) is reported at once.
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()

@@ -10,8 +10,8 @@ import (
 )
 
 // holdingTransport lets a heartbeat (an AppendEntries without entries)
-// reach its follower and be answered, then holds the answer while held is
-// armed, until release is closed: the leader reads it late, as a leader
+// reach its follower and be answered, then, while armed, holds the answer
+// until release is closed: the leader reads it late, as a leader
 // frozen by SIGSTOP reads the answers waiting in its sockets.
 type holdingTransport struct {
 	*raft.InmemTransport
