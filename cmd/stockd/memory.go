@@ -187,9 +187,8 @@ const returnAfterBytes = 64 << 20
 
 // governor is the governor's state from one interval to the next.
 type governor struct {
-	base    float64
 	ceiling int64
-	ctl     ratioController
+	ctl     ratioController // its base is --memory-ratio
 	// widest is the highest limit set since the ratio left its base, 0
 	// while it is at its base.
 	widest int64
@@ -204,8 +203,8 @@ type governor struct {
 // base after a widening of at least returnAfterBytes, next says so, once.
 func (g *governor) next(live uint64, captured int64, cpu gcCPU) (limit int64, release bool) {
 	ratio := g.ctl.step(cpu)
-	limit = widenedLimit(live, captured, g.base, ratio, g.ceiling)
-	if ratio > g.base {
+	limit = widenedLimit(live, captured, g.ctl.base, ratio, g.ceiling)
+	if ratio > g.ctl.base {
 		g.widest = max(g.widest, limit)
 		return limit, false
 	}
@@ -226,16 +225,14 @@ func (g heapGovernor) run(ctx context.Context) {
 		{Name: "/gc/gogc:percent"},
 	}
 	metrics.Read(sample)
-	gov := governor{
-		base:    g.ratio,
-		ceiling: memoryCeiling(cgroupMemoryFiles, "/proc/meminfo"),
-		ctl:     ratioController{base: g.ratio, max: g.ratio, target: g.gcTarget},
-	}
 	var gogc int64
 	if v := sample[6].Value; v.Kind() == metrics.KindUint64 && v.Uint64() <= math.MaxInt64 {
 		gogc = int64(v.Uint64())
 	}
-	gov.ctl.max = maxRatio(g.ratio, gogc)
+	gov := governor{
+		ceiling: memoryCeiling(cgroupMemoryFiles, "/proc/meminfo"),
+		ctl:     ratioController{base: g.ratio, max: maxRatio(g.ratio, gogc), target: g.gcTarget},
+	}
 	// A runtime without the CPU figures (none Go 1.26 lacks) leaves the
 	// controller seeing no collections: the ratio stays at its base.
 	cpuKnown := sample[1].Value.Kind() == metrics.KindUint64

@@ -74,7 +74,7 @@ func TestRatioControllerWidensWhileTheCollectorIsBusy(t *testing.T) {
 	if got := c.step(rt.collect(2, 0.05)); math.Abs(got-2.5) > 1e-9 {
 		t.Fatalf("at the target: ratio %v, want 2.5", got)
 	}
-	// Far above the target it stops at GOGC's bound.
+	// Far above the target it stops at its max (maxRatio's).
 	if got := c.step(rt.collect(10, 0.9)); got != 5 {
 		t.Fatalf("at 90%%: ratio %v, want the max 5", got)
 	}
@@ -125,7 +125,7 @@ func TestRatioControllerNarrowsWhenCollectionsStop(t *testing.T) {
 func TestRatioControllerOff(t *testing.T) {
 	for _, c := range []ratioController{
 		{base: 1.5, max: 5, target: 0},   // --gc-cpu-target 0
-		{base: 1.5, max: 1.5, target: 1}, // GOGC=off or no wider bound
+		{base: 1.5, max: 1.5, target: 1}, // no wider bound (GOGC=50 with --memory-ratio 1.5)
 	} {
 		var rt fakeRuntime
 		c.step(rt.s)
@@ -194,12 +194,12 @@ func TestMemoryCeiling(t *testing.T) {
 
 func TestGovernorReturnsMemoryOnceAfterAWideningEnds(t *testing.T) {
 	const live = 200 << 20
-	g := governor{base: 1.5, ctl: ratioController{base: 1.5, max: 5, target: 0.05}}
+	g := governor{ctl: ratioController{base: 1.5, max: 5, target: 0.05}}
 	var rt fakeRuntime
 	if lim, release := g.next(live, 0, rt.s); lim != 300<<20 || release {
 		t.Fatalf("first: limit %d, release %v; want 300 MiB, false", lim, release)
 	}
-	// A busy stretch widens the limit to GOGC's bound.
+	// A busy stretch widens the limit to the max ratio, 5 here.
 	if lim, release := g.next(live, 0, rt.collect(10, 0.5)); lim != 1000<<20 || release {
 		t.Fatalf("busy: limit %d, release %v; want 1000 MiB, false", lim, release)
 	}
