@@ -62,10 +62,11 @@ func BenchmarkCluster(b *testing.B) {
 		call++
 		stopProfiles := profileNodes(b, tc, fmt.Sprintf("reserve-%d", call))
 		runCallers(b, 64, reserve(leader.c))
-		stopProfiles()
 		// The collector's compulsory CPU on the leader: it grows with the
-		// live holds earlier runs on the same cluster left.
+		// live holds earlier runs on the same cluster left. Read before
+		// waiting for the profiles, which may run past the load.
 		b.ReportMetric(gcCPUSeconds(b, leader)-before, "leader-gc-cpu-s")
+		stopProfiles()
 	})
 
 	const writeRate = 8000
